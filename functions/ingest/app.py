@@ -1,0 +1,63 @@
+"""IngestFunction: ``POST /v1/messages`` -> idempotency (DynamoDB) -> SendQueue -> 202.
+
+No SQL and no VPC: this function only validates, deduplicates and queues.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sms_gateway import wiring
+from sms_gateway.api.problems import Problem
+from sms_gateway.api.requests import decode_json_body, idempotency_key_of
+from sms_gateway.api.rest import json_response, make_resolver
+from sms_gateway.api.tenancy import TENANT_HEADER, tenant_of
+from sms_gateway.observability import logger, metrics, tracer
+from sms_gateway.services.ingest import IdempotencyInProgress, IdempotencyKeyReused
+
+app = make_resolver(
+    {
+        IdempotencyKeyReused: Problem(
+            422, "idempotency-key-reused", "Idempotency-Key reused", "different payload"
+        ),
+        IdempotencyInProgress: Problem(
+            409,
+            "idempotency-key-in-flight",
+            "Request in progress",
+            "in flight",
+            headers={"Retry-After": "1"},
+        ),
+    }
+)
+
+
+@app.post("/v1/messages")
+@tracer.capture_method
+def post_message() -> Response[str]:
+    """Accept one SMS; see :mod:`sms_gateway.services.ingest` for the idempotency rules."""
+    container = wiring.ingest()
+    event = app.current_event
+    tenant_id = tenant_of(
+        event.request_context.raw_event,
+        event.get_header_value(TENANT_HEADER, case_sensitive=False),
+        container.settings.auth_mode,
+    )
+    key = idempotency_key_of(event.get_header_value("Idempotency-Key", case_sensitive=False))
+    accepted = container.service.accept(tenant_id, key, decode_json_body(event.body))
+    headers = {"Location": f"/v1/messages/{accepted.body['message_id']}"}
+    if accepted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(202, accepted.body, headers)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """API Gateway REST proxy event in, proxy response out."""
+    wiring.ingest().idempotency.register_lambda_context(context)
+    return app.resolve(event, context)

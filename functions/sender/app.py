@@ -1,0 +1,48 @@
+"""SenderFunction: SendQueue batches -> provider sends, with a partial batch response.
+
+A record reported in ``batchItemFailures`` stays on the queue (its visibility timeout already
+set to the retry backoff); SQS redrives it to the DeadLetterQueue after maxReceiveCount.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sms_gateway import wiring
+from sms_gateway.observability import logger, metrics, tracer
+from sms_gateway.services.sender import SqsRecord
+
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> str:
+    """One record; raising reports it as a batch item failure."""
+    outcome = wiring.sql().sender.process(
+        SqsRecord(
+            sqs_message_id=record.message_id,
+            receipt_handle=record.receipt_handle,
+            body=record.body,
+            receive_count=int(record.attributes.approximate_receive_count),
+        )
+    )
+    return outcome.value
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.SQS)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """SQS event in, ``{"batchItemFailures": [{"itemIdentifier": ...}]}`` out."""
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,74 @@
+"""StatusFunction: ``GET /v1/messages/{message_id}`` (tenant-scoped) and ``POST /v1/receipts``
+(delivery receipts from providers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from sms_gateway import wiring
+from sms_gateway.api.problems import FieldError, Problem, validation_problem
+from sms_gateway.api.requests import decode_json_body
+from sms_gateway.api.rest import json_response, make_resolver
+from sms_gateway.api.tenancy import TENANT_HEADER, tenant_of
+from sms_gateway.api.views import message_view
+from sms_gateway.observability import logger, metrics, tracer
+from sms_gateway.services.receipts import MessageNotFound, ReceiptRequest, receipt_answer
+from sms_gateway.storage.errors import StorageUnavailable
+
+app = make_resolver(
+    {
+        MessageNotFound: Problem(404, "message-not-found", "Message not found", "not found"),
+        StorageUnavailable: Problem(
+            503,
+            "storage-unavailable",
+            "Service temporarily unavailable",
+            "the message store is unavailable",
+            headers={"Retry-After": "5"},
+        ),
+    }
+)
+
+
+@app.get("/v1/messages/<message_id>")
+@tracer.capture_method
+def get_message(message_id: str) -> Response[str]:
+    """A message's status; another tenant's id answers 404 exactly like an unknown id."""
+    container = wiring.sql()
+    event = app.current_event
+    tenant_id = tenant_of(
+        event.request_context.raw_event,
+        event.get_header_value(TENANT_HEADER, case_sensitive=False),
+        container.settings.auth_mode,
+    )
+    message = container.repository.get_for_tenant(tenant_id, message_id)
+    if message is None:
+        raise MessageNotFound(f"no message {message_id}")
+    return json_response(200, message_view(message))
+
+
+@app.post("/v1/receipts")
+@tracer.capture_method
+def post_receipt() -> Response[str]:
+    """A delivery receipt: 200 applied or stale, 202 kept until the send completes, 404."""
+    payload = decode_json_body(app.current_event.body)
+    try:
+        request = ReceiptRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_problem(
+            [FieldError(".".join(str(p) for p in e["loc"]) or "$", e["msg"]) for e in exc.errors()]
+        ) from exc
+    outcome = wiring.sql().receipts.handle(request)
+    return json_response(202 if outcome.outcome == "pending" else 200, receipt_answer(outcome))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """API Gateway REST proxy event in, proxy response out."""
+    return app.resolve(event, context)

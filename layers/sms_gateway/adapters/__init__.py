@@ -1,0 +1,1 @@
+"""Adapters from the services' ports to AWS (SQS) and Powertools."""

@@ -1,0 +1,45 @@
+"""Who the caller is (DESIGN section 9).
+
+Deployed (``api_key`` mode) the tenant is the API Gateway API key that authenticated the
+request (``requestContext.identity.apiKeyId``), never a header the client can set. The
+``X-Tenant-ID`` header is honoured only in ``local`` mode (local stack, ``sam local``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sms_gateway.api.problems import Problem
+from sms_gateway.settings import AuthMode
+
+TENANT_HEADER = "X-Tenant-ID"
+_TENANT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, "unauthorized", "Unauthorized", detail)
+
+
+def tenant_of(
+    request_context: dict[str, Any] | None, tenant_header: str | None, mode: AuthMode
+) -> str:
+    """The tenant id of an API request.
+
+    ``request_context``: the API Gateway event's ``requestContext``; ``tenant_header``: the
+    ``X-Tenant-ID`` header value (looked at only in local mode).
+
+    Raises:
+        Problem: 401 when no tenant identity is present (or it is malformed).
+    """
+    if mode is AuthMode.LOCAL:
+        if not tenant_header:
+            raise _unauthorized(f"local mode: send the {TENANT_HEADER} header")
+        if not _TENANT_ID.fullmatch(tenant_header):
+            raise _unauthorized(f"{TENANT_HEADER} must be 1-128 of A-Z a-z 0-9 . _ : -")
+        return tenant_header
+    identity = (request_context or {}).get("identity") or {}
+    api_key_id = identity.get("apiKeyId")
+    if not api_key_id or not isinstance(api_key_id, str):
+        raise _unauthorized("the request carries no API key identity (x-api-key)")
+    return api_key_id

@@ -1,0 +1,59 @@
+"""The message as it travels on the SendQueue, and how its id is derived.
+
+``QueuedMessage`` is the SQS message body (JSON) written by ingest and read by the sender and
+the DLQ function: one SMS per SQS message. It is a contract between functions that may be
+deployed at different times, so fields are only ever added with defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sms_gateway.domain.content import Encoding
+
+# Namespace for message ids derived from (tenant, idempotency key, payload): uuid5 of this.
+MESSAGE_ID_NAMESPACE = uuid.UUID("6f1c1e9e-4d0b-5c47-9a43-8e2f5a1b7c3d")
+
+
+def derive_message_id(tenant_id: str, idempotency_key: str, payload_hash: str) -> str:
+    """A message id that a retried ingest reproduces (UUID version 5, 36 chars).
+
+    The same tenant, key and payload always give the same id, so an ingest that crashed after
+    queueing and was retried queues a message the sender recognizes as the same one; a key
+    reused with another payload after the idempotency record expired gives a new id.
+    """
+    name = "\x1f".join((tenant_id, idempotency_key, payload_hash))
+    return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, name))
+
+
+def payload_fingerprint(canonical_json: str) -> str:
+    """SHA-256 hex of the canonical JSON of a request body (sorted keys, no whitespace)."""
+    return hashlib.sha256(canonical_json.encode()).hexdigest()
+
+
+class QueuedMessage(BaseModel):
+    """One SMS on the SendQueue.
+
+    ``to`` is E.164; ``segments`` and ``encoding`` were computed at ingest (GSM 03.38 rules);
+    ``max_attempts`` is at most the queue's maxReceiveCount; ``expires_at`` (UTC) is set when
+    the client gave a ``validity_period``: the message is not sent after it.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    message_id: str = Field(min_length=1, max_length=64)
+    tenant_id: str = Field(min_length=1, max_length=128)
+    to: str = Field(min_length=2, max_length=16)
+    sender_id: str | None = Field(default=None, max_length=16)
+    body: str = Field(min_length=1)
+    encoding: Encoding
+    segments: int = Field(ge=1)
+    max_attempts: int = Field(ge=1)
+    reference: str | None = Field(default=None, max_length=128)
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    created_at: datetime
+    expires_at: datetime | None = None

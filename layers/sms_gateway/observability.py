@@ -1,0 +1,39 @@
+"""The one Logger, Tracer and Metrics of each function (Powertools), and the metrics adapter.
+
+Settings come from ``POWERTOOLS_*`` variables in the template's Globals (service name,
+namespace ``SmsGateway``, log level). Nothing here logs a whole phone number or a body.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+_UNITS = {
+    "Count": MetricUnit.Count,
+    "Milliseconds": MetricUnit.Milliseconds,
+    "Seconds": MetricUnit.Seconds,
+}
+
+
+class PowertoolsMetrics:
+    """:class:`~sms_gateway.services.ports.MetricsSink` over Powertools (CloudWatch EMF).
+
+    A metric without dimensions joins the function's ``metrics`` (flushed by
+    ``@metrics.log_metrics``); one with dimensions is written at once as its own EMF blob,
+    so that dimensions never leak from one metric to another.
+    """
+
+    def add(self, name: str, value: float, unit: str, **dimensions: str) -> None:
+        """Record one metric value (``unit``: Count, Milliseconds or Seconds)."""
+        metric_unit = _UNITS[unit]
+        if not dimensions:
+            metrics.add_metric(name=name, unit=metric_unit, value=value)
+            return
+        with single_metric(name=name, unit=metric_unit, value=value) as metric:
+            for key, dim in dimensions.items():
+                metric.add_dimension(name=key, value=dim)

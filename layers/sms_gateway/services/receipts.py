@@ -1,0 +1,195 @@
+"""Delivery receipts (DLRs): ``sent -> delivered | failed | expired``, idempotent, never backwards.
+
+- A receipt for a ``sent`` message applies (one conditional transition + audit row) and emits
+  the receipt-delay metric (seconds from ``sent_at`` to the handset delivery time).
+- A receipt for a message still ``queued``/``sending`` (the provider reported before our send
+  call returned) is kept as ``pending`` and applied by the sender right after ``sent``.
+- A receipt for a message already past ``sent`` is ``stale``: stored, nothing changes.
+- A receipt whose id matches nothing is stored ``unmatched`` and answered 404; if the sender
+  later records that provider message id, it is applied then.
+- An informational status (``sent``, ``accepted``, ``enroute``, ``buffered``) never moves a
+  message: it is stored as ``stale`` whatever the message's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+
+from sms_gateway.domain.reasons import ReasonCode
+from sms_gateway.domain.states import MessageStatus
+from sms_gateway.services.ports import Clock, MetricsSink
+from sms_gateway.storage.repository import MessageRecord, MessageRepository
+
+ReceiptStatus = Literal[
+    "delivered",
+    "failed",
+    "undelivered",
+    "expired",
+    "rejected",
+    "sent",
+    "accepted",
+    "enroute",
+    "buffered",
+]
+
+RECEIPT_TARGETS: dict[str, MessageStatus] = {
+    "delivered": MessageStatus.DELIVERED,
+    "failed": MessageStatus.FAILED,
+    "undelivered": MessageStatus.FAILED,
+    "rejected": MessageStatus.FAILED,
+    "expired": MessageStatus.EXPIRED,
+}
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+
+
+class ReceiptRequest(BaseModel):
+    """``POST /v1/receipts`` body (DESIGN section 5). ``status`` defaults to ``delivered`` (the
+    seed's receipt flow sends none); ``delivered_at`` is RFC 3339 with a zone."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    message_id: Id | None = None
+    provider_message_id: Id | None = None
+    status: ReceiptStatus = "delivered"
+    delivered_at: datetime | None = None
+    error_code: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _one_id(self) -> ReceiptRequest:
+        if not self.message_id and not self.provider_message_id:
+            raise ValueError("one of message_id or provider_message_id is required")
+        if self.delivered_at is not None and self.delivered_at.tzinfo is None:
+            raise ValueError("delivered_at must carry a time zone (RFC 3339)")
+        return self
+
+
+class MessageNotFound(LookupError):
+    """No message with that id (or not the caller's: the answer is the same)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptOutcome:
+    """``outcome``: applied | pending | stale; ``status``: the message's status afterwards."""
+
+    message_id: str
+    outcome: str
+    status: MessageStatus
+
+
+class ReceiptService:
+    """Applies receipts; see the module docstring."""
+
+    def __init__(self, repository: MessageRepository, metrics: MetricsSink, clock: Clock) -> None:
+        self._repo = repository
+        self._metrics = metrics
+        self._clock = clock
+
+    def _find(self, request: ReceiptRequest) -> MessageRecord | None:
+        if request.message_id:
+            return self._repo.get(request.message_id)
+        assert request.provider_message_id
+        return self._repo.find_by_provider_message_id(request.provider_message_id)
+
+    def handle(self, request: ReceiptRequest) -> ReceiptOutcome:
+        """Store and (when it moves the message forward) apply one receipt.
+
+        Raises:
+            MessageNotFound: neither id matches a message (the receipt is kept ``unmatched``).
+            StorageUnavailable: the database is down (the provider should retry).
+        """
+        now = self._clock()
+        raw = request.model_dump_json(exclude_none=True)
+        message = self._find(request)
+        target = RECEIPT_TARGETS.get(request.status)
+
+        def store(message_id: str | None, outcome: str) -> int:
+            return self._repo.add_receipt(
+                message_id=message_id,
+                provider_message_id=request.provider_message_id,
+                status=request.status,
+                error_code=request.error_code,
+                delivered_at=request.delivered_at,
+                raw=raw,
+                outcome=outcome,
+                now=now,
+            )
+
+        if message is None:
+            store(request.message_id, "unmatched")
+            raise MessageNotFound("no message with that id")
+        if target is not None and message.status in (
+            MessageStatus.ACCEPTED,
+            MessageStatus.QUEUED,
+            MessageStatus.SENDING,
+        ):
+            store(message.id, "pending")
+            return ReceiptOutcome(message.id, "pending", message.status)
+        if target is None or message.status is not MessageStatus.SENT:
+            store(message.id, "stale")
+            return ReceiptOutcome(message.id, "stale", message.status)
+        receipt_id = store(message.id, "received")
+        moved = self._apply(message, receipt_id, target, request.delivered_at, request.error_code)
+        current = self._repo.get(message.id)
+        status = current.status if current else message.status
+        return ReceiptOutcome(message.id, "applied" if moved else "stale", status)
+
+    def _apply(
+        self,
+        message: MessageRecord,
+        receipt_id: int,
+        target: MessageStatus,
+        delivered_at: datetime | None,
+        error_code: str | None,
+    ) -> bool:
+        now = self._clock()
+        reason = None if target is MessageStatus.DELIVERED else ReasonCode.PROVIDER_PERMANENT
+        detail = None
+        if target is not MessageStatus.DELIVERED:
+            detail = f"receipt: {target.value}" + (f" ({error_code})" if error_code else "")
+        moved = self._repo.apply_receipt(
+            message.id,
+            target,
+            now,
+            receipt_id=receipt_id,
+            delivered_at=delivered_at,
+            reason=reason,
+            detail=detail,
+        )
+        if moved:
+            self._metrics.add("StatusTransitions", 1, "Count", status=target.value)
+            if message.sent_at is not None:
+                handset_time = delivered_at or now
+                delay = max(0.0, (handset_time - message.sent_at).total_seconds())
+                self._metrics.add("ReceiptDelay", delay, "Seconds")
+        return moved
+
+    def apply_waiting(self, message_id: str, provider_message_id: str | None) -> bool:
+        """Apply the oldest receipt kept while ``message_id`` was not yet ``sent`` (called by
+        the sender right after ``sending -> sent``); later ones become ``stale``.
+        Returns whether a receipt moved the message."""
+        waiting = self._repo.waiting_receipts(message_id, provider_message_id)
+        if not waiting:
+            return False
+        message = self._repo.get(message_id)
+        if message is None:  # pragma: no cover - the sender just wrote it
+            return False
+        moved = False
+        for receipt in waiting:
+            target = RECEIPT_TARGETS.get(receipt.status)
+            if target is None or moved:
+                self._repo.mark_receipt(receipt.id, "stale")
+                continue
+            moved = self._apply(
+                message, receipt.id, target, receipt.delivered_at, receipt.error_code
+            )
+        return moved
+
+
+def receipt_answer(outcome: ReceiptOutcome) -> dict[str, str]:
+    """The JSON body answering a receipt."""
+    return {"message_id": outcome.message_id, "outcome": outcome.outcome, "status": outcome.status}

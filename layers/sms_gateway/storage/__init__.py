@@ -1,0 +1,1 @@
+"""SQL storage: tables (one definition, driving Alembic), engine, repositories."""

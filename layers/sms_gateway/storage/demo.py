@@ -1,0 +1,47 @@
+"""Demo tenants and route policies for the local stack (DESIGN section 10) and the tests.
+
+``tenant-1`` -> ``provider-a`` (fails each message's first attempt, then succeeds) and
+``tenant-2`` -> ``provider-fail`` (always transient) are the seed's demo flows; the others show
+the remaining strategies and behaviours.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sms_gateway.storage.engine import make_engine
+from sms_gateway.storage.repository import RoutePolicyRepository
+
+DEMO_POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "tenant-1": ("direct", {"default_provider": "provider-a"}),
+    "tenant-2": ("direct", {"default_provider": "provider-fail"}),
+    "tenant-3": (
+        "failover",
+        {"providers": [{"provider": "provider-fail"}, {"provider": "provider-b"}]},
+    ),
+    "tenant-4": ("direct", {"default_provider": "provider-permanent"}),
+    "tenant-5": ("direct", {"default_provider": "provider-slow"}),
+    "tenant-6": (
+        "weighted",
+        {
+            "providers": [
+                {"provider": "provider-a", "weight": 70},
+                {"provider": "provider-b", "weight": 30},
+            ]
+        },
+    ),
+}
+
+
+def seed_demo_policies(dsn: str) -> None:
+    """Write :data:`DEMO_POLICIES` into the database at ``dsn`` (idempotent: re-running only
+    bumps the policies' versions)."""
+    engine = make_engine(dsn)
+    try:
+        repo = RoutePolicyRepository(engine)
+        now = datetime.now(UTC)
+        for tenant_id, (strategy, payload) in DEMO_POLICIES.items():
+            repo.put(tenant_id, strategy, payload, now)
+    finally:
+        engine.dispose()

@@ -1,0 +1,180 @@
+"""The gateway's tables, defined once (SQLAlchemy Core). Alembic's history mirrors them.
+
+Works on PostgreSQL (pg8000), MySQL/MariaDB (pymysql) and SQLite. Times are stored as UTC
+without a zone and read back as aware UTC (:class:`UTCDateTime`), with microseconds on MySQL.
+Text columns are utf8mb4 on MySQL so that emoji bodies round-trip.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+
+# An auto-increment id that is BIGINT where it matters and INTEGER on SQLite (rowid alias).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC ``datetime`` in Python; a zone-less UTC timestamp in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(128), nullable=False),
+    Column("to_number", String(16), nullable=False),
+    Column("sender_id", String(16)),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason_code", String(32)),
+    Column("reason_detail", Text),
+    Column("provider", String(64)),
+    Column("provider_message_id", String(128)),
+    Column("encoding", String(8), nullable=False),
+    Column("segments", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("reference", String(128)),
+    Column("version", Integer, nullable=False, default=1),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Column("delivered_at", UTCDateTime()),
+    Column("expires_at", UTCDateTime()),
+    Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+    Index("ix_messages_provider_message_id", "provider_message_id"),
+    Index("ix_messages_status", "status"),
+    **MYSQL_TABLE_ARGS,
+)
+
+message_attempts = Table(
+    "message_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), ForeignKey("messages.id"), nullable=False),
+    Column("attempt_number", Integer, nullable=False),
+    Column("provider", String(64), nullable=False),
+    # in_flight (claim recorded before the provider call), sent, transient_error, permanent_error
+    Column("outcome", String(32), nullable=False),
+    Column("reason_code", String(32)),
+    Column("error_code", String(64)),
+    Column("error_detail", Text),
+    Column("latency_ms", Integer),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    UniqueConstraint("message_id", "attempt_number", name="uq_message_attempts_message_attempt"),
+    **MYSQL_TABLE_ARGS,
+)
+
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), ForeignKey("messages.id"), nullable=False),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("reason_code", String(32)),
+    Column("detail", Text),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_message_events_message", "message_id", "id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # the SQS message id of the dead letter: recording the same dead letter twice is a no-op
+    Column("sqs_message_id", String(128), nullable=False, unique=True),
+    Column("message_id", String(64)),
+    Column("tenant_id", String(128)),
+    Column("receive_count", Integer, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("detail", Text),
+    Column("raw_payload", LongText, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("replayed_at", UTCDateTime()),
+    Index("ix_dead_letters_message", "message_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+tenant_route_policies = Table(
+    "tenant_route_policies",
+    metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("strategy", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(64)),
+    Column("provider_message_id", String(128)),
+    Column("status", String(16), nullable=False),
+    Column("error_code", String(64)),
+    Column("delivered_at", UTCDateTime()),
+    Column("raw", Text, nullable=False),
+    # applied, pending (message not sent yet), stale (would move backwards), unmatched
+    Column("outcome", String(16), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("applied_at", UTCDateTime()),
+    Index("ix_receipts_message", "message_id"),
+    Index("ix_receipts_provider_message_id", "provider_message_id"),
+    **MYSQL_TABLE_ARGS,
+)

@@ -1,0 +1,186 @@
+"""Dependency wiring, once per Lambda container: the only module that reads settings.
+
+Two containers, built lazily on first use and reused by warm invocations:
+
+- :func:`ingest`: SQS + DynamoDB idempotency (no SQL: importing it does not import SQLAlchemy);
+- :func:`sql`: engine, repositories, route cache, providers, sender / receipts / dead letters.
+
+Tests call :func:`reset` after changing the environment.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import boto3
+from pydantic import ValidationError
+
+from sms_gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+    from sqlalchemy import Engine
+
+    from sms_gateway.services.dead_letter import DeadLetterService
+    from sms_gateway.services.ingest import IngestService
+    from sms_gateway.services.receipts import ReceiptService
+    from sms_gateway.services.sender import SenderService
+    from sms_gateway.storage.repository import MessageRepository
+
+
+class SettingsError(RuntimeError):
+    """Invalid configuration; the message names the environment variables at fault."""
+
+
+def utc_now() -> datetime:
+    """The wall clock, aware UTC."""
+    return datetime.now(UTC)
+
+
+@functools.cache
+def settings() -> Settings:
+    """The container's settings.
+
+    Raises:
+        SettingsError: naming each invalid ``SMS_GATEWAY_*`` variable.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        names = ", ".join(
+            f"SMS_GATEWAY_{str(e['loc'][0]).upper()}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {names}") from exc
+
+
+@functools.cache
+def _sqs_queue() -> object:
+    from sms_gateway.adapters.sqs import SqsMessageQueue
+
+    s = settings()
+    return SqsMessageQueue(boto3.client("sqs"), s.send_queue_url, s.dead_letter_queue_url)
+
+
+@dataclass(frozen=True)
+class IngestContainer:
+    """What the ingest function needs."""
+
+    settings: Settings
+    service: IngestService
+    idempotency: IdempotencyConfig
+
+
+@functools.cache
+def ingest() -> IngestContainer:
+    """The ingest container (DynamoDB idempotency + SendQueue)."""
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from sms_gateway.adapters.sqs import SqsMessageQueue
+    from sms_gateway.observability import PowertoolsMetrics
+    from sms_gateway.services.ingest import IngestConfig, IngestService, idempotency_config
+
+    s = settings()
+    queue = _sqs_queue()
+    assert isinstance(queue, SqsMessageQueue)
+    config = idempotency_config(s.idempotency_ttl_seconds)
+    store = DynamoDBPersistenceLayer(
+        table_name=s.idempotency_table, boto3_client=boto3.client("dynamodb")
+    )
+    service = IngestService(
+        queue=queue,
+        clock=utc_now,
+        metrics=PowertoolsMetrics(),
+        config=IngestConfig(max_segments=s.max_segments, max_attempts_limit=s.max_receive_count),
+        persistence_store=store,
+        idempotency=config,
+    )
+    return IngestContainer(settings=s, service=service, idempotency=config)
+
+
+def database_dsn(s: Settings) -> str:
+    """The DSN: from the Secrets Manager secret when ``SMS_GATEWAY_DB_SECRET_ARN`` is set
+    (fetched once and cached by Powertools Parameters), else ``SMS_GATEWAY_MESSAGE_DSN``."""
+    if not s.db_secret_arn:
+        return s.message_dsn
+    from aws_lambda_powertools.utilities.parameters import get_secret
+
+    from sms_gateway.storage.engine import dsn_from_secret
+
+    secret = get_secret(s.db_secret_arn, transform="json", max_age=3600)
+    if not isinstance(secret, dict):
+        raise SettingsError("SMS_GATEWAY_DB_SECRET_ARN: the secret is not a JSON object")
+    return dsn_from_secret(secret)
+
+
+@dataclass(frozen=True)
+class SqlContainer:
+    """What the SQL-backed functions (sender, DLQ, status/receipts) need."""
+
+    settings: Settings
+    engine: Engine
+    repository: MessageRepository
+    sender: SenderService
+    receipts: ReceiptService
+    dead_letters: DeadLetterService
+
+
+@functools.cache
+def sql() -> SqlContainer:
+    """The SQL container: one engine, repositories, the route-policy cache, the services."""
+    from sms_gateway.adapters.sqs import SqsMessageQueue
+    from sms_gateway.observability import PowertoolsMetrics
+    from sms_gateway.providers.base import ProviderRegistry
+    from sms_gateway.providers.simulator import demo_providers
+    from sms_gateway.services.dead_letter import DeadLetterService
+    from sms_gateway.services.receipts import ReceiptService
+    from sms_gateway.services.routing import CachedPolicyResolver
+    from sms_gateway.services.sender import SenderConfig, SenderService
+    from sms_gateway.storage.engine import make_engine
+    from sms_gateway.storage.repository import MessageRepository, RoutePolicyRepository
+
+    s = settings()
+    engine = make_engine(database_dsn(s), pool_recycle_seconds=s.db_pool_recycle_seconds)
+    repository = MessageRepository(engine)
+    metrics = PowertoolsMetrics()
+    receipts = ReceiptService(repository, metrics, utc_now)
+    queue = _sqs_queue()
+    assert isinstance(queue, SqsMessageQueue)
+    sender = SenderService(
+        repository=repository,
+        policies=CachedPolicyResolver(
+            RoutePolicyRepository(engine),
+            ttl_seconds=s.route_cache_ttl_seconds,
+            max_size=s.route_cache_size,
+            default_provider=s.default_provider,
+        ),
+        providers=ProviderRegistry(demo_providers()),
+        queue=queue,
+        receipts=receipts,
+        metrics=metrics,
+        clock=utc_now,
+        config=SenderConfig(
+            retry_base_seconds=s.retry_base_seconds,
+            retry_max_seconds=s.retry_max_seconds,
+            lease_seconds=s.lease_seconds,
+        ),
+    )
+    return SqlContainer(
+        settings=s,
+        engine=engine,
+        repository=repository,
+        sender=sender,
+        receipts=receipts,
+        dead_letters=DeadLetterService(repository, metrics, utc_now),
+    )
+
+
+def reset() -> None:
+    """Forget every cached container (tests, after changing the environment)."""
+    if sql.cache_info().currsize:
+        sql().engine.dispose()
+    for cached in (settings, _sqs_queue, ingest, sql):
+        cached.cache_clear()

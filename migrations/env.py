@@ -1,0 +1,53 @@
+"""Alembic environment: one history for PostgreSQL, MySQL/MariaDB and SQLite.
+
+The database URL comes from the Alembic config (set by ``sms_gateway.storage.schema``) or,
+when run by hand, from ``SMS_GATEWAY_MESSAGE_DSN``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+from sms_gateway.storage.tables import metadata
+
+config = context.config
+target_metadata = metadata
+
+
+def _url() -> str:
+    url = config.get_main_option("sqlalchemy.url")
+    if url:
+        return url
+    env_url = os.environ.get("SMS_GATEWAY_MESSAGE_DSN")
+    if not env_url:
+        raise RuntimeError("set SMS_GATEWAY_MESSAGE_DSN to the database to migrate")
+    return env_url
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    section = config.get_section(config.config_ini_section, {})
+    section["sqlalchemy.url"] = _url()
+    connectable = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with connectable.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
