@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -24,6 +23,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> bool:
     """One dead letter; raising reports it as a batch item failure."""
+    logger.set_correlation_id(record.message_id)
     attributes = {
         name: attr.string_value
         for name, attr in record.message_attributes.items()
@@ -39,7 +39,7 @@ def record_handler(record: SQSRecord) -> bool:
     )
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.SQS)
+@logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -43,11 +43,11 @@ def post_message() -> Response[str]:
     event = app.current_event
     tenant_id = tenant_of(
         event.request_context.raw_event,
-        event.get_header_value(TENANT_HEADER, case_sensitive=False),
+        event.headers.get(TENANT_HEADER),
         container.settings.auth_mode,
     )
-    key = idempotency_key_of(event.get_header_value("Idempotency-Key", case_sensitive=False))
-    accepted = container.service.accept(tenant_id, key, decode_json_body(event.body))
+    key = idempotency_key_of(event.headers.get("Idempotency-Key"))
+    accepted = container.service.accept(tenant_id, key, decode_json_body(event.decoded_body))
     headers = {"Location": f"/v1/messages/{accepted.body['message_id']}"}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"

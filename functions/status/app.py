@@ -42,7 +42,7 @@ def get_message(message_id: str) -> Response[str]:
     event = app.current_event
     tenant_id = tenant_of(
         event.request_context.raw_event,
-        event.get_header_value(TENANT_HEADER, case_sensitive=False),
+        event.headers.get(TENANT_HEADER),
         container.settings.auth_mode,
     )
     message = container.repository.get_for_tenant(tenant_id, message_id)
@@ -55,7 +55,7 @@ def get_message(message_id: str) -> Response[str]:
 @tracer.capture_method
 def post_receipt() -> Response[str]:
     """A delivery receipt: 200 applied or stale, 202 kept until the send completes, 404."""
-    payload = decode_json_body(app.current_event.body)
+    payload = decode_json_body(app.current_event.decoded_body)
     try:
         request = ReceiptRequest.model_validate(payload)
     except ValidationError as exc:
