@@ -105,7 +105,7 @@ def main() -> None:
         "status-get-message.json": api_event(
             "GET", "/v1/messages/4f7f2a8e-0000-5000-8000-000000000001",
             "/v1/messages/{message_id}", None, {},
-            {"message_id": "4f7f2a8e-0000-5000-8000-000000000001"},
+            {"message_id": "4f7f2a8e-0000-5000-8000-000000000001"}, tenant="tenant-3",
         ),
         "status-post-receipt.json": api_event(
             "POST", "/v1/receipts", "/v1/receipts",
@@ -117,12 +117,12 @@ def main() -> None:
             "sms-gateway-SendQueue",
             [
                 ("b1a1c0de-0000-4000-8000-000000000001",
-                 queued("4f7f2a8e-0000-5000-8000-000000000001", "tenant-1", "+10000000001",
+                 queued("4f7f2a8e-0000-5000-8000-000000000001", "tenant-3", "+10000000001",
                         "hello", 3)),
                 ("b1a1c0de-0000-4000-8000-000000000002", '{"to":"+1415'),
                 ("b1a1c0de-0000-4000-8000-000000000003",
                  queued("4f7f2a8e-0000-5000-8000-000000000003", "tenant-3", "+14155550100",
-                        "failover", 3)),
+                        "hi", 3)),
             ],
         ),
         "dlq-batch.json": sqs_event(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -25,7 +26,7 @@ from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.repository import MessageRepository, RoutePolicyRepository
 from sms_gateway.storage.schema import run_migrations
 from sms_gateway.storage.tables import metadata
-from tests.support import REPO_ROOT, Gateway, RecordingProvider, load_handler
+from tests.support import REPO_ROOT, FakeClock, Gateway, RecordingProvider, load_handler
 
 SERVER_DSNS = {
     "postgresql": "SMS_GATEWAY_TEST_POSTGRES_DSN",
@@ -118,8 +119,10 @@ def _gateway(database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway
             monkeypatch.setenv(key, value)
         providers = {p.name: RecordingProvider(p) for p in simulator.demo_providers()}
         monkeypatch.setattr(simulator, "demo_providers", lambda: list(providers.values()))
+        clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+        monkeypatch.setattr(wiring, "utc_now", clock)
         engine = make_engine(database)
-        now = wiring.utc_now()
+        now = clock()
         policies = RoutePolicyRepository(engine)
         for tenant_id, (strategy, payload) in DEMO_POLICIES.items():
             policies.put(tenant_id, strategy, payload, now)
@@ -134,6 +137,7 @@ def _gateway(database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway
             repo=MessageRepository(engine),
             providers=providers,
             handlers={name: load_handler(name) for name in ("ingest", "status", "sender", "dlq")},
+            clock=clock,
         )
         try:
             yield gateway

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -125,6 +126,19 @@ class RecordingProvider:
         return result
 
 
+class FakeClock:
+    """A settable UTC clock (the services take their time from :func:`sms_gateway.wiring.utc_now`)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 @dataclass
 class Gateway:
     """Handlers + queues + database of one test."""
@@ -138,6 +152,7 @@ class Gateway:
     repo: MessageRepository
     providers: dict[str, RecordingProvider]
     handlers: dict[str, ModuleType]
+    clock: FakeClock
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         return self.handlers[function].lambda_handler(event, FakeLambdaContext(function))

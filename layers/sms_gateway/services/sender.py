@@ -9,8 +9,8 @@ Exactly-once rules:
 - A record whose message is already past ``queued`` (sent, delivered, failed, ...) is a
   duplicate delivery: it is acknowledged and nothing is sent.
 - A message in ``sending`` whose lease has not expired is being sent by another invocation:
-  this copy is acknowledged. Once the lease expired (the other sender crashed or timed out),
-  the message goes back to ``queued`` and is claimed again.
+  this copy is kept (hidden until the lease ends), never deleted, in case that invocation
+  crashed. Once the lease expired, the message goes back to ``queued`` and is claimed again.
 - A message whose own ``max_attempts`` is spent is handed to the DeadLetterQueue by the sender
   itself, so every dead letter reaches the DLQ function the same way.
 - A malformed record is reported as a batch item failure with visibility 0, so SQS redrives it
@@ -36,6 +36,7 @@ from sms_gateway.providers.base import ProviderError, ProviderRegistry, SendRequ
 from sms_gateway.services.ports import Clock, MessageQueue, MetricsSink
 from sms_gateway.services.receipts import ReceiptService
 from sms_gateway.services.routing import CachedPolicyResolver, NoRoutePolicy
+from sms_gateway.storage.errors import StorageUnavailable
 from sms_gateway.storage.repository import AttemptResult, MessageRepository
 
 
@@ -109,6 +110,31 @@ class SenderService:
         self._config = config
 
     def process(self, record: SqsRecord) -> SendOutcome:
+        """Handle one record (see :meth:`_process`); a database outage keeps the record on the
+        queue with the retry backoff as its visibility, so a blip does not cost the queue's
+        full visibility timeout.
+
+        Raises:
+            RetryLater: keep the record (a transient failure or outage, backoff applied).
+            MalformedRecord: the body is not a queued message.
+        """
+        try:
+            return self._process(record)
+        except StorageUnavailable as exc:
+            delay = backoff_seconds(
+                max(record.receive_count, 1),
+                self._config.retry_base_seconds,
+                self._config.retry_max_seconds,
+            )
+            try:
+                self._queue.change_visibility(record.receipt_handle, delay)
+            except Exception:
+                logger.warning("could not set the visibility of a record during an outage")
+                delay = None  # type: ignore[assignment]
+            logger.warning("message store unavailable; record kept", extra={"error": str(exc)})
+            raise RetryLater("message store unavailable", delay) from exc
+
+    def _process(self, record: SqsRecord) -> SendOutcome:
         """Handle one record.
 
         Returns the outcome when the record may be deleted from the queue.
@@ -116,7 +142,7 @@ class SenderService:
         Raises:
             RetryLater: keep the record (a transient failure, with backoff already applied).
             MalformedRecord: the body is not a queued message.
-            StorageUnavailable: the database is down; the record stays and is retried.
+            StorageUnavailable: the database is down.
         """
         try:
             msg = QueuedMessage.model_validate_json(record.body)
@@ -125,7 +151,10 @@ class SenderService:
                 "malformed SendQueue record",
                 extra={"sqs_message_id": record.sqs_message_id, "errors": exc.error_count()},
             )
-            self._queue.change_visibility(record.receipt_handle, 0)
+            try:  # best effort: without it the record just waits out its visibility timeout
+                self._queue.change_visibility(record.receipt_handle, 0)
+            except Exception:
+                logger.warning("could not reset the visibility of a malformed record")
             raise MalformedRecord("malformed payload", 0) from exc
 
         now = self._clock()
@@ -136,9 +165,13 @@ class SenderService:
 
         if row.status is MessageStatus.SENDING:
             if row.lease_expires_at is not None and row.lease_expires_at > now:
-                return SendOutcome.DUPLICATE
+                # Another invocation holds the claim. Keep this copy until the lease ends:
+                # if that sender crashed, this copy is what brings the message back.
+                remaining = int((row.lease_expires_at - now).total_seconds()) + 1
+                self._queue.change_visibility(record.receipt_handle, remaining)
+                raise RetryLater("claimed by another sender", remaining)
             if not self._repo.release_expired_lease(msg.message_id, now):
-                return SendOutcome.DUPLICATE
+                raise RetryLater("lease changed hands", None)
             self._metrics.add("StatusTransitions", 1, "Count", status="queued")
             row = self._repo.get(msg.message_id)
             assert row is not None

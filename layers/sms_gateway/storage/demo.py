@@ -1,8 +1,10 @@
 """Demo tenants and route policies for the local stack (DESIGN section 10) and the tests.
 
 ``tenant-1`` -> ``provider-a`` (fails each message's first attempt, then succeeds) and
-``tenant-2`` -> ``provider-fail`` (always transient) are the seed's demo flows; the others show
-the remaining strategies and behaviours.
+``tenant-2`` -> ``provider-fail`` (always transient) are the seed's demo flows. ``tenant-3`` ->
+``provider-b`` (always succeeds), ``tenant-4`` failover provider-fail -> provider-b,
+``tenant-5`` -> ``provider-permanent``, ``tenant-6`` -> ``provider-slow`` (2 s per send),
+``tenant-7`` weighted 70/30 over provider-a / provider-b.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from sms_gateway.storage.repository import RoutePolicyRepository
 DEMO_POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
     "tenant-1": ("direct", {"default_provider": "provider-a"}),
     "tenant-2": ("direct", {"default_provider": "provider-fail"}),
-    "tenant-3": (
+    "tenant-3": ("direct", {"default_provider": "provider-b"}),
+    "tenant-4": (
         "failover",
         {"providers": [{"provider": "provider-fail"}, {"provider": "provider-b"}]},
     ),
-    "tenant-4": ("direct", {"default_provider": "provider-permanent"}),
-    "tenant-5": ("direct", {"default_provider": "provider-slow"}),
-    "tenant-6": (
+    "tenant-5": ("direct", {"default_provider": "provider-permanent"}),
+    "tenant-6": ("direct", {"default_provider": "provider-slow"}),
+    "tenant-7": (
         "weighted",
         {
             "providers": [

@@ -1,0 +1,779 @@
+"""The local stack's transport pieces, without the gateway's own handlers.
+
+- template.yaml -> table and queues created in moto with the template's own settings;
+- HTTP request -> API Gateway REST proxy event -> handler answer -> HTTP;
+- SQS poller: Lambda's SQS event shape, partial batch response (successes deleted, failures
+  left for redelivery), whole-batch failure, and moto's redrive to the dead-letter queue.
+
+Handlers here are tiny throwaway modules written under tmp_path, so these tests do not depend
+on the real functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from sms_gateway.local.http_front import (
+    HttpRequest,
+    InvalidProxyResponse,
+    build_api_event,
+    proxy_response_to_http,
+)
+from sms_gateway.local.pollers import SqsPoller, failed_message_ids, sqs_event_record
+from sms_gateway.local.resources import provision
+from sms_gateway.local.runtime import resolve_environment
+from sms_gateway.local.stack import LocalStack
+from sms_gateway.local.template import ApiRoute, Resolver, SamTemplate
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        yield
+
+
+# -- template -> moto ------------------------------------------------------------------------
+
+
+def test_real_template_creates_table_and_queues_as_declared(aws: None) -> None:
+    template = SamTemplate.from_file(ROOT / "template.yaml")
+    resolver = Resolver(
+        template,
+        pseudo_parameters={
+            "AWS::Region": REGION,
+            "AWS::AccountId": "123456789012",
+            "AWS::Partition": "aws",
+            "AWS::StackName": "sms-gateway",
+        },
+    )
+    sqs = boto3.client("sqs", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+
+    created = provision(template, resolver, sqs=sqs, dynamodb=dynamodb, stack_name="sms-gateway")
+
+    send_url = created.queue_urls["SendQueue"]
+    dead_arn = created.queue_arns["DeadLetterQueue"]
+    send = sqs.get_queue_attributes(QueueUrl=send_url, AttributeNames=["All"])["Attributes"]
+    assert send_url.endswith("/123456789012/sms-gateway-send")
+    assert send["VisibilityTimeout"] == "180"
+    assert send["MessageRetentionPeriod"] == str(4 * 86_400)
+    assert json.loads(send["RedrivePolicy"]) == {
+        "deadLetterTargetArn": dead_arn,
+        "maxReceiveCount": 3,
+    }
+    dead = sqs.get_queue_attributes(
+        QueueUrl=created.queue_urls["DeadLetterQueue"], AttributeNames=["All"]
+    )["Attributes"]
+    assert dead["MessageRetentionPeriod"] == str(14 * 86_400)
+    # Sent to moto as declared; moto 5.2 accepts RedriveAllowPolicy but neither stores nor
+    # enforces it, so only check it when it comes back.
+    if "RedriveAllowPolicy" in dead:
+        assert json.loads(dead["RedriveAllowPolicy"]) == {
+            "redrivePermission": "byQueue",
+            "sourceQueueArns": [created.queue_arns["SendQueue"]],
+        }
+
+    table_name = created.table_names["IdempotencyTable"]
+    assert table_name == "sms-gateway-IdempotencyTable"
+    table = dynamodb.describe_table(TableName=table_name)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = dynamodb.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiration"}
+
+    # The handlers' environment points at exactly these resources.
+    env = resolve_environment(template.functions(), resolver)
+    assert env["SMS_GATEWAY_IDEMPOTENCY_TABLE"] == table_name
+    assert env["SMS_GATEWAY_SEND_QUEUE_URL"] == send_url
+    assert env["SMS_GATEWAY_DEAD_LETTER_QUEUE_URL"] == created.queue_urls["DeadLetterQueue"]
+    assert env["SMS_GATEWAY_MAX_RECEIVE_COUNT"] == "3"
+    assert env["SMS_GATEWAY_LEASE_SECONDS"] == "30"
+
+
+# -- HTTP -> API Gateway event -> HTTP -------------------------------------------------------
+
+ROUTE = ApiRoute(function="F", event="Get", method="GET", path="/v1/messages/{message_id}")
+
+
+def test_api_event_has_the_rest_api_proxy_shape() -> None:
+    request = HttpRequest(
+        method="GET",
+        target="/v1/messages/abc%20123?page=2&tag=a&tag=b&empty=",
+        headers=[
+            ("Host", "127.0.0.1:3000"),
+            ("X-Tenant-ID", "tenant-1"),
+            ("Accept", "text/plain"),
+            ("Accept", "application/json"),
+            ("User-Agent", "curl/8"),
+        ],
+        body=b"",
+        source_ip="127.0.0.9",
+    )
+    event = build_api_event(
+        request, ROUTE, {"message_id": "abc 123"}, stage="dev", request_id="rid", now_ms=1_000
+    )
+    assert event["resource"] == "/v1/messages/{message_id}"
+    assert event["path"] == "/v1/messages/abc 123"
+    assert event["httpMethod"] == "GET"
+    assert event["headers"]["X-Tenant-ID"] == "tenant-1"
+    assert event["headers"]["Accept"] == "application/json"  # last value, as API Gateway
+    assert event["multiValueHeaders"]["Accept"] == ["text/plain", "application/json"]
+    assert event["headers"]["X-Forwarded-For"] == "127.0.0.9"
+    assert event["headers"]["X-Forwarded-Port"] == "3000"
+    assert event["queryStringParameters"] == {"page": "2", "tag": "b", "empty": ""}
+    assert event["multiValueQueryStringParameters"] == {
+        "page": ["2"],
+        "tag": ["a", "b"],
+        "empty": [""],
+    }
+    assert event["pathParameters"] == {"message_id": "abc 123"}
+    assert event["stageVariables"] is None
+    assert event["body"] is None
+    assert event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert context["requestId"] == "rid"
+    assert context["stage"] == "dev"
+    assert context["resourcePath"] == "/v1/messages/{message_id}"
+    assert context["httpMethod"] == "GET"
+    assert context["path"] == "/dev/v1/messages/abc 123"
+    assert context["requestTimeEpoch"] == 1_000
+    assert context["identity"]["sourceIp"] == "127.0.0.9"
+    assert context["identity"]["apiKeyId"] is None
+    assert context["identity"]["userAgent"] == "curl/8"
+
+
+def test_api_event_without_query_or_params_uses_none_and_keeps_text_body() -> None:
+    route = ApiRoute(function="F", event="Post", method="POST", path="/v1/messages")
+    request = HttpRequest("POST", "/v1/messages", [("Host", "h")], '{"b":"é"}'.encode())
+    event = build_api_event(request, route, {}, stage="dev")
+    assert event["queryStringParameters"] is None
+    assert event["multiValueQueryStringParameters"] is None
+    assert event["pathParameters"] is None
+    assert event["body"] == '{"b":"é"}'
+    assert uuid.UUID(event["requestContext"]["requestId"])
+    binary = build_api_event(
+        HttpRequest("POST", "/v1/messages", [], b"\xff\x00"), route, {}, stage="dev"
+    )
+    assert binary["isBase64Encoded"] is True
+    assert base64.b64decode(binary["body"]) == b"\xff\x00"
+
+
+def test_route_matching_prefers_literal_segments() -> None:
+    greedy = ApiRoute("F", "E", "ANY", "/v1/{proxy+}")
+    assert ROUTE.match("GET", "/v1/messages/m-1") == {"message_id": "m-1"}
+    assert ROUTE.match("POST", "/v1/messages/m-1") is None
+    assert ROUTE.match("GET", "/v1/messages") is None
+    assert ROUTE.match("GET", "/v1/messages/m-1/x") is None
+    assert greedy.match("DELETE", "/v1/a/b") == {"proxy": "a/b"}
+    assert ROUTE.specificity > greedy.specificity
+
+
+def test_proxy_response_becomes_http() -> None:
+    response = proxy_response_to_http(
+        {
+            "statusCode": 202,
+            "headers": {"Location": "/v1/messages/1", "X-One": "a"},
+            "multiValueHeaders": {"X-One": ["a", "b"], "Set-Cookie": ["c=1", "d=2"]},
+            "body": '{"ok":true}',
+        },
+        request_id="rid",
+    )
+    assert response.status == 202
+    assert response.body == b'{"ok":true}'
+    assert response.headers.count(("X-One", "a")) == 1
+    assert ("X-One", "b") in response.headers
+    assert ("Set-Cookie", "d=2") in response.headers
+    assert ("Content-Type", "application/json") in response.headers  # REST API default
+    assert ("x-amzn-RequestId", "rid") in response.headers
+    binary = proxy_response_to_http(
+        {"statusCode": 200, "body": base64.b64encode(b"\x00\x01").decode(), "isBase64Encoded": True}
+    )
+    assert binary.body == b"\x00\x01"
+    for malformed in (None, {"body": "x"}, {"statusCode": "abc"}, {"statusCode": 200, "body": 1}):
+        with pytest.raises(InvalidProxyResponse):
+            proxy_response_to_http(malformed)
+
+
+# -- SQS event shape and partial batch response ----------------------------------------------
+
+
+def test_partial_batch_response_rules() -> None:
+    ids = ["a", "b"]
+    assert failed_message_ids(None, ids) == set()
+    assert failed_message_ids({}, ids) == set()
+    assert failed_message_ids({"batchItemFailures": []}, ids) == set()
+    assert failed_message_ids({"batchItemFailures": [{"itemIdentifier": "b"}]}, ids) == {"b"}
+    # Lambda fails the whole batch for these.
+    assert failed_message_ids({"batchItemFailures": [{"itemIdentifier": ""}]}, ids) is None
+    assert failed_message_ids({"batchItemFailures": [{"itemIdentifier": "zz"}]}, ids) is None
+    assert failed_message_ids({"batchItemFailures": [{"id": "a"}]}, ids) is None
+    assert failed_message_ids(["a"], ids) is None
+
+
+def make_queue(sqs: Any, name: str, **attributes: str) -> tuple[str, str]:
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    return url, arn
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def test_sqs_event_record_has_lambda_shape(aws: None) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url, arn = make_queue(sqs, "shape")
+    sent = sqs.send_message(
+        QueueUrl=url,
+        MessageBody='{"message_id":"m-1"}',
+        MessageAttributes={
+            "tenant": {"DataType": "String", "StringValue": "tenant-1"},
+            "blob": {"DataType": "Binary", "BinaryValue": b"\x01\x02"},
+        },
+    )
+    events: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any]) -> dict[str, Any]:
+        events.append(event)
+        return {"batchItemFailures": []}
+
+    poller = SqsPoller(sqs=sqs, queue_url=url, queue_arn=arn, invoke=handler, region=REGION)
+    outcome = poller.poll_once()
+
+    assert outcome.deleted == [sent["MessageId"]]
+    (record,) = events[0]["Records"]
+    assert record["messageId"] == sent["MessageId"]
+    assert record["body"] == '{"message_id":"m-1"}'
+    assert record["md5OfBody"] == hashlib.md5(b'{"message_id":"m-1"}').hexdigest()  # noqa: S324
+    assert record["eventSource"] == "aws:sqs"
+    assert record["eventSourceARN"] == arn
+    assert record["awsRegion"] == REGION
+    assert record["receiptHandle"]
+    attributes = record["attributes"]
+    assert attributes["ApproximateReceiveCount"] == "1"
+    assert {"SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"} <= set(attributes)
+    assert record["messageAttributes"]["tenant"] == {
+        "stringValue": "tenant-1",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
+    }
+    assert (
+        record["messageAttributes"]["blob"]["binaryValue"] == base64.b64encode(b"\x01\x02").decode()
+    )
+    assert record["md5OfMessageAttributes"] == sent["MD5OfMessageAttributes"]
+    # The record a poller builds is the same function the stack uses.
+    assert (
+        sqs_event_record(
+            {"MessageId": "x", "ReceiptHandle": "r", "Body": "b", "MD5OfBody": "m"},
+            queue_arn=arn,
+            region=REGION,
+        )["attributes"]
+        == {}
+    )
+
+
+def failing_bodies(*bodies: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A handler reporting the records with these bodies as failed."""
+
+    def handler(event: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "batchItemFailures": [
+                {"itemIdentifier": record["messageId"]}
+                for record in event["Records"]
+                if record["body"] in bodies
+            ]
+        }
+
+    return handler
+
+
+def test_poller_deletes_successes_and_leaves_failures(aws: None) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url, arn = make_queue(sqs, "work", VisibilityTimeout="30")
+    ids = {
+        body: sqs.send_message(QueueUrl=url, MessageBody=body)["MessageId"]
+        for body in ("ok-1", "fail-1", "ok-2")
+    }
+    seen: list[dict[str, Any]] = []
+    report = failing_bodies("fail-1")
+
+    def handler(event: dict[str, Any]) -> dict[str, Any]:
+        seen.extend(event["Records"])
+        return report(event)
+
+    poller = SqsPoller(sqs=sqs, queue_url=url, queue_arn=arn, invoke=handler, region=REGION)
+
+    outcome = poller.poll_once()
+
+    assert sorted(outcome.received) == sorted(ids.values())
+    assert sorted(outcome.deleted) == sorted([ids["ok-1"], ids["ok-2"]])
+    assert outcome.retained == [ids["fail-1"]]
+    assert queue_depth(sqs, url) == 1  # the failure is in flight until its visibility ends
+    assert poller.poll_once().received == []  # ... so it is not redelivered yet
+
+    # The handler may shorten a failure's visibility (the sender's backoff does): it comes back.
+    (failed,) = [record for record in seen if record["body"] == "fail-1"]
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=failed["receiptHandle"], VisibilityTimeout=0
+    )
+    report = failing_bodies()
+    again = poller.poll_once()
+    assert again.deleted == [ids["fail-1"]]
+    assert seen[-1]["attributes"]["ApproximateReceiveCount"] == "2"
+    assert queue_depth(sqs, url) == 0
+
+
+def test_poller_deletes_nothing_when_the_handler_raises_or_answers_badly(aws: None) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url, arn = make_queue(sqs, "boom", VisibilityTimeout="0")
+    sqs.send_message(QueueUrl=url, MessageBody="a")
+    sqs.send_message(QueueUrl=url, MessageBody="b")
+
+    def boom(event: dict[str, Any]) -> None:
+        raise RuntimeError("handler crashed")
+
+    raising = SqsPoller(sqs=sqs, queue_url=url, queue_arn=arn, invoke=boom, region=REGION)
+    outcome = raising.poll_once()
+    assert len(outcome.received) == 2
+    assert outcome.deleted == []
+    assert outcome.error == "RuntimeError('handler crashed')"
+    assert queue_depth(sqs, url) == 2
+
+    unknown_id = SqsPoller(
+        sqs=sqs,
+        queue_url=url,
+        queue_arn=arn,
+        invoke=lambda event: {"batchItemFailures": [{"itemIdentifier": "not-in-batch"}]},
+        region=REGION,
+    )
+    assert unknown_id.poll_once().deleted == []
+    assert queue_depth(sqs, url) == 2
+
+    # Without ReportBatchItemFailures the answer is ignored: returning means success.
+    ignoring = SqsPoller(
+        sqs=sqs,
+        queue_url=url,
+        queue_arn=arn,
+        invoke=failing_bodies("a", "b"),
+        report_batch_item_failures=False,
+        region=REGION,
+    )
+    assert len(ignoring.poll_once().deleted) == 2
+    assert queue_depth(sqs, url) == 0
+
+
+def test_moto_redrives_on_the_receive_after_max_receive_count(aws: None) -> None:
+    """What moto does (and SQS documents): a message received maxReceiveCount times and not
+    deleted is moved to the dead-letter queue by the next ReceiveMessage on the source queue,
+    which does not return it. It keeps its message id; moto also keeps counting its receives
+    (the first receive from the DLQ shows maxReceiveCount + 1)."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    dead_url, dead_arn = make_queue(sqs, "dead")
+    url, arn = make_queue(
+        sqs,
+        "source",
+        VisibilityTimeout="0",
+        RedrivePolicy=json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": "2"}),
+    )
+    message_id = sqs.send_message(QueueUrl=url, MessageBody="fail")["MessageId"]
+    counts: list[str] = []
+
+    def always_fail(event: dict[str, Any]) -> dict[str, Any]:
+        counts.extend(
+            record["attributes"]["ApproximateReceiveCount"] for record in event["Records"]
+        )
+        return failing_bodies("fail")(event)
+
+    poller = SqsPoller(
+        sqs=sqs, queue_url=url, queue_arn=arn, invoke=always_fail, wait_time_seconds=0
+    )
+    assert poller.poll_once().retained == [message_id]
+    assert poller.poll_once().retained == [message_id]
+    assert poller.poll_once().received == []  # third receive: moved, not delivered
+    assert counts == ["1", "2"]
+
+    dead_events: list[dict[str, Any]] = []
+    dead_poller = SqsPoller(
+        sqs=sqs,
+        queue_url=dead_url,
+        queue_arn=dead_arn,
+        invoke=lambda event: dead_events.append(event),
+        wait_time_seconds=0,
+    )
+    assert dead_poller.poll_once().deleted == [message_id]
+    (record,) = dead_events[0]["Records"]
+    assert record["body"] == "fail"
+    assert record["eventSourceARN"] == dead_arn
+    assert record["attributes"]["ApproximateReceiveCount"] == "3"
+
+
+# -- the whole local stack on a throwaway template -------------------------------------------
+
+THROWAWAY_TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Stage:
+    Type: String
+    Default: test
+  MaxReceiveCount:
+    Type: Number
+    Default: 2
+Globals:
+  Function:
+    Runtime: python3.12
+    Handler: app.lambda_handler
+    Timeout: 5
+    Environment:
+      Variables:
+        RECORD_DIR: "{record_dir}"
+        STACK_REGION: !Sub "${{AWS::Region}}-${{Stage}}"
+        SMS_GATEWAY_AUTH_MODE: api_key
+Resources:
+  Api:
+    Type: AWS::Serverless::Api
+    Properties:
+      StageName: !Ref Stage
+  EchoFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: echo/
+      Environment:
+        Variables:
+          WORK_QUEUE_URL: !Ref WorkQueue
+          TABLE_NAME: !Ref Table
+      Events:
+        Create:
+          Type: Api
+          Properties: {{RestApiId: !Ref Api, Path: /v1/items, Method: post}}
+        Read:
+          Type: Api
+          Properties: {{RestApiId: !Ref Api, Path: "/v1/items/{{item_id}}", Method: get}}
+        Boom:
+          Type: Api
+          Properties: {{RestApiId: !Ref Api, Path: /v1/boom, Method: get}}
+  WorkerFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: worker/
+      Events:
+        Work:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt WorkQueue.Arn
+            BatchSize: 10
+            MaximumBatchingWindowInSeconds: 1
+            FunctionResponseTypes: [ReportBatchItemFailures]
+  DeadFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: dead/
+      Events:
+        Dead:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt DeadQueue.Arn
+            BatchSize: 10
+            FunctionResponseTypes: [ReportBatchItemFailures]
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      AttributeDefinitions: [{{AttributeName: id, AttributeType: S}}]
+      KeySchema: [{{AttributeName: id, KeyType: HASH}}]
+      BillingMode: PAY_PER_REQUEST
+      TimeToLiveSpecification: {{AttributeName: expiration, Enabled: true}}
+  WorkQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 1
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt DeadQueue.Arn
+        maxReceiveCount: !Ref MaxReceiveCount
+  DeadQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 30
+"""
+
+ECHO_HANDLER = """\
+import json
+import os
+
+
+def lambda_handler(event, context):
+    if event["resource"] == "/v1/boom":
+        raise RuntimeError("boom")
+    env = {key: os.environ.get(key) for key in (
+        "WORK_QUEUE_URL", "TABLE_NAME", "STACK_REGION", "SMS_GATEWAY_AUTH_MODE",
+        "SMS_GATEWAY_MESSAGE_DSN", "SMS_GATEWAY_RETRY_BASE_SECONDS", "AWS_ENDPOINT_URL",
+        "POWERTOOLS_TRACE_DISABLED",
+    )}
+    context_seen = {
+        "function_name": context.function_name,
+        "aws_request_id": context.aws_request_id,
+        "remaining_ms": context.get_remaining_time_in_millis(),
+        "memory": context.memory_limit_in_mb,
+    }
+    return {
+        "statusCode": 201 if event["httpMethod"] == "POST" else 200,
+        "headers": {"Content-Type": "application/json", "X-Echo": "1"},
+        "multiValueHeaders": {"X-Multi": ["a", "b"]},
+        "body": json.dumps({"event": event, "env": env, "context": context_seen}),
+    }
+"""
+
+WORKER_HANDLER = """\
+import json
+import os
+from pathlib import Path
+
+
+def lambda_handler(event, context):
+    failures = []
+    with (Path(os.environ["RECORD_DIR"]) / "worker.jsonl").open("a") as log:
+        for record in event["Records"]:
+            log.write(json.dumps({
+                "body": record["body"],
+                "count": record["attributes"]["ApproximateReceiveCount"],
+                "batch": len(event["Records"]),
+            }) + "\\n")
+            if record["body"].startswith("fail"):
+                failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}
+"""
+
+DEAD_HANDLER = """\
+import json
+import os
+from pathlib import Path
+
+
+def lambda_handler(event, context):
+    with (Path(os.environ["RECORD_DIR"]) / "dead.jsonl").open("a") as log:
+        for record in event["Records"]:
+            log.write(json.dumps({"body": record["body"], "id": record["messageId"]}) + "\\n")
+    return {"batchItemFailures": []}
+"""
+
+
+@pytest.fixture
+def throwaway_root(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    records = tmp_path / "records"
+    records.mkdir()
+    for name, source in (
+        ("echo", ECHO_HANDLER),
+        ("worker", WORKER_HANDLER),
+        ("dead", DEAD_HANDLER),
+    ):
+        (root / name).mkdir(parents=True)
+        (root / name / "app.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    (root / "template.yaml").write_text(
+        THROWAWAY_TEMPLATE.format(record_dir=records), encoding="utf-8"
+    )
+    return root
+
+
+def call(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes, list[tuple[str, str]]]:
+    """One request over http.client, which keeps header names as given (urllib does not)."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, target, body=body, headers=headers or {})
+        response = connection.getresponse()
+        pairs = response.getheaders()
+        return response.status, dict(pairs), response.read(), pairs
+    finally:
+        connection.close()
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_local_stack_end_to_end_on_a_throwaway_template(
+    throwaway_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SMS_GATEWAY_RETRY_BASE_SECONDS", raising=False)
+    before = dict(os.environ)
+    records = tmp_path / "records"
+    dsn = f"sqlite:///{tmp_path / 'x.db'}"
+    with LocalStack(throwaway_root, port=0, dsn=dsn, prepare_database=False) as stack:
+        assert stack.url.startswith("http://127.0.0.1:")
+        assert stack.stage == "test"
+
+        # POST with a query string: the echo handler returns the event it got.
+        status, headers, body, pairs = call(
+            "POST",
+            f"{stack.url}/v1/items?x=1&x=2",
+            b'{"name":"one"}',
+            {"Content-Type": "application/json", "X-Tenant-ID": "tenant-1"},
+        )
+        assert status == 201
+        assert headers["X-Echo"] == "1"
+        assert [value for key, value in pairs if key == "X-Multi"] == ["a", "b"]
+        answer = json.loads(body)
+        event = answer["event"]
+        assert event["resource"] == "/v1/items"
+        assert event["httpMethod"] == "POST"
+        assert event["body"] == '{"name":"one"}'
+        assert event["headers"]["X-Tenant-ID"] == "tenant-1"
+        assert event["queryStringParameters"] == {"x": "2"}
+        assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"]}
+        assert event["pathParameters"] is None
+        assert event["requestContext"]["stage"] == "test"
+        assert event["requestContext"]["requestId"] == headers["x-amzn-RequestId"]
+        assert answer["context"]["function_name"] == "sms-gateway-EchoFunction"
+        assert 0 < answer["context"]["remaining_ms"] <= 5_000
+        env = answer["env"]
+        assert env["WORK_QUEUE_URL"] == stack.resources.queue_urls["WorkQueue"]
+        assert env["WORK_QUEUE_URL"].startswith(stack.moto_endpoint)
+        assert env["TABLE_NAME"] == "sms-gateway-Table"
+        assert env["STACK_REGION"] == "us-east-1-test"
+        assert env["SMS_GATEWAY_AUTH_MODE"] == "local"  # local mode beats the template
+        assert env["SMS_GATEWAY_MESSAGE_DSN"] == dsn
+        assert env["SMS_GATEWAY_RETRY_BASE_SECONDS"] == "1"
+        assert env["AWS_ENDPOINT_URL"] == stack.moto_endpoint
+        assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
+
+        # Path parameters are matched from the route template.
+        status, _, body, _ = call("GET", f"{stack.url}/v1/items/it%2D1")
+        assert status == 200
+        assert json.loads(body)["event"]["pathParameters"] == {"item_id": "it-1"}
+        assert json.loads(body)["event"]["resource"] == "/v1/items/{item_id}"
+
+        # API Gateway's own answers.
+        status, _, body, _ = call("GET", f"{stack.url}/v1/nope")
+        assert (status, json.loads(body)) == (403, {"message": "Missing Authentication Token"})
+        status, _, body, _ = call("DELETE", f"{stack.url}/v1/items")
+        assert status == 403
+        status, _, body, _ = call("GET", f"{stack.url}/v1/boom")
+        assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+
+        # SQS: successes deleted, the failure redelivered, then redriven to the DLQ consumer.
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=stack.moto_endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        work_url = stack.resources.queue_urls["WorkQueue"]
+        for body_text in ("ok-1", "fail-1", "ok-2"):
+            sqs.send_message(QueueUrl=work_url, MessageBody=body_text)
+        wait_for(lambda: len(read_lines(records / "dead.jsonl")) >= 1)
+        dead = read_lines(records / "dead.jsonl")
+        assert [line["body"] for line in dead] == ["fail-1"]
+        seen = read_lines(records / "worker.jsonl")
+        assert sorted(line["body"] for line in seen if line["body"].startswith("ok")) == [
+            "ok-1",
+            "ok-2",
+        ]
+        assert [line["count"] for line in seen if line["body"] == "fail-1"] == ["1", "2"]
+        wait_for(lambda: queue_depth(sqs, work_url) == 0)
+        dead_url = stack.resources.queue_urls["DeadQueue"]
+        wait_for(lambda: queue_depth(sqs, dead_url) == 0)
+
+    # Stopped: environment restored, port closed.
+    assert dict(os.environ) == before
+    with pytest.raises(RuntimeError):
+        _ = stack.url
+
+
+def test_cli_prints_ready_line_and_exits_0_on_sigterm(throwaway_root: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "SMS_GATEWAY_MESSAGE_DSN": f"sqlite:///{tmp_path / 'cli.db'}"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from sms_gateway.local.cli import main; sys.exit(main())",
+            "local",
+            "--port",
+            "0",
+            "--root",
+            str(throwaway_root),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        # The CLI always migrates and seeds (into the throwaway SQLite file of the env).
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Local stack ready on "):
+                break
+        ready = lines[-1] if lines else ""
+        assert re.fullmatch(r"Local stack ready on http://127\.0\.0\.1:\d+", ready), lines
+        url = ready.removeprefix("Local stack ready on ")
+        port = url.rsplit(":", 1)[1]
+        assert any(f"curl -sS -X POST {url}/v1/receipts" in line for line in lines)
+        assert any("AWS (moto)" in line for line in lines)
+        status, _, _, _ = call("GET", f"{url}/v1/items/x")
+        assert status == 200
+        assert port != "0"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,364 @@
+"""template.yaml: the deployment contract (DESIGN sections 2, 3, 9), read as parsed data.
+
+These assert on the template's own values, resolved with its parameter defaults the way
+CloudFormation would, so a change that breaks a rule (visibility timeout vs sender timeout, the
+redrive count passed to the functions, the ingest path staying out of the VPC) fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+from sms_gateway.local.template import (
+    NO_VALUE,
+    FunctionSpec,
+    Resolver,
+    SamTemplate,
+    TemplateError,
+    UnresolvableError,
+    load_template,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DB_VARIABLES = {"SMS_GATEWAY_MESSAGE_DSN", "SMS_GATEWAY_DB_SECRET_ARN"}
+
+
+@pytest.fixture(scope="module")
+def template() -> SamTemplate:
+    return SamTemplate.from_file(ROOT / "template.yaml")
+
+
+@pytest.fixture
+def resolver(template: SamTemplate) -> Resolver:
+    """Parameter defaults, as CloudFormation would see them in a stack named sms-gateway."""
+    resolver = Resolver(
+        template,
+        pseudo_parameters={
+            "AWS::Region": "eu-west-1",
+            "AWS::AccountId": "111122223333",
+            "AWS::Partition": "aws",
+            "AWS::StackName": "sms-gateway",
+        },
+    )
+    arn = "arn:aws:sqs:eu-west-1:111122223333:"
+    resolver.attributes[("DeadLetterQueue", "Arn")] = arn + "sms-gateway-dead-letter"
+    resolver.attributes[("SendQueue", "Arn")] = arn + "sms-gateway-send"
+    return resolver
+
+
+@pytest.fixture(scope="module")
+def functions(template: SamTemplate) -> dict[str, FunctionSpec]:
+    return {spec.logical_id: spec for spec in template.functions()}
+
+
+def props(template: SamTemplate, logical_id: str) -> dict[str, Any]:
+    return dict(template.resources[logical_id]["Properties"])
+
+
+def test_is_a_sam_template_on_python_312(template: SamTemplate) -> None:
+    assert template.document["Transform"] == "AWS::Serverless-2016-10-31"
+    globals_ = template.function_globals
+    assert globals_["Runtime"] == "python3.12"
+    assert globals_["Architectures"] == ["x86_64"]
+    assert globals_["Tracing"] == "Active"
+    assert globals_["MemorySize"] == 512
+    assert globals_["Layers"] == [{"Ref": "DependenciesLayer"}]
+
+
+def test_globals_environment(template: SamTemplate, resolver: Resolver) -> None:
+    variables = resolver.resolve(template.function_globals["Environment"]["Variables"])
+    assert variables == {
+        "POWERTOOLS_SERVICE_NAME": "sms-gateway",
+        "POWERTOOLS_METRICS_NAMESPACE": "SmsGateway",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "SMS_GATEWAY_AUTH_MODE": "api_key",
+        "SMS_GATEWAY_MAX_RECEIVE_COUNT": "3",
+    }
+    assert template.parameters["AuthMode"]["AllowedValues"] == ["api_key", "local"]
+
+
+def test_redrive_max_receive_count_is_3_and_is_what_the_functions_get(
+    template: SamTemplate, resolver: Resolver
+) -> None:
+    redrive = resolver.resolve(props(template, "SendQueue")["RedrivePolicy"])
+    assert redrive["maxReceiveCount"] == "3"
+    assert redrive["deadLetterTargetArn"] == resolver.get_att("DeadLetterQueue", "Arn")
+    # One parameter drives both, so the sender's max_attempts bound cannot drift from SQS's.
+    raw_redrive = props(template, "SendQueue")["RedrivePolicy"]["maxReceiveCount"]
+    raw_env = template.function_globals["Environment"]["Variables"]
+    assert raw_redrive == raw_env["SMS_GATEWAY_MAX_RECEIVE_COUNT"] == {"Ref": "MaxReceiveCount"}
+    overridden = Resolver(template, parameter_overrides={"MaxReceiveCount": "5"})
+    env = overridden.resolve(raw_env)
+    assert overridden.resolve(raw_redrive) == env["SMS_GATEWAY_MAX_RECEIVE_COUNT"] == "5"
+
+
+def test_visibility_timeout_is_at_least_6x_the_sender_timeout(
+    template: SamTemplate, functions: dict[str, FunctionSpec]
+) -> None:
+    sender_timeout = functions["SenderFunction"].timeout
+    assert sender_timeout == 30
+    assert int(props(template, "SendQueue")["VisibilityTimeout"]) >= 6 * sender_timeout
+    assert int(props(template, "DeadLetterQueue")["VisibilityTimeout"]) >= (
+        6 * functions["DlqFunction"].timeout
+    )
+
+
+def test_queue_retention_and_redrive_allow_policy(
+    template: SamTemplate, resolver: Resolver
+) -> None:
+    send = resolver.resolve(props(template, "SendQueue"))
+    dead = resolver.resolve(props(template, "DeadLetterQueue"))
+    assert send["MessageRetentionPeriod"] == 4 * 86_400
+    assert dead["MessageRetentionPeriod"] == 14 * 86_400
+    assert send["SqsManagedSseEnabled"] is True
+    assert dead["RedriveAllowPolicy"] == {
+        "redrivePermission": "byQueue",
+        # The ARN the SendQueue gets from its QueueName, built without a circular reference.
+        "sourceQueueArns": [f"arn:aws:sqs:eu-west-1:111122223333:{send['QueueName']}"],
+    }
+
+
+def test_sender_consumes_send_queue_in_batches_of_10_with_partial_failures(
+    functions: dict[str, FunctionSpec], resolver: Resolver
+) -> None:
+    (source,) = functions["SenderFunction"].sqs_sources
+    assert resolver.resolve(source.queue) == resolver.get_att("SendQueue", "Arn")
+    assert source.batch_size == 10
+    assert source.report_batch_item_failures
+    (dead,) = functions["DlqFunction"].sqs_sources
+    assert resolver.resolve(dead.queue) == resolver.get_att("DeadLetterQueue", "Arn")
+    assert dead.batch_size == 10
+    assert dead.report_batch_item_failures
+
+
+def test_sender_environment(functions: dict[str, FunctionSpec], resolver: Resolver) -> None:
+    resolver.refs.update({"SendQueue": "https://send", "DeadLetterQueue": "https://dlq"})
+    env = resolver.resolve(dict(functions["SenderFunction"].environment))
+    assert env["SMS_GATEWAY_SEND_QUEUE_URL"] == "https://send"
+    assert env["SMS_GATEWAY_DEAD_LETTER_QUEUE_URL"] == "https://dlq"
+    assert env["SMS_GATEWAY_RETRY_BASE_SECONDS"] == "30"
+    assert env["SMS_GATEWAY_RETRY_MAX_SECONDS"] == "900"
+    # A claim lease never shorter than one invocation can run.
+    assert int(env["SMS_GATEWAY_LEASE_SECONDS"]) == functions["SenderFunction"].timeout
+
+
+def test_idempotency_table_matches_powertools_defaults(template: SamTemplate) -> None:
+    table = props(template, "IdempotencyTable")
+    defaults = inspect.signature(DynamoDBPersistenceLayer.__init__).parameters
+    key_attr = defaults["key_attr"].default
+    expiry_attr = defaults["expiry_attr"].default
+    assert table["KeySchema"] == [{"AttributeName": key_attr, "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": key_attr, "AttributeType": "S"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": expiry_attr, "Enabled": True}
+    assert (key_attr, expiry_attr) == ("id", "expiration")
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_every_function_code_dir_has_app_with_lambda_handler(
+    functions: dict[str, FunctionSpec],
+) -> None:
+    assert set(functions) == {"IngestFunction", "StatusFunction", "SenderFunction", "DlqFunction"}
+    for spec in functions.values():
+        module, _, name = spec.handler.rpartition(".")
+        source = ROOT / spec.code_uri / f"{module}.py"
+        assert source.is_file(), f"{spec.logical_id}: {source} missing"
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        defined = {
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        } | {
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        assert name == "lambda_handler"
+        assert name in defined, f"{spec.logical_id}: no {name} in {source}"
+        assert (source.parent / "requirements.txt").is_file()
+
+
+def test_ingest_has_no_vpc_and_no_database(
+    template: SamTemplate, functions: dict[str, FunctionSpec], resolver: Resolver
+) -> None:
+    ingest = props(template, "IngestFunction")
+    assert "VpcConfig" not in ingest
+    assert "VpcConfig" not in template.function_globals
+    assert not DB_VARIABLES & set(functions["IngestFunction"].environment)
+    resolver.refs.update({"IdempotencyTable": "table", "SendQueue": "https://send"})
+    env = resolver.resolve(dict(functions["IngestFunction"].environment))
+    assert env["SMS_GATEWAY_IDEMPOTENCY_TABLE"] == "table"
+    assert env["SMS_GATEWAY_SEND_QUEUE_URL"] == "https://send"
+
+
+def test_ingest_iam_is_least_privilege(template: SamTemplate) -> None:
+    policies = props(template, "IngestFunction")["Policies"]
+    statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            ],
+            "Resource": {"Fn::GetAtt": ["IdempotencyTable", "Arn"]},
+        }
+    ]
+    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["SendQueue", "QueueName"]}}} in (
+        policies
+    )
+
+
+@pytest.mark.parametrize("logical_id", ["StatusFunction", "SenderFunction", "DlqFunction"])
+def test_database_functions_get_dsn_secret_and_optional_vpc(
+    template: SamTemplate, functions: dict[str, FunctionSpec], logical_id: str
+) -> None:
+    env = functions[logical_id].environment
+    assert env["SMS_GATEWAY_MESSAGE_DSN"] == {"Ref": "DatabaseDsn"}
+    assert env["SMS_GATEWAY_DB_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
+    vpc = props(template, logical_id)["VpcConfig"]
+    no_vpc = Resolver(template)
+    assert no_vpc.resolve(vpc) is NO_VALUE  # defaults: no subnets -> no VpcConfig
+    with_vpc = Resolver(
+        template,
+        parameter_overrides={"VpcSubnetIds": "subnet-1,subnet-2", "VpcSecurityGroupIds": "sg-1"},
+    )
+    assert with_vpc.resolve(vpc) == {
+        "SubnetIds": ["subnet-1", "subnet-2"],
+        "SecurityGroupIds": ["sg-1"],
+    }
+    secret_policy = [p for p in props(template, logical_id)["Policies"] if "Fn::If" in p]
+    assert len(secret_policy) == 1
+    assert secret_policy[0]["Fn::If"][0] == "HasDbSecret"
+    assert template.parameters["DatabaseDsn"]["NoEcho"] is True
+
+
+def test_api_routes_and_api_key_auth(
+    template: SamTemplate, functions: dict[str, FunctionSpec]
+) -> None:
+    routes = {
+        (route.method, route.path, route.function)
+        for spec in functions.values()
+        for route in spec.api_routes
+    }
+    assert routes == {
+        ("POST", "/v1/messages", "IngestFunction"),
+        ("GET", "/v1/messages/{message_id}", "StatusFunction"),
+        ("POST", "/v1/receipts", "StatusFunction"),
+    }
+    api = props(template, "SmsApi")
+    assert api["StageName"] == {"Ref": "Stage"}
+    assert template.parameters["Stage"]["Default"] == "dev"
+    assert api["Auth"]["ApiKeyRequired"] is True
+    assert api["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
+    assert api["TracingEnabled"] is True
+
+
+def test_alarms_on_dead_letters_and_sender_errors(template: SamTemplate) -> None:
+    alarms = {
+        (p["Namespace"], p["MetricName"], p["ComparisonOperator"], p["Threshold"])
+        for p in (
+            r["Properties"] for r in template.resources_of_type("AWS::CloudWatch::Alarm").values()
+        )
+    }
+    assert alarms == {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "GreaterThanThreshold", 0),
+        ("AWS/Lambda", "Errors", "GreaterThanThreshold", 0),
+    }
+
+
+def test_outputs(template: SamTemplate, resolver: Resolver) -> None:
+    outputs = template.document["Outputs"]
+    assert {"ApiUrl", "SendQueueUrl", "DeadLetterQueueUrl", "IdempotencyTableName"} <= set(outputs)
+    resolver.refs["SmsApi"] = "abc123"
+    assert resolver.resolve(outputs["ApiUrl"]["Value"]) == (
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/dev"
+    )
+
+
+def test_layer_ships_runtime_dependencies_only() -> None:
+    lines = (ROOT / "layers" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    names = {
+        line.split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip().lower()
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    }
+    assert "boto3" not in names
+    assert "moto" not in names
+    assert {"aws-lambda-powertools", "pydantic", "sqlalchemy", "pg8000", "pymysql"} <= names
+
+
+# -- the loader and resolver the local stack uses ---------------------------------------------
+
+
+def test_short_tags_become_long_forms(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "Resources:\n"
+        "  A:\n"
+        "    Type: X\n"
+        "    Properties:\n"
+        "      R: !Ref P\n"
+        "      G: !GetAtt Q.Arn\n"
+        "      S: !Sub '${AWS::Region}-x'\n"
+        "      J: !Join [',', [a, b]]\n"
+        "      I: !If [C, 1, 2]\n"
+        "      N: !Not [!Equals [a, b]]\n",
+        encoding="utf-8",
+    )
+    document = load_template(path)
+    assert document["Resources"]["A"]["Properties"] == {
+        "R": {"Ref": "P"},
+        "G": {"Fn::GetAtt": ["Q", "Arn"]},
+        "S": {"Fn::Sub": "${AWS::Region}-x"},
+        "J": {"Fn::Join": [",", ["a", "b"]]},
+        "I": {"Fn::If": ["C", 1, 2]},
+        "N": {"Fn::Not": [{"Fn::Equals": ["a", "b"]}]},
+    }
+
+
+def test_resolver_sub_variables_literals_and_errors(template: SamTemplate) -> None:
+    resolver = Resolver(template, pseudo_parameters={"AWS::Region": "us-east-1"})
+    resolver.attributes[("Q", "Arn")] = "arn:q"
+    assert resolver.resolve({"Fn::Sub": "${AWS::Region}/${Q.Arn}/${Stage}/${!Literal}"}) == (
+        "us-east-1/arn:q/dev/${Literal}"
+    )
+    assert resolver.resolve({"Fn::Sub": ["${x}-${Stage}", {"x": {"Ref": "AuthMode"}}]}) == (
+        "api_key-dev"
+    )
+    assert resolver.resolve({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}) == "b"
+    with pytest.raises(UnresolvableError):
+        resolver.resolve({"Ref": "NoSuchThing"})
+    with pytest.raises(TemplateError):
+        resolver.resolve({"Fn::ImportValue": "x"})
+    with pytest.raises(TemplateError):
+        Resolver(template, parameter_overrides={"AuthMode": "header"}).ref("AuthMode")
+    with pytest.raises(TemplateError):
+        Resolver(template, parameter_overrides={"Nope": "1"})
+
+
+def test_condition_defaults(template: SamTemplate) -> None:
+    resolver = Resolver(template)
+    assert resolver.condition("HasVpc") is False
+    assert resolver.condition("HasDbSecret") is False
+    secret = Resolver(template, parameter_overrides={"DatabaseSecretArn": "arn:secret"})
+    assert secret.condition("HasDbSecret") is True
+
+
+def test_sam_template_parses_as_json_too(tmp_path: Path) -> None:
+    document = load_template(ROOT / "template.yaml")
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert load_template(path) == document
