@@ -730,6 +730,44 @@ def test_local_stack_end_to_end_on_a_throwaway_template(
         _ = stack.url
 
 
+def test_a_second_stack_in_the_same_process_starts_clean(
+    throwaway_root: Path, tmp_path: Path
+) -> None:
+    dsn = f"sqlite:///{tmp_path / 'x.db'}"
+    overrides = {"MaxReceiveCount": "5"}
+    with LocalStack(
+        throwaway_root, port=0, dsn=dsn, prepare_database=False, parameter_overrides=overrides
+    ) as first:
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=first.moto_endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        dead_url = first.resources.queue_urls["DeadQueue"]
+        # The dead-letter consumer would take it; stop its poller first to leave it queued.
+        first.pollers["DeadFunction.Dead"].stop(timeout=10)
+        sqs.send_message(QueueUrl=dead_url, MessageBody="left behind")
+        work = sqs.get_queue_attributes(
+            QueueUrl=first.resources.queue_urls["WorkQueue"], AttributeNames=["RedrivePolicy"]
+        )["Attributes"]
+        assert json.loads(work["RedrivePolicy"])["maxReceiveCount"] == 5
+        first_endpoint = first.moto_endpoint
+    with LocalStack(throwaway_root, port=0, dsn=dsn, prepare_database=False) as second:
+        assert second.moto_endpoint != first_endpoint
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=second.moto_endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        assert queue_depth(sqs, second.resources.queue_urls["DeadQueue"]) == 0
+        status, _, _, _ = call("GET", f"{second.url}/v1/items/x")
+        assert status == 200
+
+
 def test_cli_prints_ready_line_and_exits_0_on_sigterm(throwaway_root: Path, tmp_path: Path) -> None:
     env = {**os.environ, "SMS_GATEWAY_MESSAGE_DSN": f"sqlite:///{tmp_path / 'cli.db'}"}
     env.pop("AWS_ENDPOINT_URL", None)

@@ -1,0 +1,50 @@
+"""Every sample in ``events/`` replayed through its function's handler (the ``sam local invoke``
+inputs stay in step with the handlers). A file's prefix names its function directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support import EVENTS, Gateway, sample
+
+ALL_SAMPLES = sorted(p.name for p in EVENTS.glob("*.json"))
+
+
+def test_every_sample_is_covered() -> None:
+    assert ALL_SAMPLES == sorted(EXPECTED)
+
+
+EXPECTED = {
+    "sender-batch.json": None,
+    "dlq-batch.json": None,
+    "ingest-post-message.json": 202,
+    "ingest-post-message-failing-tenant.json": 202,
+    "ingest-post-message-invalid.json": 422,
+    "status-get-message.json": 200,
+    "status-post-receipt.json": 200,
+}
+
+
+@pytest.mark.parametrize("name", ALL_SAMPLES)
+def test_sample_replays(gateway: Gateway, name: str) -> None:
+    function = name.split("-", 1)[0]
+    if name.startswith("status-"):
+        # the status samples name the message the sender sample sends
+        gateway.invoke("sender", sample("sender-batch.json"))
+    answer = gateway.invoke(function, sample(name))
+    if EXPECTED[name] is None:
+        records = sample(name)["Records"]
+        malformed = [r["messageId"] for r in records if not r["body"].endswith("}")]
+        expected = [] if function == "dlq" else [{"itemIdentifier": m} for m in malformed]
+        assert answer == {"batchItemFailures": expected}
+        return
+    assert answer["statusCode"] == EXPECTED[name], answer["body"]
+    body = json.loads(answer["body"])
+    if name == "ingest-post-message-invalid.json":
+        assert {e["field"] for e in body["errors"]} == {"to", "body"}
+    if name == "status-get-message.json":
+        assert body["status"] == "sent"
+    if name == "status-post-receipt.json":
+        assert body["status"] == "delivered"
