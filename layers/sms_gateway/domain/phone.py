@@ -52,7 +52,7 @@ def to_e164(raw: str) -> str:
 def mask(e164: str) -> str:
     """A phone number safe for logs: country code area kept, the rest but 2 digits hidden.
 
-    ``+14155550100`` -> ``+141*******00``.
+    ``+14155550100`` -> ``+141******00``.
     """
     if len(e164) <= 6:
         return "*" * len(e164)
