@@ -42,6 +42,8 @@ def _fresh_database(kind: str, tmp_path: Path) -> str:
         return dsn
     dsn = os.environ.get(SERVER_DSNS[kind], "")
     if not dsn:
+        if os.environ.get("SMS_GATEWAY_REQUIRE_SQL_SERVERS"):
+            pytest.fail(f"{SERVER_DSNS[kind]} is not set but SQL servers are required")
         pytest.skip(f"{SERVER_DSNS[kind]} is not set: no {kind} server for this run")
     if kind not in _migrated:
         engine = make_engine(dsn)

@@ -1,0 +1,57 @@
+# SMS gateway: the targets a newcomer can guess. `make run` and `make test` bootstrap .venv.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The template's runtime is python3.12: use it (or 3.13) from PATH or pyenv.
+PYTHON ?= $(shell for v in python3.12 python3.13; do command -v $$v && exit; done; \
+	ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 \
+	      $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install run test lint format build validate bench events clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.12 or 3.13 is required (python3.12 on PATH or pyenv)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install the gateway with its dev tools
+
+run: $(STAMP) ## Run the local stack on http://127.0.0.1:3000 (moto + SQLite, no Docker)
+	$(BIN)/sms-gateway local $(ARGS)
+
+test: $(STAMP) ## Run the tests (unit, integration, end-to-end)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) validate ## ruff, mypy and sam validate --lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+validate: $(STAMP) ## sam validate --lint (cfn-lint)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} PATH="$(abspath $(BIN)):$$PATH" \
+		$(BIN)/sam validate --lint
+
+build: $(STAMP) ## sam build (no container): needs python3.12 on PATH, which .venv provides
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
+
+bench: build ## Print the cost figures: AWS requests, DynamoDB writes, SQL statements, cold imports
+	$(BIN)/python bench/bench.py $(ARGS)
+
+events: $(STAMP) ## Regenerate events/ from sam local generate-event
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/make_events.py
+
+clean: ## Remove build output and local data
+	rm -rf .aws-sam .sms-gateway .pytest_cache .mypy_cache .ruff_cache

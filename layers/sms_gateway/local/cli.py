@@ -1,0 +1,135 @@
+"""``sms-gateway`` command line: ``sms-gateway local`` runs the local stack.
+
+::
+
+    sms-gateway local [--host 127.0.0.1] [--port 3000] [--dsn URL] [--data-dir DIR]
+                      [--root DIR] [--parameter NAME=VALUE ...] [--quiet]
+
+Prints the API URL, the moto endpoint, the DSN and the demo curl lines, then a line
+``Local stack ready on http://HOST:PORT`` once it serves. Ctrl-C or SIGTERM stops it (exit 0).
+Exit 1 when it cannot start (message on stderr), 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from sms_gateway.local.template import TemplateError
+
+__all__ = ["build_parser", "main"]
+
+
+def _parameter(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (``local`` subcommand)."""
+    parser = argparse.ArgumentParser(
+        prog="sms-gateway", description="Multi-tenant SMS gateway: development tools."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    local = commands.add_parser(
+        "local",
+        help="run the gateway on this machine (moto + HTTP front + SQS pollers, no Docker)",
+        description="Run the gateway locally: AWS from moto, handlers in-process.",
+    )
+    local.add_argument("--host", default="127.0.0.1", help="HTTP listen address (127.0.0.1)")
+    local.add_argument(
+        "--port", type=int, default=3000, help="HTTP port (3000, as sam local; 0 = any free)"
+    )
+    local.add_argument(
+        "--dsn",
+        default=None,
+        help="SQLAlchemy URL of the message database "
+        "(default: $SMS_GATEWAY_MESSAGE_DSN, else SQLite in --data-dir)",
+    )
+    local.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="directory of the default SQLite file (default: ./.sms-gateway)",
+    )
+    local.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="repository root holding template.yaml (default: found from the cwd upwards)",
+    )
+    local.add_argument(
+        "--parameter",
+        "-P",
+        type=_parameter,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameter override, e.g. -P MaxReceiveCount=2 (repeatable)",
+    )
+    local.add_argument("--quiet", action="store_true", help="no access log lines")
+    return parser
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    from sms_gateway.local.stack import LocalStack, find_root
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request log
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = None
+    try:
+        stack = LocalStack(
+            args.root or find_root(),
+            host=args.host,
+            port=args.port,
+            dsn=args.dsn,
+            data_dir=args.data_dir,
+            parameter_overrides=dict(args.parameter),
+            log_requests=not args.quiet,
+        )
+        stack.start()
+        print(stack.banner(), flush=True)
+        print(f"Local stack ready on {stack.url}", flush=True)
+        while not stopping.wait(0.5):
+            pass
+        print("Stopping local stack", file=sys.stderr, flush=True)
+        return 0
+    except (FileNotFoundError, TemplateError, OSError) as error:
+        print(f"sms-gateway local: cannot start: {error}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if stack is not None:
+            stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sms-gateway`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "local":
+        return _run_local(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,496 @@
+"""The local stack: the product on one machine, without Docker (DESIGN section 10).
+
+:class:`LocalStack` wires the transport pieces together; it holds no business rule:
+
+1. moto's ``ThreadedMotoServer`` on 127.0.0.1 (a free port) stands in for DynamoDB and SQS;
+   ``AWS_ENDPOINT_URL``, dummy credentials and ``us-east-1`` go into ``os.environ`` so every
+   boto3 client in the process (Powertools idempotency, the queue client) talks to it.
+2. The template's table and queues are created from their own resource definitions
+   (:mod:`sms_gateway.local.resources`).
+3. The handlers' environment is the template's (Globals + every function, references resolved
+   to the local table and queue URLs), then local mode: ``SMS_GATEWAY_AUTH_MODE=local``, the
+   SQL DSN, short retry delays, tracing off.
+4. Migrations run and the demo tenants' route policies are seeded.
+5. The handlers (``functions/<name>/app.py``) are loaded in-process; an HTTP front
+   (:mod:`sms_gateway.local.http_front`) serves their ``Api`` events and one poller per ``SQS``
+   event (:mod:`sms_gateway.local.pollers`) feeds the sender and the DLQ consumer.
+
+Use it as a context manager, or ``start()``/``stop()``; ``sms-gateway local`` runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
+
+from sms_gateway.local.http_front import ApiFront, Invoker, Router
+from sms_gateway.local.pollers import SqsPoller
+from sms_gateway.local.resources import LocalResources, provision
+from sms_gateway.local.runtime import LocalFunction, resolve_environment
+from sms_gateway.local.template import Resolver, SamTemplate, TemplateError
+
+if TYPE_CHECKING:
+    import boto3.session
+    from moto.server import ThreadedMotoServer
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+__all__ = [
+    "ACCOUNT_ID",
+    "REGION",
+    "STACK_NAME",
+    "LocalStack",
+    "default_dsn",
+    "find_root",
+    "mask_dsn",
+]
+
+logger = logging.getLogger(__name__)
+
+REGION: Final = "us-east-1"
+ACCOUNT_ID: Final = "123456789012"  # moto's default account
+STACK_NAME: Final = "sms-gateway"
+TEMPLATE_FILE: Final = "template.yaml"
+DSN_VARIABLE: Final = "SMS_GATEWAY_MESSAGE_DSN"
+_POLLER_STOP_SECONDS: Final = 60.0
+
+# Settings the local stack forces, whatever the template says (DESIGN section 9: the
+# X-Tenant-ID header is honoured only in local mode; there is no X-Ray daemon here).
+_LOCAL_FORCED: Final = {
+    "SMS_GATEWAY_AUTH_MODE": "local",
+    "SMS_GATEWAY_DB_SECRET_ARN": "",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+# Local defaults that a value already in the process environment overrides: retries come back
+# in seconds rather than minutes so the demo flows finish while you watch.
+_LOCAL_DEFAULTS: Final = {
+    "SMS_GATEWAY_RETRY_BASE_SECONDS": "1",
+    "SMS_GATEWAY_RETRY_MAX_SECONDS": "5",
+}
+# Template values that a value already in the process environment overrides.
+_TUNABLE: Final = ("POWERTOOLS_LOG_LEVEL",)
+# Variables that would send boto3 elsewhere than the local endpoint, or sign with real keys.
+_AWS_CLEARED: Final = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above ``start`` (default: the cwd) holding template.yaml.
+
+    Raises:
+        FileNotFoundError: none up to the filesystem root.
+    """
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / TEMPLATE_FILE).is_file():
+            return candidate
+    raise FileNotFoundError(f"no {TEMPLATE_FILE} in {here} or any parent directory")
+
+
+def default_dsn(data_dir: Path) -> str:
+    """The embedded default: a SQLite file ``<data_dir>/sms-gateway.db`` (absolute URL)."""
+    return f"sqlite:///{(data_dir / 'sms-gateway.db').resolve()}"
+
+
+def mask_dsn(dsn: str) -> str:
+    """``dsn`` with its password replaced by ``***``, for printing."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", dsn)
+
+
+class LocalStack:
+    """The gateway on one machine: moto (DynamoDB, SQS) + handlers + HTTP front + pollers.
+
+    Args:
+        root: the repository root (holds template.yaml and functions/); default
+            :func:`find_root` from the cwd.
+        host, port: where the HTTP front listens; port 0 picks a free one (see :attr:`url`).
+        dsn: SQLAlchemy URL of the message database. Default: ``$SMS_GATEWAY_MESSAGE_DSN``,
+            else :func:`default_dsn` of ``data_dir``.
+        data_dir: where the default SQLite file lives; default ``./.sms-gateway``.
+        env_overrides: variables set for the handlers after everything else (last word).
+        parameter_overrides: template parameter values in place of their defaults
+            (e.g. ``{"MaxReceiveCount": "2"}``).
+        prepare_database: run migrations and seed the demo route policies at start
+            (``sms_gateway.storage.schema.run_migrations``,
+            ``sms_gateway.storage.demo.seed_demo_policies``).
+        stack_name: ``AWS::StackName``; the prefix of local physical names.
+        log_requests: log one access line per HTTP request.
+
+    ``os.environ`` is changed while the stack runs (AWS endpoint, handler settings) and put
+    back by :meth:`stop`. One stack per process at a time: moto's backends are process-global.
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        dsn: str | None = None,
+        data_dir: Path | None = None,
+        env_overrides: Mapping[str, str] | None = None,
+        parameter_overrides: Mapping[str, str] | None = None,
+        prepare_database: bool = True,
+        stack_name: str = STACK_NAME,
+        log_requests: bool = True,
+    ) -> None:
+        self.root = (root or find_root()).resolve()
+        self.host = host
+        self.port = port
+        self.data_dir = (data_dir or Path.cwd() / ".sms-gateway").resolve()
+        self.dsn = dsn or os.environ.get(DSN_VARIABLE) or default_dsn(self.data_dir)
+        self.env_overrides = dict(env_overrides or {})
+        self.parameter_overrides = dict(parameter_overrides or {})
+        self.prepare_database = prepare_database
+        self.stack_name = stack_name
+        self.log_requests = log_requests
+
+        self.template = SamTemplate.from_file(self.root / TEMPLATE_FILE)
+        self.environment: dict[str, str] = {}
+        self.resources = LocalResources()
+        self.functions: dict[str, LocalFunction] = {}
+        self.pollers: dict[str, SqsPoller] = {}
+        self.stage = "dev"
+        self._moto: ThreadedMotoServer | None = None
+        self._moto_endpoint: str | None = None
+        self._front: ApiFront | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bring everything up; on any failure, tear down what started and re-raise.
+
+        Raises:
+            RuntimeError: already started.
+            TemplateError: the template cannot be turned into local resources.
+            OSError: the HTTP port is taken.
+            Exception: a handler module failed to import, or the database setup failed.
+        """
+        if self._started:
+            raise RuntimeError("local stack already started")
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        moto_host, moto_port = self._moto.get_host_and_port()
+        self._moto_endpoint = f"http://{moto_host}:{moto_port}"
+        self._set_env(
+            {
+                "AWS_ENDPOINT_URL": self._moto_endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+            },
+            clear=_AWS_CLEARED,
+        )
+
+        resolver = Resolver(
+            self.template,
+            parameter_overrides=self.parameter_overrides,
+            pseudo_parameters={
+                "AWS::Region": REGION,
+                "AWS::AccountId": ACCOUNT_ID,
+                "AWS::Partition": "aws",
+                "AWS::URLSuffix": "amazonaws.com",
+                "AWS::StackName": self.stack_name,
+                "AWS::StackId": (
+                    f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{self.stack_name}/local"
+                ),
+                "AWS::NotificationARNs": [],
+            },
+        )
+        specs = self.template.functions()
+        for spec in specs:
+            name = f"{self.stack_name}-{spec.logical_id}"
+            resolver.refs[spec.logical_id] = name
+            resolver.attributes[(spec.logical_id, "Arn")] = (
+                f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+            )
+        for api_id, api in self.template.resources_of_type("AWS::Serverless::Api").items():
+            resolver.refs[api_id] = "local"
+            stage = (api.get("Properties") or {}).get("StageName", "dev")
+            self.stage = str(resolver.resolve(stage))
+
+        self.resources = provision(
+            self.template,
+            resolver,
+            sqs=self._sqs_client(),
+            dynamodb=self._dynamodb_client(),
+            stack_name=self.stack_name,
+        )
+
+        self.environment = self._handler_environment(resolve_environment(specs, resolver))
+        self._set_env(self.environment)
+        _fresh_containers()  # a new stack is a cold start: no clients from an earlier one
+
+        if self.prepare_database:
+            self._prepare_database()
+
+        for spec in specs:
+            if not spec.api_routes and not spec.sqs_sources:
+                continue
+            function = LocalFunction(
+                spec=spec,
+                root=self.root,
+                function_name=f"{self.stack_name}-{spec.logical_id}",
+                region=REGION,
+                account_id=ACCOUNT_ID,
+            )
+            function.load()
+            self.functions[spec.logical_id] = function
+
+        routes = [
+            (route, _api_invoker(function))
+            for function in self.functions.values()
+            for route in function.spec.api_routes
+        ]
+        self._front = ApiFront(
+            Router(routes),
+            host=self.host,
+            port=self.port,
+            stage=self.stage,
+            account_id=ACCOUNT_ID,
+            log_requests=self.log_requests,
+        )
+        self._front.start()
+
+        by_arn = self.resources.queue_url_by_arn
+        for function in self.functions.values():
+            for source in function.spec.sqs_sources:
+                if not source.enabled:
+                    continue
+                arn = resolver.resolve(source.queue)
+                if arn not in by_arn:
+                    raise TemplateError(
+                        f"{function.logical_id}.Events.{source.event}: queue {arn!r} "
+                        "is not a queue of this template"
+                    )
+                poller = SqsPoller(
+                    sqs=self._sqs_client(),
+                    queue_url=by_arn[arn],
+                    queue_arn=arn,
+                    invoke=function.invoke,
+                    batch_size=source.batch_size,
+                    batching_window_seconds=source.batching_window_seconds,
+                    report_batch_item_failures=source.report_batch_item_failures,
+                    region=REGION,
+                    name=f"{function.logical_id}.{source.event}",
+                )
+                poller.start()
+                self.pollers[poller.name] = poller
+        logger.info("local stack up: %s (AWS at %s)", self.url, self._moto_endpoint)
+
+    def stop(self) -> None:
+        """Stop pollers, the HTTP front and moto (its state is reset); restore ``os.environ``.
+
+        Safe to call more than once, and after a failed :meth:`start`.
+        """
+        for poller in self.pollers.values():
+            poller.request_stop()
+        for poller in self.pollers.values():
+            # A batch in progress may run up to its function's Timeout.
+            poller.stop(timeout=_POLLER_STOP_SECONDS)
+        self.pollers = {}
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
+        for function in self.functions.values():
+            function.unload()
+        self.functions = {}
+        if self._started:
+            _fresh_containers()  # closes the SQL engine; nothing cached outlives the stack
+        if self._moto is not None:
+            if self._moto_endpoint is not None:
+                _reset_moto(self._moto_endpoint)
+            self._moto.stop()
+            self._moto = None
+            self._moto_endpoint = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
+        self._started = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- what it serves --------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP front, e.g. ``http://127.0.0.1:3000``.
+
+        Raises:
+            RuntimeError: not started.
+        """
+        if self._front is None:
+            raise RuntimeError("local stack not started")
+        return self._front.url
+
+    @property
+    def moto_endpoint(self) -> str:
+        """The moto server's URL (``AWS_ENDPOINT_URL``).
+
+        Raises:
+            RuntimeError: not started.
+        """
+        if self._moto_endpoint is None:
+            raise RuntimeError("local stack not started")
+        return self._moto_endpoint
+
+    def demo_commands(self) -> list[str]:
+        """The demo curl lines of DESIGN section 10, against this stack's URL."""
+        base = self.url
+        for wildcard in ("0.0.0.0", "[::]"):  # noqa: S104 - only rewriting a URL for display
+            base = base.replace(f"//{wildcard}:", "//127.0.0.1:")
+        json_header = "-H 'Content-Type: application/json'"
+        return [
+            f"curl -sS -X POST {base}/v1/messages {json_header} -H 'X-Tenant-ID: tenant-1' "
+            '-H \'Idempotency-Key: demo-1\' -d \'{"to":"+10000000001","body":"hello"}\'',
+            f"curl -sS -X POST {base}/v1/messages {json_header} -H 'X-Tenant-ID: tenant-2' "
+            "-H 'Idempotency-Key: demo-2' "
+            '-d \'{"to":"+10000000002","body":"fail","max_attempts":2}\'',
+            f"curl -sS -X POST {base}/v1/receipts {json_header} "
+            '-d \'{"message_id":"<id-from-send>","delivered_at":"2026-02-05T12:00:00Z"}\'',
+            f"curl -sS {base}/v1/messages/<id> -H 'X-Tenant-ID: tenant-1'",
+        ]
+
+    def banner(self) -> str:
+        """The start-up text: URLs, DSN (password masked), queues, demo commands."""
+        commands = self.demo_commands()
+        lines = [
+            "sms-gateway local stack",
+            f"  API          {self.url}  (stage {self.stage}, X-Tenant-ID header = tenant)",
+            f"  AWS (moto)   {self.moto_endpoint}",
+            f"  SQL          {mask_dsn(self.dsn)}",
+        ]
+        lines += [f"  table        {name}" for name in self.resources.table_names.values()]
+        lines += [f"  queue        {url}" for url in self.resources.queue_urls.values()]
+        lines += [
+            f"  poller       {name} (batch {poller.batch_size})"
+            for name, poller in self.pollers.items()
+        ]
+        lines += [
+            "",
+            "Demo (DESIGN section 10):",
+            "  # 1. tenant-1 -> provider-a: sent on attempt 2",
+            f"  {commands[0]}",
+            "  # 2. tenant-2 -> provider-fail: failed, reason dead_letter",
+            f"  {commands[1]}",
+            "  # 3. a delivery receipt for message 1: delivered",
+            f"  {commands[2]}",
+            "  # status of a message",
+            f"  {commands[3]}",
+        ]
+        return "\n".join(lines)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _handler_environment(self, template_env: Mapping[str, str]) -> dict[str, str]:
+        environment = dict(template_env)
+        for key in _TUNABLE:
+            if key in os.environ and key in environment:
+                environment[key] = os.environ[key]
+        environment.update(_LOCAL_FORCED)
+        environment[DSN_VARIABLE] = self.dsn
+        for key, default in _LOCAL_DEFAULTS.items():
+            environment[key] = os.environ.get(key, default)
+        environment.update(self.env_overrides)
+        return environment
+
+    def _prepare_database(self) -> None:
+        # Imported here: only the full product needs them, and they pull in SQLAlchemy/Alembic.
+        from sqlalchemy.engine import make_url
+
+        from sms_gateway.storage.demo import seed_demo_policies
+        from sms_gateway.storage.schema import run_migrations
+
+        url = make_url(self.dsn)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        run_migrations(self.dsn)
+        seed_demo_policies(self.dsn)
+
+    def _set_env(self, values: Mapping[str, str], clear: tuple[str, ...] = ()) -> None:
+        for key in (*values, *clear):
+            self._saved_env.setdefault(key, os.environ.get(key))
+        for key in clear:
+            os.environ.pop(key, None)
+        os.environ.update(values)
+
+    def _session(self) -> boto3.session.Session:
+        import boto3.session
+
+        # moto accepts any credentials; these dummies keep real ones out of local traffic.
+        return boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+            region_name=REGION,
+        )
+
+    def _sqs_client(self) -> SQSClient:
+        return self._session().client("sqs", endpoint_url=self.moto_endpoint)
+
+    def _dynamodb_client(self) -> DynamoDBClient:
+        return self._session().client("dynamodb", endpoint_url=self.moto_endpoint)
+
+
+def _api_invoker(function: LocalFunction) -> Invoker:
+    """Adapts :meth:`LocalFunction.invoke` to the HTTP front's ``(event, request_id)`` call."""
+
+    def invoke(event: dict[str, Any], request_id: str) -> Any:
+        return function.invoke(event, request_id)
+
+    return invoke
+
+
+def _fresh_containers() -> None:
+    """Drop the per-container objects :mod:`sms_gateway.wiring` caches (settings, clients,
+    engine), as a new Lambda container would start without them."""
+    from sms_gateway import wiring
+
+    wiring.reset()
+
+
+def _reset_moto(endpoint: str) -> None:
+    """Empty moto's (process-global) backends, so a later stack in this process starts clean."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - loopback moto server
+            pass
+    except OSError as error:
+        logger.warning("could not reset moto at %s: %s", endpoint, error)

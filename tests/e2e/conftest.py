@@ -1,0 +1,130 @@
+"""The local stack as a user runs it (``sms-gateway local``), in a subprocess on a free
+loopback port, with its own SQLite file; the tests talk to it over HTTP only (plus SQS on
+moto's loopback endpoint, to inject a malformed record).
+
+Every wait is bounded: the stack must be ready within 60 s and each flow settles within 30 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sms_gateway.storage.engine import make_engine
+from sms_gateway.storage.repository import MessageRepository
+from tests.support import REPO_ROOT
+
+READY = re.compile(r"Local stack ready on (http://127\.0\.0\.1:\d+)")
+MOTO = re.compile(r"AWS \(moto\)\s+(http://127\.0\.0\.1:\d+)")
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Stack:
+    url: str
+    moto_url: str
+    dsn: str
+    repo: MessageRepository
+
+    def request(self, method: str, path: str, body: Any = None, **headers: str) -> Reply:
+        data = None
+        if body is not None:
+            data = (body if isinstance(body, str) else json.dumps(body)).encode()
+            headers.setdefault("Content-Type", "application/json")
+        req = urllib.request.Request(  # noqa: S310 - loopback URL of the stack under test
+            self.url + path, data=data, method=method, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+                raw, status, hdrs = resp.read(), resp.status, resp.headers
+        except urllib.error.HTTPError as err:
+            raw, status, hdrs = err.read(), err.code, err.headers
+        return Reply(status, {k.lower(): v for k, v in hdrs.items()}, json.loads(raw) if raw else None)
+
+    def send(self, tenant: str, key: str, body: Any) -> Reply:
+        return self.request(
+            "POST", "/v1/messages", body, **{"X-Tenant-ID": tenant, "Idempotency-Key": key}
+        )
+
+    def status(self, tenant: str, message_id: str) -> Reply:
+        return self.request("GET", f"/v1/messages/{message_id}", **{"X-Tenant-ID": tenant})
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def wait_status(self, tenant: str, message_id: str, wanted: str, timeout: float = 30.0) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            reply = self.status(tenant, message_id)
+            return reply.body if reply.status == 200 and reply.body["status"] == wanted else None
+
+        result: dict[str, Any] = self.wait_for(f"{message_id} -> {wanted}", check, timeout)
+        return result
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("local-stack")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_GATEWAY_", "AWS_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sms_gateway.local.cli", "local", "--port", "0", "--data-dir", str(data_dir)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    url = moto = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and url is None:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        moto = moto or (m.group(1) if (m := MOTO.search(line)) else None)
+        url = m.group(1) if (m := READY.search(line)) else None
+    if url is None or moto is None:
+        proc.kill()
+        raise AssertionError("local stack did not start:\n" + "".join(lines[-40:]))
+    # keep draining its output so the pipe never fills
+    import threading
+
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    dsn = f"sqlite:///{data_dir / 'sms-gateway.db'}"
+    engine = make_engine(dsn)
+    try:
+        yield Stack(url=url, moto_url=moto, dsn=dsn, repo=MessageRepository(engine))
+    finally:
+        engine.dispose()
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
