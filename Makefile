@@ -35,6 +35,7 @@ lint: $(STAMP) validate ## ruff, mypy and sam validate --lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	for f in functions/*/app.py; do $(BIN)/mypy --strict $$f || exit 1; done
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

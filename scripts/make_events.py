@@ -34,8 +34,18 @@ def api_event(
     tenant: str | None = "tenant-1",
 ) -> dict[str, Any]:
     event = sam_event(
-        "apigateway", "aws-proxy", "--method", method, "--path", path.lstrip("/"),
-        "--resource", resource, "--stage", "dev", "--body", "",
+        "apigateway",
+        "aws-proxy",
+        "--method",
+        method,
+        "--path",
+        path.lstrip("/"),
+        "--resource",
+        resource,
+        "--stage",
+        "dev",
+        "--body",
+        "",
     )
     event["body"] = json.dumps(body) if body is not None else None
     event["isBase64Encoded"] = False
@@ -90,47 +100,82 @@ def main() -> None:
     EVENTS.mkdir(exist_ok=True)
     samples: dict[str, dict[str, Any]] = {
         "ingest-post-message.json": api_event(
-            "POST", "/v1/messages", "/v1/messages",
-            {"to": "+10000000001", "body": "hello"}, {"Idempotency-Key": "sample-demo-1"},
+            "POST",
+            "/v1/messages",
+            "/v1/messages",
+            {"to": "+10000000001", "body": "hello"},
+            {"Idempotency-Key": "sample-demo-1"},
         ),
         "ingest-post-message-failing-tenant.json": api_event(
-            "POST", "/v1/messages", "/v1/messages",
+            "POST",
+            "/v1/messages",
+            "/v1/messages",
             {"to": "+10000000002", "body": "fail", "max_attempts": 2},
-            {"Idempotency-Key": "sample-demo-2"}, tenant="tenant-2",
+            {"Idempotency-Key": "sample-demo-2"},
+            tenant="tenant-2",
         ),
         "ingest-post-message-invalid.json": api_event(
-            "POST", "/v1/messages", "/v1/messages",
-            {"to": "hello", "body": ""}, {"Idempotency-Key": "sample-invalid"},
+            "POST",
+            "/v1/messages",
+            "/v1/messages",
+            {"to": "hello", "body": ""},
+            {"Idempotency-Key": "sample-invalid"},
         ),
         "status-get-message.json": api_event(
-            "GET", "/v1/messages/4f7f2a8e-0000-5000-8000-000000000001",
-            "/v1/messages/{message_id}", None, {},
-            {"message_id": "4f7f2a8e-0000-5000-8000-000000000001"}, tenant="tenant-3",
+            "GET",
+            "/v1/messages/4f7f2a8e-0000-5000-8000-000000000001",
+            "/v1/messages/{message_id}",
+            None,
+            {},
+            {"message_id": "4f7f2a8e-0000-5000-8000-000000000001"},
+            tenant="tenant-3",
         ),
         "status-post-receipt.json": api_event(
-            "POST", "/v1/receipts", "/v1/receipts",
-            {"message_id": "4f7f2a8e-0000-5000-8000-000000000001",
-             "delivered_at": "2026-11-30T12:00:05Z"},
-            {}, tenant=None,
+            "POST",
+            "/v1/receipts",
+            "/v1/receipts",
+            {
+                "message_id": "4f7f2a8e-0000-5000-8000-000000000001",
+                "delivered_at": "2026-11-30T12:00:05Z",
+            },
+            {},
+            tenant=None,
         ),
         "sender-batch.json": sqs_event(
             "sms-gateway-SendQueue",
             [
-                ("b1a1c0de-0000-4000-8000-000000000001",
-                 queued("4f7f2a8e-0000-5000-8000-000000000001", "tenant-3", "+10000000001",
-                        "hello", 3)),
+                (
+                    "b1a1c0de-0000-4000-8000-000000000001",
+                    queued(
+                        "4f7f2a8e-0000-5000-8000-000000000001",
+                        "tenant-3",
+                        "+10000000001",
+                        "hello",
+                        3,
+                    ),
+                ),
                 ("b1a1c0de-0000-4000-8000-000000000002", '{"to":"+1415'),
-                ("b1a1c0de-0000-4000-8000-000000000003",
-                 queued("4f7f2a8e-0000-5000-8000-000000000003", "tenant-3", "+14155550100",
-                        "hi", 3)),
+                (
+                    "b1a1c0de-0000-4000-8000-000000000003",
+                    queued(
+                        "4f7f2a8e-0000-5000-8000-000000000003", "tenant-3", "+14155550100", "hi", 3
+                    ),
+                ),
             ],
         ),
         "dlq-batch.json": sqs_event(
             "sms-gateway-DeadLetterQueue",
             [
-                ("d1a1c0de-0000-4000-8000-000000000001",
-                 queued("4f7f2a8e-0000-5000-8000-000000000002", "tenant-2", "+10000000002",
-                        "fail", 2)),
+                (
+                    "d1a1c0de-0000-4000-8000-000000000001",
+                    queued(
+                        "4f7f2a8e-0000-5000-8000-000000000002",
+                        "tenant-2",
+                        "+10000000002",
+                        "fail",
+                        2,
+                    ),
+                ),
                 ("d1a1c0de-0000-4000-8000-000000000002", '{"to":"+1415'),
             ],
         ),

@@ -18,7 +18,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def cases_dir() -> Path:
     """Where ``content.json`` and ``phones.json`` live."""
     candidates = [
-        Path(os.environ["SMS_GATEWAY_CASES_DIR"]) if os.environ.get("SMS_GATEWAY_CASES_DIR") else None,
+        Path(os.environ["SMS_GATEWAY_CASES_DIR"])
+        if os.environ.get("SMS_GATEWAY_CASES_DIR")
+        else None,
         REPO_ROOT.parent / "shared" / "cases",
         REPO_ROOT / "tests" / "cases",
     ]

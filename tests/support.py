@@ -127,7 +127,7 @@ class RecordingProvider:
 
 
 class FakeClock:
-    """A settable UTC clock (the services take their time from :func:`sms_gateway.wiring.utc_now`)."""
+    """A settable UTC clock; the services read time from :func:`sms_gateway.wiring.utc_now`."""
 
     def __init__(self, start: datetime) -> None:
         self.now = start
@@ -186,7 +186,9 @@ class Gateway:
         text = payload if isinstance(payload, str) else json.dumps(payload)
         return self.api(
             "status",
-            api_event("POST", "/v1/receipts", body=text, headers={"Content-Type": "application/json"}),
+            api_event(
+                "POST", "/v1/receipts", body=text, headers={"Content-Type": "application/json"}
+            ),
         )
 
     def poller(self, which: str) -> SqsPoller:

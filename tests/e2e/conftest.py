@@ -18,7 +18,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,15 +49,15 @@ class Stack:
         if body is not None:
             data = (body if isinstance(body, str) else json.dumps(body)).encode()
             headers.setdefault("Content-Type", "application/json")
-        req = urllib.request.Request(  # noqa: S310 - loopback URL of the stack under test
-            self.url + path, data=data, method=method, headers=headers
-        )
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=10) as resp:
                 raw, status, hdrs = resp.read(), resp.status, resp.headers
         except urllib.error.HTTPError as err:
             raw, status, hdrs = err.read(), err.code, err.headers
-        return Reply(status, {k.lower(): v for k, v in hdrs.items()}, json.loads(raw) if raw else None)
+        return Reply(
+            status, {k.lower(): v for k, v in hdrs.items()}, json.loads(raw) if raw else None
+        )
 
     def send(self, tenant: str, key: str, body: Any) -> Reply:
         return self.request(
@@ -77,7 +76,9 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
-    def wait_status(self, tenant: str, message_id: str, wanted: str, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_status(
+        self, tenant: str, message_id: str, wanted: str, timeout: float = 30.0
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             reply = self.status(tenant, message_id)
             return reply.body if reply.status == 200 and reply.body["status"] == wanted else None
@@ -91,7 +92,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir = tmp_path_factory.mktemp("local-stack")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_GATEWAY_", "AWS_"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sms_gateway.local.cli", "local", "--port", "0", "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "sms_gateway.local.cli",
+            "local",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+        ],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

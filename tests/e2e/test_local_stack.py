@@ -18,7 +18,9 @@ def key(name: str) -> str:
 def test_demo_flows_1_2_3(stack: Stack) -> None:
     one = stack.send("tenant-1", "demo-1", {"to": "+10000000001", "body": "hello"})
     assert one.status == 202, one.body
-    two = stack.send("tenant-2", "demo-2", {"to": "+10000000002", "body": "fail", "max_attempts": 2})
+    two = stack.send(
+        "tenant-2", "demo-2", {"to": "+10000000002", "body": "fail", "max_attempts": 2}
+    )
     assert two.status == 202, two.body
 
     sent = stack.wait_status("tenant-1", one.body["message_id"], "sent")
@@ -50,18 +52,24 @@ def test_demo_flows_1_2_3(stack: Stack) -> None:
 def test_behaviour_1_idempotent_replay(stack: Stack) -> None:
     k1 = key("k1")
     first = stack.request(
-        "POST", "/v1/messages", '{"to":"+14155550100","body":"hi"}',
+        "POST",
+        "/v1/messages",
+        '{"to":"+14155550100","body":"hi"}',
         **{"X-Tenant-ID": "tenant-1", "Idempotency-Key": k1},
     )
     second = stack.request(
-        "POST", "/v1/messages", '{ "body": "hi", "to": "+14155550100" }',
+        "POST",
+        "/v1/messages",
+        '{ "body": "hi", "to": "+14155550100" }',
         **{"X-Tenant-ID": "tenant-1", "Idempotency-Key": k1},
     )
     assert first.status == second.status == 202
     assert second.body["message_id"] == first.body["message_id"]
     assert second.headers["idempotent-replayed"] == "true"
     other = stack.request(
-        "POST", "/v1/messages", '{"to":"+14155550101","body":"hi"}',
+        "POST",
+        "/v1/messages",
+        '{"to":"+14155550101","body":"hi"}',
         **{"X-Tenant-ID": "tenant-1", "Idempotency-Key": k1},
     )
     assert other.status == 422
@@ -83,17 +91,28 @@ def test_behaviour_2_same_key_two_tenants(stack: Stack) -> None:
 
 def test_behaviour_3_bad_record_goes_to_the_dlq_alone(stack: Stack) -> None:
     sqs = boto3.client(
-        "sqs", endpoint_url=stack.moto_url, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "sqs",
+        endpoint_url=stack.moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     queue_url = sqs.get_queue_url(QueueName="sms-gateway-send")["QueueUrl"]
     ids = [str(uuid.uuid4()) for _ in range(2)]
     bodies = [
-        json.dumps({
-            "message_id": mid, "tenant_id": "tenant-3", "to": "+14155550100", "body": "hi",
-            "encoding": "GSM-7", "segments": 1, "max_attempts": 3, "idempotency_key": mid,
-            "created_at": "2026-11-30T12:00:00Z",
-        })
+        json.dumps(
+            {
+                "message_id": mid,
+                "tenant_id": "tenant-3",
+                "to": "+14155550100",
+                "body": "hi",
+                "encoding": "GSM-7",
+                "segments": 1,
+                "max_attempts": 3,
+                "idempotency_key": mid,
+                "created_at": "2026-11-30T12:00:00Z",
+            }
+        )
         for mid in ids
     ]
     sqs.send_message_batch(
@@ -120,7 +139,9 @@ def test_behaviour_4_receipts_only_move_forward(stack: Stack) -> None:
     message_id = sent.body["message_id"]
     stack.wait_status("tenant-3", message_id, "sent")
     outcomes = [
-        stack.request("POST", "/v1/receipts", {"message_id": message_id, "status": s}).body["outcome"]
+        stack.request("POST", "/v1/receipts", {"message_id": message_id, "status": s}).body[
+            "outcome"
+        ]
         for s in ("delivered", "sent", "delivered", "delivered")
     ]
     assert outcomes == ["applied", "stale", "stale", "stale"]

@@ -84,8 +84,12 @@ def test_behaviour_1_replay_ignores_key_order_and_whitespace(sqlite_gateway: Gat
 
 
 def test_behaviour_2_keys_are_tenant_scoped(sqlite_gateway: Gateway) -> None:
-    one = sqlite_gateway.post_message("tenant-1", "shared-key", {"to": "+14155550100", "body": "hi"})
-    two = sqlite_gateway.post_message("tenant-2", "shared-key", {"to": "+14155550100", "body": "hi"})
+    one = sqlite_gateway.post_message(
+        "tenant-1", "shared-key", {"to": "+14155550100", "body": "hi"}
+    )
+    two = sqlite_gateway.post_message(
+        "tenant-2", "shared-key", {"to": "+14155550100", "body": "hi"}
+    )
     assert one.status == two.status == 202
     assert one.body["message_id"] != two.body["message_id"]
     assert "idempotent-replayed" not in two.headers
@@ -94,7 +98,13 @@ def test_behaviour_2_keys_are_tenant_scoped(sqlite_gateway: Gateway) -> None:
 
 @pytest.mark.parametrize(
     ("key", "reason"),
-    [(None, "missing"), ("", "empty"), ("x" * 256, "too long"), ("clé", "not ASCII"), ("a\tb", "control")],
+    [
+        (None, "missing"),
+        ("", "empty"),
+        ("x" * 256, "too long"),
+        ("clé", "not ASCII"),
+        ("a\tb", "control"),
+    ],
 )
 def test_bad_idempotency_key_is_400(sqlite_gateway: Gateway, key: str | None, reason: str) -> None:
     answer = sqlite_gateway.post_message("tenant-1", key, {"to": "+14155550100", "body": "hi"})
@@ -103,7 +113,9 @@ def test_bad_idempotency_key_is_400(sqlite_gateway: Gateway, key: str | None, re
 
 
 def test_key_of_255_printable_ascii_is_accepted(sqlite_gateway: Gateway) -> None:
-    answer = sqlite_gateway.post_message("tenant-1", "~" * 255, {"to": "+14155550100", "body": "hi"})
+    answer = sqlite_gateway.post_message(
+        "tenant-1", "~" * 255, {"to": "+14155550100", "body": "hi"}
+    )
     assert answer.status == 202
 
 
@@ -158,9 +170,15 @@ def test_api_key_mode_ignores_the_tenant_header(
 ) -> None:
     monkeypatch.setenv("SMS_GATEWAY_AUTH_MODE", "api_key")
     wiring.reset()
-    headers = {"Content-Type": "application/json", "Idempotency-Key": "k", "X-Tenant-ID": "tenant-1"}
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": "k",
+        "X-Tenant-ID": "tenant-1",
+    }
     body = json.dumps({"to": "+14155550100", "body": "hi"})
-    spoofed = sqlite_gateway.api("ingest", api_event("POST", "/v1/messages", body=body, headers=headers))
+    spoofed = sqlite_gateway.api(
+        "ingest", api_event("POST", "/v1/messages", body=body, headers=headers)
+    )
     assert_problem(spoofed, 401)
     keyed = sqlite_gateway.api(
         "ingest",
@@ -168,7 +186,9 @@ def test_api_key_mode_ignores_the_tenant_header(
     )
     assert keyed.status == 202
     queued = json.loads(
-        sqlite_gateway.sqs.receive_message(QueueUrl=sqlite_gateway.send_queue_url)["Messages"][0]["Body"]
+        sqlite_gateway.sqs.receive_message(QueueUrl=sqlite_gateway.send_queue_url)["Messages"][0][
+            "Body"
+        ]
     )
     assert queued["tenant_id"] == "key-abc123"
 
@@ -182,7 +202,9 @@ def test_same_key_while_first_in_flight_is_409(
 
     def send_and_retry(self: SqsMessageQueue, body: str, attributes: Any) -> str:
         if "second" not in inner:  # the client retries while the first request is running
-            inner["second"] = gw.post_message("tenant-1", "k-busy", {"to": "+14155550100", "body": "hi"})
+            inner["second"] = gw.post_message(
+                "tenant-1", "k-busy", {"to": "+14155550100", "body": "hi"}
+            )
         return original(self, body, attributes)
 
     monkeypatch.setattr(SqsMessageQueue, "send", send_and_retry)
@@ -203,10 +225,14 @@ def test_queue_outage_is_503_and_the_key_stays_usable(
 
     with monkeypatch.context() as patch:
         patch.setattr(SqsMessageQueue, "send", down)
-        failed = sqlite_gateway.post_message("tenant-1", "k-outage", {"to": "+14155550100", "body": "hi"})
+        failed = sqlite_gateway.post_message(
+            "tenant-1", "k-outage", {"to": "+14155550100", "body": "hi"}
+        )
     assert_problem(failed, 503)
     assert failed.headers["retry-after"] == "5"
-    retried = sqlite_gateway.post_message("tenant-1", "k-outage", {"to": "+14155550100", "body": "hi"})
+    retried = sqlite_gateway.post_message(
+        "tenant-1", "k-outage", {"to": "+14155550100", "body": "hi"}
+    )
     assert retried.status == 202
     assert "idempotent-replayed" not in retried.headers
     assert sqlite_gateway.queue_depth() == 1
@@ -225,8 +251,14 @@ def test_crash_after_queueing_before_the_answer_is_stored_sends_once(
         "idempotency_key": "k-crash",
         "payload": {"to": "+14155550100", "body": "hi"},
         "message": {
-            "to": "+14155550100", "sender_id": None, "body": "hi", "encoding": "GSM-7",
-            "segments": 1, "max_attempts": 3, "reference": None, "validity_period": None,
+            "to": "+14155550100",
+            "sender_id": None,
+            "body": "hi",
+            "encoding": "GSM-7",
+            "segments": 1,
+            "max_attempts": 3,
+            "reference": None,
+            "validity_period": None,
         },
     }
     first = service._enqueue(request)  # the crashed invocation (its answer never stored)

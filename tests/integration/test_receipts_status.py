@@ -33,7 +33,9 @@ def receipt_delays(stdout: str) -> list[float]:
     return values
 
 
-def test_demo_flow_3_receipt_marks_delivered(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_flow_3_receipt_marks_delivered(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
     answer = gateway.post_message("tenant-1", "demo-1", {"to": "+10000000001", "body": "hello"})
     gateway.run_until_idle()
     message_id = answer.body["message_id"]
@@ -160,7 +162,9 @@ def test_other_tenants_message_is_404_like_an_unknown_one(gateway: Gateway) -> N
 
 def test_status_view_fields(gateway: Gateway) -> None:
     answer = gateway.post_message(
-        "tenant-3", "view", {"to": "+44 7911 123456", "body": "Привет", "from": "ACME", "reference": "order-7"}
+        "tenant-3",
+        "view",
+        {"to": "+44 7911 123456", "body": "Привет", "from": "ACME", "reference": "order-7"},
     )
     gateway.run_until_idle()
     view = gateway.get_message("tenant-3", answer.body["message_id"]).body

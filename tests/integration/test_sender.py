@@ -32,7 +32,9 @@ def test_demo_flow_1_sent_on_attempt_2_via_provider_a(gateway: Gateway) -> None:
     assert view["provider"] == "provider-a"
     assert view["provider_message_id"].startswith("provider-a-")
     assert view["reason_code"] is None
-    assert [(a.attempt_number, a.provider, a.outcome) for a in gateway.repo.attempts(message_id)] == [
+    assert [
+        (a.attempt_number, a.provider, a.outcome) for a in gateway.repo.attempts(message_id)
+    ] == [
         (1, "provider-a", "transient_error"),
         (2, "provider-a", "sent"),
     ]
@@ -165,7 +167,9 @@ def test_crash_between_claim_and_send_is_recovered_after_the_lease(
     message = gateway.sqs.receive_message(
         QueueUrl=gateway.send_queue_url, AttributeNames=["All"], VisibilityTimeout=0
     )["Messages"][0]
-    event = {"Records": [sqs_event_record(message, queue_arn=gateway.send_queue_arn, region="us-east-1")]}
+    event = {
+        "Records": [sqs_event_record(message, queue_arn=gateway.send_queue_arn, region="us-east-1")]
+    }
     with pytest.raises(Crash):
         gateway.invoke("sender", event)
     assert gateway.repo.get(message_id).status.value == "sending"  # type: ignore[union-attr]
@@ -182,7 +186,9 @@ def test_crash_between_claim_and_send_is_recovered_after_the_lease(
     view = gateway.get_message("tenant-3", message_id).body
     assert view["status"] == "sent"
     assert view["attempts"] == 2
-    assert [(a.attempt_number, a.outcome, a.reason_code) for a in gateway.repo.attempts(message_id)] == [
+    assert [
+        (a.attempt_number, a.outcome, a.reason_code) for a in gateway.repo.attempts(message_id)
+    ] == [
         (1, "transient_error", "timeout"),
         (2, "sent", None),
     ]
@@ -194,7 +200,10 @@ def test_crash_between_claim_and_send_is_recovered_after_the_lease(
 def test_database_outage_keeps_every_record_on_the_queue(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = [post(gateway, "tenant-3", f"outage-{i}", {"to": "+14155550100", "body": f"m{i}"}) for i in range(3)]
+    ids = [
+        post(gateway, "tenant-3", f"outage-{i}", {"to": "+14155550100", "body": f"m{i}"})
+        for i in range(3)
+    ]
     # nothing listens on port 1 of the loopback: connections are refused at once
     monkeypatch.setenv("SMS_GATEWAY_MESSAGE_DSN", "postgresql+pg8000://postgres@127.0.0.1:1/test")
     wiring.reset()

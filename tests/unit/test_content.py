@@ -84,7 +84,11 @@ def test_gsm_parts_cover_every_septet(body: str) -> None:
         assert all(p >= 152 for p in info.parts[:-1])
 
 
-@given(st.text(min_size=1, max_size=600).filter(lambda s: any(c not in GSM7_BASIC and c not in GSM7_EXTENSION for c in s)))
+@given(
+    st.text(min_size=1, max_size=600).filter(
+        lambda s: any(c not in GSM7_BASIC and c not in GSM7_EXTENSION for c in s)
+    )
+)
 def test_ucs2_units_are_utf16_code_units(body: str) -> None:
     info = analyze(body)
     assert info.encoding is Encoding.UCS2

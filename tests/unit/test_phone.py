@@ -25,7 +25,15 @@ def test_shared_invalid_numbers_raise(case: dict[str, object]) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["4155550100", "+1415555010012345", "+1", "+44 abc", "0 041 44", "++14155550100", "+1-415-555-01OO"],
+    [
+        "4155550100",
+        "+1415555010012345",
+        "+1",
+        "+44 abc",
+        "0 041 44",
+        "++14155550100",
+        "+1-415-555-01OO",
+    ],
 )
 def test_other_invalid_numbers(raw: str) -> None:
     with pytest.raises(InvalidPhoneNumber):
@@ -42,7 +50,12 @@ def test_mask_keeps_country_prefix_and_last_two_digits() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("ACME", "ACME"), ("Acme Bank 1", "Acme Bank 1"), ("12345", "12345"), ("0044 7911 123456", "+447911123456")],
+    [
+        ("ACME", "ACME"),
+        ("Acme Bank 1", "Acme Bank 1"),
+        ("12345", "12345"),
+        ("0044 7911 123456", "+447911123456"),
+    ],
 )
 def test_sender_ids(raw: str, expected: str) -> None:
     assert normalize_sender_id(raw) == expected

@@ -29,10 +29,18 @@ S = MessageStatus
 # DESIGN section 4, written out again by hand: the table under test must equal it.
 CONTRACT = {
     ("accepted", "queued"),
-    ("queued", "sending"), ("queued", "failed"), ("queued", "expired"), ("queued", "canceled"),
-    ("sending", "sent"), ("sending", "failed"), ("sending", "expired"), ("sending", "queued"),
+    ("queued", "sending"),
+    ("queued", "failed"),
+    ("queued", "expired"),
+    ("queued", "canceled"),
+    ("sending", "sent"),
+    ("sending", "failed"),
+    ("sending", "expired"),
+    ("sending", "queued"),
     ("sending", "canceled"),
-    ("sent", "delivered"), ("sent", "failed"), ("sent", "expired"),
+    ("sent", "delivered"),
+    ("sent", "failed"),
+    ("sent", "expired"),
     ("failed", "queued"),
 }
 
@@ -43,7 +51,10 @@ def test_transition_table_is_exactly_the_contract() -> None:
     assert set(ALLOWED_TRANSITIONS) == set(S)
 
 
-@pytest.mark.parametrize(("a", "b"), [(S.DELIVERED, S.SENT), (S.SENT, S.SENDING), (S.SENT, S.QUEUED), (S.DELIVERED, S.FAILED)])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [(S.DELIVERED, S.SENT), (S.SENT, S.SENDING), (S.SENT, S.QUEUED), (S.DELIVERED, S.FAILED)],
+)
 def test_backwards_moves_are_refused(a: MessageStatus, b: MessageStatus) -> None:
     with pytest.raises(InvalidTransition):
         check_transition(a, b)
@@ -51,7 +62,14 @@ def test_backwards_moves_are_refused(a: MessageStatus, b: MessageStatus) -> None
 
 def test_retryable_reasons() -> None:
     retryable = {r.value for r in ReasonCode if r.retryable}
-    assert retryable == {"quota_exceeded", "rate_limited", "provider_transient", "network_error", "timeout", "unknown"}
+    assert retryable == {
+        "quota_exceeded",
+        "rate_limited",
+        "provider_transient",
+        "network_error",
+        "timeout",
+        "unknown",
+    }
     assert not ReasonCode.PROVIDER_PERMANENT.retryable
     assert not ReasonCode.RECIPIENT_BLACKLISTED.retryable
 
@@ -68,18 +86,25 @@ def test_failover_moves_to_the_next_provider_after_each_failure() -> None:
 
 def test_weighted_split_follows_weights_and_is_stable_per_message() -> None:
     policy = parse_policy(
-        "t", "weighted",
+        "t",
+        "weighted",
         {"providers": [{"provider": "a", "weight": 70}, {"provider": "b", "weight": 30}]},
     )
     picks = Counter(choose_provider(policy, f"msg-{i}", 1) for i in range(10_000))
     # sha256 buckets are uniform: 7000 +- 3 sigma (sigma = sqrt(10000*.7*.3) ~ 46)
     assert 6860 <= picks["a"] <= 7140
     assert picks["a"] + picks["b"] == 10_000
-    assert {choose_provider(policy, "msg-1", n) for n in (1, 2, 3)} == {choose_provider(policy, "msg-1", 1)}
+    assert {choose_provider(policy, "msg-1", n) for n in (1, 2, 3)} == {
+        choose_provider(policy, "msg-1", 1)
+    }
 
 
 def test_zero_weight_provider_never_chosen() -> None:
-    policy = parse_policy("t", "weighted", {"providers": [{"provider": "a", "weight": 0}, {"provider": "b", "weight": 5}]})
+    policy = parse_policy(
+        "t",
+        "weighted",
+        {"providers": [{"provider": "a", "weight": 0}, {"provider": "b", "weight": 5}]},
+    )
     assert {choose_provider(policy, f"m{i}", 1) for i in range(200)} == {"b"}
 
 
@@ -102,7 +127,9 @@ def test_malformed_policies(strategy: str, payload: str) -> None:
         parse_policy("t", strategy, payload)
 
 
-@pytest.mark.parametrize(("attempt", "expected"), [(1, 30), (2, 60), (3, 120), (5, 480), (6, 900), (40, 900)])
+@pytest.mark.parametrize(
+    ("attempt", "expected"), [(1, 30), (2, 60), (3, 120), (5, 480), (6, 900), (40, 900)]
+)
 def test_backoff_doubles_and_caps(attempt: int, expected: int) -> None:
     assert backoff_seconds(attempt, 30, 900) == expected
 
@@ -170,6 +197,8 @@ def test_cache_is_bounded() -> None:
 
 def test_missing_policy_uses_default_provider_or_raises() -> None:
     store = FakeStore()
-    assert CachedPolicyResolver(store, ttl_seconds=1, max_size=1, default_provider="z").resolve("nobody").providers == ("z",)
+    assert CachedPolicyResolver(store, ttl_seconds=1, max_size=1, default_provider="z").resolve(
+        "nobody"
+    ).providers == ("z",)
     with pytest.raises(NoRoutePolicy):
         CachedPolicyResolver(store, ttl_seconds=1, max_size=1).resolve("nobody")
