@@ -49,7 +49,7 @@ build: $(STAMP) ## sam build (no container): needs python3.12 on PATH, which .ve
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
 
 bench: build ## Print the cost figures: AWS requests, DynamoDB writes, SQL statements, cold imports
-	$(BIN)/python bench/bench.py $(ARGS)
+	$(BIN)/python -m bench.bench $(ARGS)
 
 events: $(STAMP) ## Regenerate events/ from sam local generate-event
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/make_events.py

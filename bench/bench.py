@@ -1,0 +1,237 @@
+"""Cost figures of the gateway (``make bench``): printed, not asserted.
+
+For N messages through the moto-backed path (real handlers, in-process, SQLite):
+
+- AWS requests per SMS, by service and operation (counted on botocore's ``before-send``);
+- DynamoDB write requests and write units per SMS (on-demand WCU = ceil(item KB) per write,
+  from the idempotency items' sizes as stored);
+- SQL statements per SMS in the sender (counted on SQLAlchemy's ``before_cursor_execute``),
+  for a first-attempt success (tenant-3 -> provider-b) and a retried one (tenant-1 ->
+  provider-a, which fails each message's first attempt);
+- cold import time of each function's handler from the ``sam build`` output (the layer's
+  ``python/`` on the path, as Lambda mounts it), beside ``import boto3`` alone, measured in
+  the same run in fresh interpreters (median of ``--repeat`` runs).
+
+Usage (from the repository root): ``python -m bench.bench [--messages N] [--repeat R]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from sqlalchemy import event
+
+from sms_gateway import wiring
+from tests import conftest  # the bench drives the same in-process harness as the tests
+from tests.support import Gateway
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FUNCTIONS = {
+    "IngestFunction": "ingest",
+    "StatusFunction": "status",
+    "SenderFunction": "sender",
+    "DlqFunction": "dlq",
+}
+
+
+class AwsCounter:
+    """Counts botocore requests by (service, operation)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+
+    def __call__(self, event_name: str, **_: Any) -> None:
+        _, service, operation = event_name.split(".", 2)
+        self.calls[(service, operation)] += 1
+
+
+@contextmanager
+def gateway(tmp: Path) -> Iterator[Gateway]:
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "SmsGateway",
+            "POWERTOOLS_SERVICE_NAME": "sms-gateway",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+        dsn = f"sqlite:///{tmp / 'bench.db'}"
+        from sms_gateway.storage.schema import run_migrations
+
+        run_migrations(dsn)
+        yield from conftest._gateway(dsn, monkeypatch)
+    finally:
+        monkeypatch.undo()
+
+
+def item_wcu(gw: Gateway) -> list[int]:
+    """WCU of one write of each stored idempotency item (1 KB units, rounded up)."""
+    dynamodb = boto3.client("dynamodb")
+    table = os.environ["SMS_GATEWAY_IDEMPOTENCY_TABLE"]
+    units = []
+    for item in dynamodb.scan(TableName=table)["Items"]:
+        size = sum(len(k.encode()) + len(json.dumps(v).encode()) for k, v in item.items())
+        units.append(max(1, math.ceil(size / 1024)))
+    return units
+
+
+def run_path(n: int) -> None:
+    # the functions print their EMF metrics and logs to stdout: keep them out of the figures
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        tempfile.TemporaryDirectory() as tmp,
+        gateway(Path(tmp)) as gw,
+    ):
+        counter = AwsCounter()
+        boto3.DEFAULT_SESSION.events.register("before-send", counter)  # type: ignore[union-attr]
+        wiring.reset()  # clients are created anew, on the session that counts
+
+        statements = {"count": 0}
+
+        def count_statement(*_: Any) -> None:
+            statements["count"] += 1
+
+        started = time.perf_counter()
+        for i in range(n):
+            answer = gw.post_message(
+                "tenant-3", f"bench-{i}", {"to": "+14155550100", "body": f"m{i}"}
+            )
+            assert answer.status == 202
+        ingest_seconds = time.perf_counter() - started
+        ingest_calls = Counter(counter.calls)
+
+        event.listen(wiring.sql().engine, "before_cursor_execute", count_statement)
+        started = time.perf_counter()
+        gw.run_until_idle()
+        sender_seconds = time.perf_counter() - started
+        sender_statements_ok = statements["count"]
+        sender_calls = counter.calls - ingest_calls
+
+        statements["count"] = 0
+        retry_n = max(1, n // 10)
+        for i in range(retry_n):
+            gw.post_message("tenant-1", f"bench-retry-{i}", {"to": "+14155550100", "body": f"r{i}"})
+        before_sender = Counter(counter.calls)
+        gw.run_until_idle()
+        retry_statements = statements["count"]
+        retry_calls = counter.calls - before_sender
+        wcu = item_wcu(gw)
+
+    print(f"\n== moto-backed path, {n} SMS (tenant-3 -> provider-b, first attempt succeeds)")
+    print(f"{'service':10} {'operation':28} {'requests/SMS':>12}")
+    for (service, op), count in sorted((ingest_calls + sender_calls).items()):
+        print(f"{service:10} {op:28} {count / n:12.2f}")
+    by_service: Counter[str] = Counter()
+    for (service, _), count in (ingest_calls + sender_calls).items():
+        by_service[service] += count
+    for service, count in sorted(by_service.items()):
+        print(f"{service:10} {'(total)':28} {count / n:12.2f}")
+    ddb_writes = sum(
+        c
+        for (s, op), c in ingest_calls.items()
+        if s == "dynamodb" and op in {"PutItem", "UpdateItem", "DeleteItem"}
+    )
+    print(f"\nDynamoDB write requests per SMS: {ddb_writes / n:.2f}")
+    print(
+        f"DynamoDB write units per SMS (on-demand, ceil(item KB) per write): "
+        f"{ddb_writes / n * statistics.mean(wcu):.2f}  (item sizes -> {sorted(set(wcu))} WCU)"
+    )
+    print(
+        "SQL statements per SMS in the sender, first-attempt success: "
+        f"{sender_statements_ok / n:.1f}"
+    )
+    print(
+        f"SQL statements per SMS in the sender, one retry then success (tenant-1 -> provider-a): "
+        f"{retry_statements / retry_n:.1f}"
+    )
+    print(
+        "AWS requests per SMS in the sender, one retry: "
+        f"{sum(retry_calls.values()) / retry_n:.2f} "
+        f"({ {f'{s}.{o}': c / retry_n for (s, o), c in sorted(retry_calls.items())} })"
+    )
+    print(
+        "wall time in-process (moto + SQLite, not a Lambda figure): "
+        f"ingest {n / ingest_seconds:.0f} SMS/s, "
+        f"sender {n / sender_seconds:.0f} SMS/s"
+    )
+
+
+def import_seconds(path_entries: list[Path], statement: str, repeat: int) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_GATEWAY_", "AWS_"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join(str(p) for p in path_entries),
+        PYTHONDONTWRITEBYTECODE="1",
+        AWS_DEFAULT_REGION="us-east-1",
+        POWERTOOLS_TRACE_DISABLED="true",
+    )
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    runs = []
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        ).stdout
+        runs.append(float(out.strip().splitlines()[-1]))
+    return statistics.median(runs)
+
+
+def cold_imports(repeat: int) -> None:
+    build = ROOT / ".aws-sam" / "build"
+    layer = build / "DependenciesLayer" / "python"
+    if not layer.is_dir():
+        print("\n(no .aws-sam/build: run `make build` first for the cold import figures)")
+        return
+    print(
+        "\n== cold import of each handler from the sam build output "
+        f"(median of {repeat}, fresh interpreter)"
+    )
+    baseline = import_seconds([layer], "import boto3", repeat)
+    print(f"{'import boto3 alone (layer)':32} {baseline * 1000:8.1f} ms")
+    for logical_id, _ in FUNCTIONS.items():
+        code_dir = build / logical_id
+        seconds = import_seconds([code_dir, layer], "import app", repeat)
+        print(f"{logical_id:32} {seconds * 1000:8.1f} ms  ({seconds / baseline:.1f}x boto3)")
+    ingest_mods = subprocess.run(
+        [sys.executable, "-c", "import sys, app; print(int('sqlalchemy' in sys.modules))"],
+        env={**os.environ, "PYTHONPATH": f"{build / 'IngestFunction'}{os.pathsep}{layer}"},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    print(f"IngestFunction imports SQLAlchemy: {'yes' if ingest_mods == '1' else 'no'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    run_path(args.messages)
+    cold_imports(args.repeat)
+
+
+if __name__ == "__main__":
+    main()
