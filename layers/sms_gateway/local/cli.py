@@ -13,13 +13,17 @@ Exit 1 when it cannot start (message on stderr), 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from sms_gateway.local.template import TemplateError
 
@@ -76,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="template parameter override, e.g. -P MaxReceiveCount=2 (repeatable)",
     )
     local.add_argument("--quiet", action="store_true", help="no access log lines")
+    _add_admin_commands(commands)
     return parser
 
 
@@ -123,12 +128,73 @@ def _run_local(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
 
 
+def _add_admin_commands(commands: Any) -> None:
+    dsn_help = "database URL (default: $SMS_GATEWAY_MESSAGE_DSN)"
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply the Alembic migrations to a database (run before the first deploy)",
+        description="Upgrade the message database to the newest schema.",
+    )
+    migrate.add_argument("--dsn", default=None, help=dsn_help)
+    policy = commands.add_parser(
+        "policy",
+        help="create or replace a tenant's route policy",
+        description=(
+            "Write a tenant route policy. Examples: "
+            'direct \'{"default_provider": "provider-b"}\'; '
+            'failover \'{"providers": [{"provider": "a"}, {"provider": "b"}]}\''
+        ),
+    )
+    policy.add_argument("tenant_id")
+    policy.add_argument("strategy", choices=["direct", "weighted", "failover"])
+    policy.add_argument("payload", help="the policy's JSON payload")
+    policy.add_argument("--dsn", default=None, help=dsn_help)
+
+
+def _dsn(args: argparse.Namespace) -> str:
+    dsn = args.dsn or os.environ.get("SMS_GATEWAY_MESSAGE_DSN", "")
+    if not dsn:
+        raise SystemExit("sms-gateway: give --dsn or set SMS_GATEWAY_MESSAGE_DSN")
+    return str(dsn)
+
+
+def _run_admin(args: argparse.Namespace) -> int:
+    from sms_gateway.domain.routing import InvalidRoutePolicy
+    from sms_gateway.local.stack import mask_dsn
+    from sms_gateway.storage.engine import make_engine
+    from sms_gateway.storage.repository import RoutePolicyRepository
+    from sms_gateway.storage.schema import run_migrations
+
+    dsn = _dsn(args)
+    if args.command == "migrate":
+        run_migrations(dsn)
+        print(f"migrated {mask_dsn(dsn)} to the newest schema")
+        return 0
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        print(f"sms-gateway: payload is not JSON: {exc}", file=sys.stderr)
+        return 2
+    engine = make_engine(dsn)
+    try:
+        version = RoutePolicyRepository(engine).put(
+            args.tenant_id, args.strategy, payload, datetime.now(UTC)
+        )
+    except InvalidRoutePolicy as exc:
+        print(f"sms-gateway: invalid policy: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"tenant {args.tenant_id}: {args.strategy} policy, version {version}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sms-gateway`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "local":
         return _run_local(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    return _run_admin(args)
 
 
 if __name__ == "__main__":

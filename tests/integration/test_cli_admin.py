@@ -1,0 +1,38 @@
+"""``sms-gateway migrate`` and ``sms-gateway policy``: what an operator runs against RDS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sms_gateway.domain.routing import Strategy
+from sms_gateway.local.cli import main
+from sms_gateway.storage.engine import make_engine
+from sms_gateway.storage.repository import RoutePolicyRepository
+
+
+def test_migrate_then_set_a_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dsn = f"sqlite:///{tmp_path / 'ops.db'}"
+    assert main(["migrate", "--dsn", dsn]) == 0
+    payload = '{"providers": [{"provider": "provider-a"}, {"provider": "provider-b"}]}'
+    assert main(["policy", "acme", "failover", payload, "--dsn", dsn]) == 0
+    assert main(["policy", "acme", "direct", '{"default_provider": "provider-b"}', "--dsn", dsn]) == 0
+    out = capsys.readouterr().out
+    assert "tenant acme: direct policy, version 2" in out
+    engine = make_engine(dsn)
+    try:
+        policy = RoutePolicyRepository(engine).get("acme")
+    finally:
+        engine.dispose()
+    assert policy is not None
+    assert (policy.strategy, policy.providers, policy.version) == (Strategy.DIRECT, ("provider-b",), 2)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "payload"), [("weighted", '{"providers": []}'), ("direct", "not json")]
+)
+def test_bad_policy_is_refused(tmp_path: Path, strategy: str, payload: str) -> None:
+    dsn = f"sqlite:///{tmp_path / 'ops.db'}"
+    assert main(["migrate", "--dsn", dsn]) == 0
+    assert main(["policy", "acme", strategy, payload, "--dsn", dsn]) == 2
