@@ -5,9 +5,12 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The template's runtime is python3.12: use it (or 3.13) from PATH or pyenv.
-PYTHON ?= $(shell for v in python3.12 python3.13; do command -v $$v && exit; done; \
-	ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 \
-	      $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+# (pyenv shims answer `command -v` even when their version is not active: try each one.)
+PYTHON ?= $(shell for p in python3.12 python3.13 \
+	$${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 \
+	$${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13; do \
+	$$p -c 'import sys; assert sys.version_info[:2] in ((3, 12), (3, 13))' >/dev/null 2>&1 \
+	&& { command -v $$p || echo $$p; } && exit; done)
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
