@@ -302,6 +302,68 @@ def test_layer_ships_exactly_the_runtime_dependencies() -> None:
     layer = _names((ROOT / "layers" / "requirements.txt").read_text(encoding="utf-8").splitlines())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert layer == _names(project["dependencies"])
+
     assert "moto" not in layer
     # aws-xray-sdk brings botocore into the layer: boto3 must come with it, as a matched pair
-    assert {"boto3", "aws-xray-sdk", "aws-lambda-powertools", "sqlalchemy", "pg8000", "pymysql"} <= layer
+    assert {"boto3", "aws-xray-sdk", "aws-lambda-powertools", "sqlalchemy", "pg8000"} <= layer
+
+
+def test_short_tags_become_long_forms(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "Resources:\n"
+        "  A:\n"
+        "    Type: X\n"
+        "    Properties:\n"
+        "      R: !Ref P\n"
+        "      G: !GetAtt Q.Arn\n"
+        "      S: !Sub '${AWS::Region}-x'\n"
+        "      J: !Join [',', [a, b]]\n"
+        "      I: !If [C, 1, 2]\n"
+        "      N: !Not [!Equals [a, b]]\n",
+        encoding="utf-8",
+    )
+    document = load_template(path)
+    assert document["Resources"]["A"]["Properties"] == {
+        "R": {"Ref": "P"},
+        "G": {"Fn::GetAtt": ["Q", "Arn"]},
+        "S": {"Fn::Sub": "${AWS::Region}-x"},
+        "J": {"Fn::Join": [",", ["a", "b"]]},
+        "I": {"Fn::If": ["C", 1, 2]},
+        "N": {"Fn::Not": [{"Fn::Equals": ["a", "b"]}]},
+    }
+
+
+def test_resolver_sub_variables_literals_and_errors(template: SamTemplate) -> None:
+    resolver = Resolver(template, pseudo_parameters={"AWS::Region": "us-east-1"})
+    resolver.attributes[("Q", "Arn")] = "arn:q"
+    assert resolver.resolve({"Fn::Sub": "${AWS::Region}/${Q.Arn}/${Stage}/${!Literal}"}) == (
+        "us-east-1/arn:q/dev/${Literal}"
+    )
+    assert resolver.resolve({"Fn::Sub": ["${x}-${Stage}", {"x": {"Ref": "AuthMode"}}]}) == (
+        "api_key-dev"
+    )
+    assert resolver.resolve({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}) == "b"
+    with pytest.raises(UnresolvableError):
+        resolver.resolve({"Ref": "NoSuchThing"})
+    with pytest.raises(TemplateError):
+        resolver.resolve({"Fn::ImportValue": "x"})
+    with pytest.raises(TemplateError):
+        Resolver(template, parameter_overrides={"AuthMode": "header"}).ref("AuthMode")
+    with pytest.raises(TemplateError):
+        Resolver(template, parameter_overrides={"Nope": "1"})
+
+
+def test_condition_defaults(template: SamTemplate) -> None:
+    resolver = Resolver(template)
+    assert resolver.condition("HasVpc") is False
+    assert resolver.condition("HasDbSecret") is False
+    secret = Resolver(template, parameter_overrides={"DatabaseSecretArn": "arn:secret"})
+    assert secret.condition("HasDbSecret") is True
+
+
+def test_sam_template_parses_as_json_too(tmp_path: Path) -> None:
+    document = load_template(ROOT / "template.yaml")
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert load_template(path) == document
