@@ -15,7 +15,7 @@ from sms_gateway import wiring
 from sms_gateway.api.problems import Problem
 from sms_gateway.api.requests import decode_json_body, idempotency_key_of
 from sms_gateway.api.rest import json_response, make_resolver
-from sms_gateway.api.tenancy import TENANT_HEADER, tenant_of
+from sms_gateway.api.tenancy import tenant_of_event
 from sms_gateway.observability import logger, metrics, tracer
 from sms_gateway.services.ingest import IdempotencyInProgress, IdempotencyKeyReused
 
@@ -41,11 +41,7 @@ def post_message() -> Response[str]:
     """Accept one SMS; see :mod:`sms_gateway.services.ingest` for the idempotency rules."""
     container = wiring.ingest()
     event = app.current_event
-    tenant_id = tenant_of(
-        event.request_context.raw_event,
-        event.headers.get(TENANT_HEADER),
-        container.settings.auth_mode,
-    )
+    tenant_id = tenant_of_event(event, container.settings.auth_mode)
     key = idempotency_key_of(event.headers.get("Idempotency-Key"))
     accepted = container.service.accept(tenant_id, key, decode_json_body(event.decoded_body))
     headers = {"Location": f"/v1/messages/{accepted.body['message_id']}"}

@@ -14,7 +14,7 @@ from sms_gateway import wiring
 from sms_gateway.api.problems import FieldError, Problem, validation_problem
 from sms_gateway.api.requests import decode_json_body
 from sms_gateway.api.rest import json_response, make_resolver
-from sms_gateway.api.tenancy import TENANT_HEADER, tenant_of
+from sms_gateway.api.tenancy import tenant_of_event
 from sms_gateway.api.views import message_view
 from sms_gateway.observability import logger, metrics, tracer
 from sms_gateway.services.receipts import MessageNotFound, ReceiptRequest, receipt_answer
@@ -40,11 +40,7 @@ def get_message(message_id: str) -> Response[str]:
     """A message's status; another tenant's id answers 404 exactly like an unknown id."""
     container = wiring.sql()
     event = app.current_event
-    tenant_id = tenant_of(
-        event.request_context.raw_event,
-        event.headers.get(TENANT_HEADER),
-        container.settings.auth_mode,
-    )
+    tenant_id = tenant_of_event(event, container.settings.auth_mode)
     message = container.repository.get_for_tenant(tenant_id, message_id)
     if message is None:
         raise MessageNotFound(f"no message {message_id}")

@@ -8,7 +8,8 @@ request (``requestContext.identity.apiKeyId``), never a header the client can se
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from sms_gateway.api.problems import Problem
 from sms_gateway.settings import AuthMode
@@ -43,3 +44,22 @@ def tenant_of(
     if not api_key_id or not isinstance(api_key_id, str):
         raise _unauthorized("the request carries no API key identity (x-api-key)")
     return api_key_id
+
+
+class ProxyEvent(Protocol):
+    """The parts of Powertools' ``APIGatewayProxyEvent`` that carry identity."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def raw_event(self) -> dict[str, Any]: ...
+
+
+def tenant_of_event(event: ProxyEvent, mode: AuthMode) -> str:
+    """:func:`tenant_of` for a Powertools API Gateway event (headers are case-insensitive).
+
+    Raises:
+        Problem: 401 when no tenant identity is present.
+    """
+    return tenant_of(event.raw_event.get("requestContext"), event.headers.get(TENANT_HEADER), mode)

@@ -145,31 +145,22 @@ class MessageRepository:
 
     # ---- reads ---------------------------------------------------------------------------
 
+    def _first_message(self, *conditions: Any) -> MessageRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(select(messages).where(*conditions).limit(1)).first()
+        return MessageRecord.from_row(row) if row else None
+
     def get(self, message_id: str) -> MessageRecord | None:
         """The message with ``message_id``, or None."""
-        with self._tx() as conn:
-            row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
-        return MessageRecord.from_row(row) if row else None
+        return self._first_message(messages.c.id == message_id)
 
     def get_for_tenant(self, tenant_id: str, message_id: str) -> MessageRecord | None:
         """The message if it belongs to ``tenant_id``; None for unknown and foreign ids alike."""
-        with self._tx() as conn:
-            row = conn.execute(
-                select(messages).where(
-                    messages.c.id == message_id, messages.c.tenant_id == tenant_id
-                )
-            ).first()
-        return MessageRecord.from_row(row) if row else None
+        return self._first_message(messages.c.id == message_id, messages.c.tenant_id == tenant_id)
 
     def find_by_provider_message_id(self, provider_message_id: str) -> MessageRecord | None:
         """The message a provider knows as ``provider_message_id``, or None."""
-        with self._tx() as conn:
-            row = conn.execute(
-                select(messages)
-                .where(messages.c.provider_message_id == provider_message_id)
-                .limit(1)
-            ).first()
-        return MessageRecord.from_row(row) if row else None
+        return self._first_message(messages.c.provider_message_id == provider_message_id)
 
     def attempts(self, message_id: str) -> list[AttemptRecord]:
         """The provider calls for ``message_id``, oldest first."""
