@@ -367,3 +367,8 @@ def test_sam_template_parses_as_json_too(tmp_path: Path) -> None:
     path = tmp_path / "template.json"
     path.write_text(json.dumps(document), encoding="utf-8")
     assert load_template(path) == document
+
+
+def test_tracer_does_not_capture_responses(template: SamTemplate) -> None:
+    env = template.function_globals["Environment"]["Variables"]
+    assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
