@@ -78,6 +78,7 @@ def test_globals_environment(template: SamTemplate, resolver: Resolver) -> None:
         "POWERTOOLS_SERVICE_NAME": "sms-gateway",
         "POWERTOOLS_METRICS_NAMESPACE": "SmsGateway",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
         "SMS_GATEWAY_AUTH_MODE": "api_key",
         "SMS_GATEWAY_MAX_RECEIVE_COUNT": "3",
     }
