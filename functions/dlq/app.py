@@ -15,7 +15,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sms_gateway import wiring
-from sms_gateway.observability import logger, metrics, tracer
+from sms_gateway.adapters.sqs import string_attributes
+from sms_gateway.observability import logged_failures, logger, metrics, tracer
 from sms_gateway.services.dead_letter import DeadLetter
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -25,19 +26,15 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def record_handler(record: SQSRecord) -> bool:
     """One dead letter; raising reports it as a batch item failure."""
     logger.set_correlation_id(record.message_id)
-    attributes = {
-        name: attr.string_value
-        for name, attr in record.message_attributes.items()
-        if attr.string_value is not None
-    }
-    return wiring.sql().dead_letters.process(
-        DeadLetter(
-            sqs_message_id=record.message_id,
-            body=record.body,
-            receive_count=int(record.attributes.approximate_receive_count),
-            attributes=attributes,
+    with logged_failures():
+        return wiring.sql().dead_letters.process(
+            DeadLetter(
+                sqs_message_id=record.message_id,
+                body=record.body,
+                receive_count=int(record.attributes.approximate_receive_count),
+                attributes=string_attributes(record.message_attributes),
+            )
         )
-    )
 
 
 @logger.inject_lambda_context

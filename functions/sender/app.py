@@ -18,8 +18,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sms_gateway import wiring
-from sms_gateway.observability import logger, metrics, tracer
-from sms_gateway.services.sender import SqsRecord
+from sms_gateway.adapters.sqs import string_attributes
+from sms_gateway.observability import logged_failures, logger, metrics, tracer
+from sms_gateway.services.sender import RetryLater, SqsRecord
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -28,14 +29,16 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def record_handler(record: SQSRecord) -> str:
     """One record; raising reports it as a batch item failure."""
     logger.set_correlation_id(record.message_id)
-    outcome = wiring.sql().sender.process(
-        SqsRecord(
-            sqs_message_id=record.message_id,
-            receipt_handle=record.receipt_handle,
-            body=record.body,
-            receive_count=int(record.attributes.approximate_receive_count),
+    with logged_failures(expected=(RetryLater,)):
+        outcome = wiring.sql().sender.process(
+            SqsRecord(
+                sqs_message_id=record.message_id,
+                receipt_handle=record.receipt_handle,
+                body=record.body,
+                receive_count=int(record.attributes.approximate_receive_count),
+                attributes=string_attributes(record.message_attributes),
+            )
         )
-    )
     return outcome.value
 
 

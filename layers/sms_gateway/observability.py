@@ -6,6 +6,9 @@ namespace ``SmsGateway``, log level). Nothing here logs a whole phone number or 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
@@ -37,3 +40,20 @@ class PowertoolsMetrics:
         with single_metric(name=name, unit=metric_unit, value=value) as metric:
             for key, dim in dimensions.items():
                 metric.add_dimension(name=key, value=dim)
+
+
+@contextmanager
+def logged_failures(expected: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Log an unexpected exception with its stack (at ERROR) before it propagates.
+
+    Batch record handlers use it: Powertools' BatchProcessor reports a failed record but does
+    not log why, and a record failing for an unforeseen reason must be visible.
+    ``expected``: exceptions that are part of the flow (a retry), logged by their raiser.
+    """
+    try:
+        yield
+    except expected:
+        raise
+    except Exception:
+        logger.exception("record failed unexpectedly")
+        raise

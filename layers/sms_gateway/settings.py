@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     retry_base_seconds: int = Field(default=30, ge=0, le=43_200)
     retry_max_seconds: int = Field(default=900, ge=0, le=43_200)
     lease_seconds: int = Field(default=60, ge=1)
+    outage_requeue_limit: int = Field(default=10, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _check_retry_bounds(self) -> Settings:

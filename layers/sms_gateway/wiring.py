@@ -94,7 +94,11 @@ def ingest() -> IngestContainer:
         queue=queue,
         clock=utc_now,
         metrics=PowertoolsMetrics(),
-        config=IngestConfig(max_segments=s.max_segments, max_attempts_limit=s.max_receive_count),
+        config=IngestConfig(
+            max_segments=s.max_segments,
+            max_attempts_limit=s.max_receive_count,
+            idempotency_ttl_seconds=s.idempotency_ttl_seconds,
+        ),
         persistence_store=store,
         idempotency=config,
     )
@@ -166,6 +170,7 @@ def sql() -> SqlContainer:
             retry_base_seconds=s.retry_base_seconds,
             retry_max_seconds=s.retry_max_seconds,
             lease_seconds=s.lease_seconds,
+            outage_requeue_limit=s.outage_requeue_limit,
         ),
     )
     return SqlContainer(

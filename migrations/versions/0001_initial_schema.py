@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
         sa.UniqueConstraint("sqs_message_id", name=op.f("uq_dead_letters_sqs_message_id")),
         mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
     op.create_index("ix_dead_letters_message", "dead_letters", ["message_id"], unique=False)
@@ -59,7 +60,7 @@ def upgrade() -> None:
         sa.Column("reason_code", sa.String(length=32), nullable=True),
         sa.Column("reason_detail", sa.Text(), nullable=True),
         sa.Column("provider", sa.String(length=64), nullable=True),
-        sa.Column("provider_message_id", sa.String(length=128), nullable=True),
+        sa.Column("provider_message_id", sa.String(length=255), nullable=True),
         sa.Column("encoding", sa.String(length=8), nullable=False),
         sa.Column("segments", sa.Integer(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -75,6 +76,7 @@ def upgrade() -> None:
         sa.Column("expires_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
         mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
     op.create_index(
@@ -94,7 +96,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("message_id", sa.String(length=64), nullable=True),
-        sa.Column("provider_message_id", sa.String(length=128), nullable=True),
+        sa.Column("provider_message_id", sa.String(length=255), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("error_code", sa.String(length=64), nullable=True),
         sa.Column("delivered_at", UTCDateTime(), nullable=True),
@@ -104,6 +106,7 @@ def upgrade() -> None:
         sa.Column("applied_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_receipts")),
         mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
     op.create_index("ix_receipts_message", "receipts", ["message_id"], unique=False)
@@ -120,6 +123,7 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_tenant_route_policies")),
         mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
     op.create_table(
@@ -148,6 +152,7 @@ def upgrade() -> None:
             "message_id", "attempt_number", name="uq_message_attempts_message_attempt"
         ),
         mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
     op.create_table(
@@ -169,6 +174,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_message_events")),
         mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
     op.create_index(

@@ -197,7 +197,18 @@ def test_crash_between_claim_and_send_is_recovered_after_the_lease(
     assert gateway.queue_depth() == 0
 
 
-def test_database_outage_keeps_every_record_on_the_queue(
+def _queued_copies(gateway: Gateway) -> list[dict[str, Any]]:
+    """Every message on the SendQueue (made visible again), without consuming them."""
+    messages = gateway.sqs.receive_message(
+        QueueUrl=gateway.send_queue_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=0,
+        MessageAttributeNames=["All"],
+    ).get("Messages", [])
+    return list(messages)
+
+
+def test_database_outage_keeps_every_message_and_spends_no_receives(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = [
@@ -206,7 +217,19 @@ def test_database_outage_keeps_every_record_on_the_queue(
     ]
     # nothing listens on port 1 of the loopback: connections are refused at once
     monkeypatch.setenv("SMS_GATEWAY_MESSAGE_DSN", "postgresql+pg8000://postgres@127.0.0.1:1/test")
+    monkeypatch.setenv("SMS_GATEWAY_OUTAGE_REQUEUE_LIMIT", "2")
     wiring.reset()
+    for round_ in (1, 2):
+        outcome = gateway.poller("sender").poll_once()
+        assert len(outcome.received) == 3 and outcome.retained == []
+        copies = _queued_copies(gateway)
+        assert len(copies) == 3
+        # fresh copies (receive count starts again), each counting the outage requeues
+        assert {c["MessageAttributes"]["outage_requeues"]["StringValue"] for c in copies} == {
+            str(round_)
+        }
+        assert {json.loads(c["Body"])["message_id"] for c in copies} == set(ids)
+    # past the limit the records stay on the queue and spend receives as usual
     outcome = gateway.poller("sender").poll_once()
     assert sorted(outcome.retained) == sorted(outcome.received) and len(outcome.received) == 3
     assert sum(len(p.calls) for p in gateway.providers.values()) == 0
@@ -223,6 +246,7 @@ def test_database_outage_keeps_every_record_on_the_queue(
     for message_id in ids:
         assert gateway.get_message("tenant-3", message_id).body["status"] == "sent"
         assert len(gateway.sends(message_id)) == 1
+    assert gateway.queue_depth("send") == gateway.queue_depth("dlq") == 0
 
 
 def test_validity_period_elapsed_expires_without_sending(gateway: Gateway) -> None:

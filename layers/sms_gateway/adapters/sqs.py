@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -22,12 +22,13 @@ class SqsMessageQueue:
         self._send_queue_url = send_queue_url
         self._dead_letter_queue_url = dead_letter_queue_url
 
-    def send(self, body: str, attributes: Mapping[str, str]) -> str:
+    def send(self, body: str, attributes: Mapping[str, str], delay_seconds: int = 0) -> str:
         """SendMessage to the SendQueue; returns the SQS message id."""
         answer = self._client.send_message(
             QueueUrl=self._send_queue_url,
             MessageBody=body,
             MessageAttributes=_attributes(attributes),
+            DelaySeconds=delay_seconds,
         )
         return answer["MessageId"]
 
@@ -45,3 +46,17 @@ class SqsMessageQueue:
             MessageAttributes=_attributes(attributes),
         )
         return answer["MessageId"]
+
+
+class _Attribute(Protocol):
+    @property
+    def string_value(self) -> str | None: ...
+
+
+def string_attributes(message_attributes: Mapping[str, _Attribute]) -> dict[str, str]:
+    """The string-typed message attributes of a Lambda SQS record, as a plain dict."""
+    return {
+        name: attr.string_value
+        for name, attr in message_attributes.items()
+        if attr.string_value is not None
+    }

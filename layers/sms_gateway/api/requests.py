@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sms_gateway.api.problems import FieldError, Problem, validation_problem
-from sms_gateway.domain.content import ContentError, ContentInfo, check_body
+from sms_gateway.domain.content import ContentError, ContentInfo, check_body, text_defect
 from sms_gateway.domain.phone import InvalidPhoneNumber, normalize_sender_id, to_e164
 
 IDEMPOTENCY_KEY_MAX = 255
@@ -72,7 +72,13 @@ def validate_send_request(
             [FieldError(_field_name(e["loc"]), e["msg"]) for e in exc.errors()]
         ) from exc
 
-    errors: list[FieldError] = []
+    errors: list[FieldError] = [
+        *text_problems("body", shaped.body),
+        *text_problems("reference", shaped.reference),
+        *text_problems("from", shaped.from_),
+    ]
+    if errors:
+        raise validation_problem(errors)
     to = ""
     try:
         to = to_e164(shaped.to)
@@ -138,8 +144,48 @@ def decode_json_body(body: str | None) -> Any:
     if body is None or not body.strip():
         raise Problem(400, "malformed-json", "Malformed request body", "request body is empty")
     try:
-        return json.loads(body)
+        return json.loads(body, object_pairs_hook=_no_duplicate_members)
     except json.JSONDecodeError as exc:
         raise Problem(
             400, "malformed-json", "Malformed request body", f"body is not valid JSON: {exc.msg}"
         ) from exc
+    except DuplicateMember as exc:
+        raise Problem(
+            400,
+            "malformed-json",
+            "Malformed request body",
+            f"member {exc.name!r} appears more than once",
+            errors=[FieldError(exc.name, "appears more than once")],
+        ) from exc
+    except RecursionError as exc:
+        raise Problem(
+            400, "malformed-json", "Malformed request body", "body is nested too deeply"
+        ) from exc
+
+
+class DuplicateMember(ValueError):
+    """A JSON object names the same member twice (RFC 8259 leaves the meaning undefined)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise DuplicateMember(name)
+        result[name] = value
+    return result
+
+
+def text_problems(field: str, value: str | None) -> list[FieldError]:
+    """``field``'s :func:`~sms_gateway.domain.content.text_defect`, as a field error."""
+    defect = text_defect(value) if value is not None else None
+    return [FieldError(field, defect)] if defect else []
+    if "\x00" in value:
+        return [FieldError(field, "must not contain the NUL character (U+0000)")]
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        return [FieldError(field, "must not contain unpaired UTF-16 surrogates")]
+    return []

@@ -61,6 +61,19 @@ class ContentInfo:
     parts: tuple[int, ...]
 
 
+def text_defect(value: str) -> str | None:
+    """Why ``value`` cannot be carried (stored in SQL, encoded in UTF-8/UTF-16), or None.
+
+    Refused: NUL (U+0000; PostgreSQL text cannot hold it) and unpaired UTF-16 surrogates (no
+    UTF-8 form). Other control characters (TAB, ...) are legal: they only force UCS-2.
+    """
+    if "\x00" in value:
+        return "must not contain the NUL character (U+0000)"
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        return "must not contain unpaired UTF-16 surrogates"
+    return None
+
+
 def is_gsm7(body: str) -> bool:
     """True when every character of ``body`` is in the GSM 03.38 basic or extension table."""
     return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in body)

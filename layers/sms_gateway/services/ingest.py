@@ -31,7 +31,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
 from sms_gateway.api.requests import validate_send_request
-from sms_gateway.domain.message import QueuedMessage, derive_message_id, payload_fingerprint
+from sms_gateway.domain.message import (
+    QueuedMessage,
+    derive_message_id,
+    payload_fingerprint,
+    retention_window,
+)
 from sms_gateway.services.ports import Clock, MessageQueue, MetricsSink
 
 
@@ -54,10 +59,12 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
-    """``max_segments``: body limit; ``max_attempts_limit``: the queue's maxReceiveCount."""
+    """``max_segments``: body limit; ``max_attempts_limit``: the queue's maxReceiveCount;
+    ``idempotency_ttl_seconds``: how long a key is remembered (also the message-id window)."""
 
     max_segments: int
     max_attempts_limit: int
+    idempotency_ttl_seconds: int = 86_400
 
 
 def _mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:
@@ -159,6 +166,7 @@ class IngestService:
             request["tenant_id"],
             request["idempotency_key"],
             payload_fingerprint(canonical_json(request["payload"])),
+            retention_window(now, self._config.idempotency_ttl_seconds),
         )
         message = QueuedMessage(
             message_id=message_id,

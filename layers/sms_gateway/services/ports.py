@@ -13,8 +13,9 @@ Clock = Callable[[], datetime]
 class MessageQueue(Protocol):
     """The SendQueue and its DeadLetterQueue."""
 
-    def send(self, body: str, attributes: Mapping[str, str]) -> str:
-        """Put one message on the SendQueue; returns the SQS message id."""
+    def send(self, body: str, attributes: Mapping[str, str], delay_seconds: int = 0) -> str:
+        """Put one message on the SendQueue (hidden for ``delay_seconds``, 0..900); returns the
+        SQS message id."""
         ...
 
     def change_visibility(self, receipt_handle: str, seconds: int) -> None:

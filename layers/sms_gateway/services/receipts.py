@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
 
+from sms_gateway.domain.content import text_defect
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.services.ports import Clock, MetricsSink
@@ -44,7 +45,8 @@ RECEIPT_TARGETS: dict[str, MessageStatus] = {
     "expired": MessageStatus.EXPIRED,
 }
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+ProviderId = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
 
 
 class ReceiptRequest(BaseModel):
@@ -53,11 +55,19 @@ class ReceiptRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=False)
 
-    message_id: Id | None = None
-    provider_message_id: Id | None = None
+    message_id: MessageId | None = None
+    provider_message_id: ProviderId | None = None
     status: ReceiptStatus = "delivered"
     delivered_at: datetime | None = None
     error_code: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+    @field_validator("message_id", "provider_message_id", "error_code")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        defect = text_defect(value) if value is not None else None
+        if defect:
+            raise ValueError(defect)
+        return value
 
     @model_validator(mode="after")
     def _one_id(self) -> ReceiptRequest:
@@ -128,6 +138,14 @@ class ReceiptService:
             MessageStatus.SENDING,
         ):
             store(message.id, "pending")
+            # The sender may have recorded `sent` (and looked for waiting receipts) between our
+            # read and our insert: look again, so the receipt cannot be left behind.
+            current = self._repo.get(message.id)
+            if current is not None and current.status is MessageStatus.SENT:
+                self.apply_waiting(current.id, current.provider_message_id)
+                after = self._repo.get(message.id)
+                status = after.status if after else current.status
+                return ReceiptOutcome(message.id, "applied", status)
             return ReceiptOutcome(message.id, "pending", message.status)
         if target is None or message.status is not MessageStatus.SENT:
             store(message.id, "stale")

@@ -20,8 +20,9 @@ Exactly-once rules:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import ValidationError
@@ -39,6 +40,27 @@ from sms_gateway.services.routing import CachedPolicyResolver, NoRoutePolicy
 from sms_gateway.storage.errors import StorageUnavailable
 from sms_gateway.storage.repository import AttemptResult, MessageRepository
 
+# Message attribute counting the requeues of a record during a database outage.
+OUTAGE_REQUEUES = "outage_requeues"
+# SQS caps DelaySeconds at 15 minutes.
+SQS_MAX_DELAY_SECONDS = 900
+# Pauses (seconds) between in-process retries of the write after a provider answered.
+FINISH_RETRY_PAUSES = (0.2, 1.0)
+# Column widths the provider's values must fit (storage/tables.py).
+PROVIDER_MESSAGE_ID_MAX = 255
+ERROR_CODE_MAX = 64
+
+
+def bounded(result: AttemptResult) -> AttemptResult:
+    """``result`` with provider-supplied values cut to their column widths, so that a long id or
+    code can never make the post-send write fail (and the message be sent again)."""
+    pmid = result.provider_message_id
+    if pmid is not None and len(pmid) > PROVIDER_MESSAGE_ID_MAX:
+        logger.warning("provider message id longer than 255 characters: truncated")
+        pmid = pmid[:PROVIDER_MESSAGE_ID_MAX]
+    code = result.error_code[:ERROR_CODE_MAX] if result.error_code else result.error_code
+    return replace(result, provider_message_id=pmid, error_code=code)
+
 
 class SendOutcome(StrEnum):
     """What processing one record came to (all of these acknowledge the record)."""
@@ -48,6 +70,7 @@ class SendOutcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"
     EXPIRED = "expired"
     DUPLICATE = "duplicate"
+    REQUEUED = "requeued"
 
 
 class RetryLater(Exception):
@@ -67,22 +90,32 @@ class MalformedRecord(RetryLater):
 
 @dataclass(frozen=True, slots=True)
 class SqsRecord:
-    """The parts of an SQS record the sender needs. ``receive_count``: ApproximateReceiveCount."""
+    """The parts of an SQS record the sender needs. ``receive_count``: ApproximateReceiveCount;
+    ``attributes``: its string message attributes."""
 
     sqs_message_id: str
     receipt_handle: str
     body: str
     receive_count: int
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def outage_requeues(self) -> int:
+        """How often an outage already put this message back on the queue."""
+        value = self.attributes.get(OUTAGE_REQUEUES, "0")
+        return int(value) if value.isdigit() else 0
 
 
 @dataclass(frozen=True, slots=True)
 class SenderConfig:
     """Retry backoff ``retry_base_seconds`` * 2^(n-1) capped at ``retry_max_seconds``;
-    ``lease_seconds``: how long a claim holds ``sending`` (the function's timeout)."""
+    ``lease_seconds``: how long a claim holds ``sending`` (the function's timeout);
+    ``outage_requeue_limit``: how often a record is put back during a database outage."""
 
     retry_base_seconds: int
     retry_max_seconds: int
     lease_seconds: int
+    outage_requeue_limit: int = 10
 
 
 class SenderService:
@@ -110,28 +143,40 @@ class SenderService:
         self._config = config
 
     def process(self, record: SqsRecord) -> SendOutcome:
-        """Handle one record (see :meth:`_process`); a database outage keeps the record on the
-        queue with the retry backoff as its visibility, so a blip does not cost the queue's
-        full visibility timeout.
+        """Handle one record (see :meth:`_process`).
+
+        A database outage must not use up the record's SQS receives (``maxReceiveCount`` would
+        dead-letter it without a single attempt during an RDS failover): the record is put
+        back on the SendQueue as a fresh copy, delayed by the retry backoff, and this one is
+        acknowledged, up to ``outage_requeue_limit`` times. The copy has the same body, so the
+        same message id: if both ever exist, the sender sends once.
 
         Raises:
-            RetryLater: keep the record (a transient failure or outage, backoff applied).
+            RetryLater: keep the record (a transient failure, backoff applied; or an outage
+                past the requeue limit).
             MalformedRecord: the body is not a queued message.
         """
         try:
             return self._process(record)
         except StorageUnavailable as exc:
+            requeues = record.outage_requeues
             delay = backoff_seconds(
-                max(record.receive_count, 1),
-                self._config.retry_base_seconds,
-                self._config.retry_max_seconds,
+                requeues + 1, self._config.retry_base_seconds, self._config.retry_max_seconds
             )
+            logger.warning(
+                "message store unavailable", extra={"error": str(exc), "requeues": requeues}
+            )
+            if requeues < self._config.outage_requeue_limit:
+                self._queue.send(
+                    record.body,
+                    {**record.attributes, OUTAGE_REQUEUES: str(requeues + 1)},
+                    delay_seconds=min(delay, SQS_MAX_DELAY_SECONDS),
+                )
+                return SendOutcome.REQUEUED
             try:
                 self._queue.change_visibility(record.receipt_handle, delay)
             except Exception:
                 logger.warning("could not set the visibility of a record during an outage")
-                delay = None  # type: ignore[assignment]
-            logger.warning("message store unavailable; record kept", extra={"error": str(exc)})
             raise RetryLater("message store unavailable", delay) from exc
 
     def _process(self, record: SqsRecord) -> SendOutcome:
@@ -242,7 +287,7 @@ class SenderService:
         self._metrics.add("SendLatency", latency_ms, "Milliseconds", provider=provider_name)
         self._metrics.add("ProviderResults", 1, "Count", provider=provider_name, outcome="sent")
         done = self._clock()
-        self._repo.finish_attempt(
+        self._finish(
             msg.message_id,
             attempt,
             AttemptResult("sent", latency_ms, provider_message_id=result.provider_message_id),
@@ -274,10 +319,10 @@ class SenderService:
         )
         now = self._clock()
         if not error.retryable:
-            self._repo.finish_attempt(msg.message_id, attempt, result, MessageStatus.FAILED, now)
+            self._finish(msg.message_id, attempt, result, MessageStatus.FAILED, now)
             self._metrics.add("StatusTransitions", 1, "Count", status="failed")
             return SendOutcome.FAILED
-        self._repo.finish_attempt(msg.message_id, attempt, result, MessageStatus.QUEUED, now)
+        self._finish(msg.message_id, attempt, result, MessageStatus.QUEUED, now)
         self._metrics.add("StatusTransitions", 1, "Count", status="queued")
         if attempt >= msg.max_attempts:
             return self._hand_to_dead_letter(record, error.detail, attempt)
@@ -287,6 +332,34 @@ class SenderService:
         self._queue.change_visibility(record.receipt_handle, delay)
         self._metrics.add("Retries", 1, "Count", provider=provider_name)
         raise RetryLater(error.detail, delay)
+
+    def _finish(
+        self,
+        message_id: str,
+        attempt: int,
+        result: AttemptResult,
+        target: MessageStatus,
+        now: datetime,
+    ) -> bool:
+        """Record what the provider answered. The provider has already acted, so a failed write
+        here would mean a second send after the lease: retry it in-process first (a database
+        blip), then give up to the lease mechanism."""
+        result = bounded(result)
+        for pause in (*FINISH_RETRY_PAUSES, None):
+            try:
+                moved = self._repo.finish_attempt(message_id, attempt, result, target, now)
+            except StorageUnavailable:
+                if pause is None:
+                    raise
+                time.sleep(pause)
+                continue
+            if not moved:
+                logger.error(
+                    "attempt finished after the message left 'sending' (lease lost)",
+                    extra={"attempt": attempt, "target": target.value},
+                )
+            return moved
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _hand_to_dead_letter(
         self, record: SqsRecord, last_error: str | None, attempts: int

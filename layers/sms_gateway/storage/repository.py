@@ -33,6 +33,9 @@ from sms_gateway.storage.tables import (
     tenant_route_policies,
 )
 
+# Receipt outcomes that may still change (a decided receipt is never rewritten).
+OPEN_RECEIPT_OUTCOMES = ("received", "pending", "unmatched")
+
 
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
@@ -328,7 +331,7 @@ class MessageRepository:
                 now,
                 reason=ReasonCode.TIMEOUT,
                 detail="sender lease expired before the attempt finished",
-                extra_where=messages.c.lease_expires_at < now,
+                extra_where=messages.c.lease_expires_at <= now,
                 lease_expires_at=None,
             )
             if moved:
@@ -457,11 +460,27 @@ class MessageRepository:
         now: datetime,
         fail_message: bool,
     ) -> bool:
-        """Store a dead letter (insert-if-absent on ``sqs_message_id``) and, when
-        ``fail_message``, move the message to ``failed`` with ``reason`` from ``queued`` or
-        ``sending`` in the same transaction. Returns False for a dead letter already stored."""
+        """Store a dead letter and, when ``fail_message``, move the message to ``failed`` with
+        ``reason`` in the same transaction: from ``queued``, or from ``sending`` once its lease
+        has ended (a live sender is left to finish; its outcome stands).
+
+        Returns False, storing nothing, for a dead letter already stored: the same SQS message
+        again, or another copy of a message that already has an unreplayed dead letter.
+        """
         try:
             with self._tx() as conn:
+                if (
+                    message_id is not None
+                    and conn.execute(
+                        select(dead_letters.c.id)
+                        .where(
+                            dead_letters.c.message_id == message_id,
+                            dead_letters.c.replayed_at.is_(None),
+                        )
+                        .limit(1)
+                    ).first()
+                ):
+                    return False
                 conn.execute(
                     insert(dead_letters).values(
                         sqs_message_id=sqs_message_id,
@@ -475,7 +494,13 @@ class MessageRepository:
                     )
                 )
                 if fail_message and message_id is not None:
-                    for current in (MessageStatus.QUEUED, MessageStatus.SENDING):
+                    lease_over = or_(
+                        messages.c.lease_expires_at.is_(None), messages.c.lease_expires_at <= now
+                    )
+                    for current, guard in (
+                        (MessageStatus.QUEUED, None),
+                        (MessageStatus.SENDING, lease_over),
+                    ):
                         if self._transition(
                             conn,
                             message_id,
@@ -484,6 +509,7 @@ class MessageRepository:
                             now,
                             reason=reason,
                             detail=detail,
+                            extra_where=guard,
                             lease_expires_at=None,
                         ):
                             break
@@ -560,7 +586,7 @@ class MessageRepository:
             )
             conn.execute(
                 update(receipts)
-                .where(receipts.c.id == receipt_id)
+                .where(receipts.c.id == receipt_id, receipts.c.outcome.in_(OPEN_RECEIPT_OUTCOMES))
                 .values(
                     outcome="applied" if moved else "stale",
                     applied_at=now if moved else None,
@@ -604,7 +630,9 @@ class MessageRepository:
         """Set a stored receipt's outcome (e.g. ``stale`` once another receipt won)."""
         with self._tx() as conn:
             conn.execute(
-                update(receipts).where(receipts.c.id == receipt_id).values(outcome=outcome)
+                update(receipts)
+                .where(receipts.c.id == receipt_id, receipts.c.outcome.in_(OPEN_RECEIPT_OUTCOMES))
+                .values(outcome=outcome)
             )
 
 

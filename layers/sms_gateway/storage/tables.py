@@ -35,7 +35,13 @@ NAMING = {
 }
 metadata = MetaData(naming_convention=NAMING)
 
-MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+# utf8mb4_bin: ids, keys and tenant ids compare byte for byte, as on PostgreSQL and SQLite
+# (MySQL's default *_ci collations would match "TENANT-1" to "tenant-1").
+MYSQL_TABLE_ARGS: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+}
 
 # An auto-increment id that is BIGINT where it matters and INTEGER on SQLite (rowid alias).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -78,7 +84,7 @@ messages = Table(
     Column("reason_code", String(32)),
     Column("reason_detail", Text),
     Column("provider", String(64)),
-    Column("provider_message_id", String(128)),
+    Column("provider_message_id", String(255)),
     Column("encoding", String(8), nullable=False),
     Column("segments", Integer, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -165,7 +171,7 @@ receipts = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("message_id", String(64)),
-    Column("provider_message_id", String(128)),
+    Column("provider_message_id", String(255)),
     Column("status", String(16), nullable=False),
     Column("error_code", String(64)),
     Column("delivered_at", UTCDateTime()),
