@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -11,7 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from sms_gateway import wiring
-from sms_gateway.api.problems import FieldError, Problem, validation_problem
+from sms_gateway.api import signatures
+from sms_gateway.api.problems import Problem, field_errors, validation_problem
 from sms_gateway.api.requests import decode_json_body
 from sms_gateway.api.rest import json_response, make_resolver
 from sms_gateway.api.tenancy import tenant_of_event
@@ -51,14 +53,19 @@ def get_message(message_id: str) -> Response[str]:
 @tracer.capture_method
 def post_receipt() -> Response[str]:
     """A delivery receipt: 200 applied or stale, 202 kept until the send completes, 404."""
-    payload = decode_json_body(app.current_event.decoded_body)
+    container = wiring.sql()
+    raw = app.current_event.decoded_body or ""
+    provider = None
+    if container.settings.receipts_signed:
+        provider = signatures.verify(
+            app.current_event.headers, raw, container.settings.receipt_secrets, time.time()
+        )
+    payload = decode_json_body(raw)
     try:
         request = ReceiptRequest.model_validate(payload)
     except ValidationError as exc:
-        raise validation_problem(
-            [FieldError(".".join(str(p) for p in e["loc"]) or "$", e["msg"]) for e in exc.errors()]
-        ) from exc
-    outcome = wiring.sql().receipts.handle(request)
+        raise validation_problem(field_errors(exc)) from exc
+    outcome = container.receipts.handle(request, provider=provider)
     return json_response(202 if outcome.outcome == "pending" else 200, receipt_answer(outcome))
 
 

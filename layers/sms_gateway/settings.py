@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     db_secret_arn: str = ""
     db_pool_recycle_seconds: int = Field(default=240, ge=1)
 
+    # provider -> HMAC secret for signed receipts, as JSON: {"provider-a": "..."}
+    receipt_secrets: dict[str, str] = Field(default_factory=dict)
+
     route_cache_ttl_seconds: float = Field(default=60.0, ge=0)
     route_cache_size: int = Field(default=1024, ge=1)
     default_provider: str = ""
@@ -54,6 +57,12 @@ class Settings(BaseSettings):
     retry_max_seconds: int = Field(default=900, ge=0, le=43_200)
     lease_seconds: int = Field(default=60, ge=1)
     outage_requeue_limit: int = Field(default=10, ge=0, le=1000)
+
+    @property
+    def receipts_signed(self) -> bool:
+        """Whether receipts must be signed: always when deployed (``api_key`` mode), and in
+        local mode as soon as any receipt secret is configured."""
+        return self.auth_mode is AuthMode.API_KEY or bool(self.receipt_secrets)
 
     @model_validator(mode="after")
     def _check_retry_bounds(self) -> Settings:

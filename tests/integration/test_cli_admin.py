@@ -32,7 +32,12 @@ def test_migrate_then_set_a_policy(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 @pytest.mark.parametrize(
-    ("strategy", "payload"), [("weighted", '{"providers": []}'), ("direct", "not json")]
+    ("strategy", "payload"),
+    [
+        ("weighted", '{"providers": []}'),
+        ("direct", "not json"),
+        ("direct", '{"default_provider": "nope"}'),
+    ],
 )
 def test_bad_policy_is_refused(tmp_path: Path, strategy: str, payload: str) -> None:
     dsn = f"sqlite:///{tmp_path / 'ops.db'}"

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://github.com/sms-gateway/sms-gateway/blob/main/docs/problems.md#"
 
@@ -63,3 +65,27 @@ def validation_problem(errors: list[FieldError], status: int = 422) -> Problem:
         detail=f"invalid field(s): {names}",
         errors=errors,
     )
+
+
+# Plain wording for pydantic's error types (its own messages name Python notions).
+_PLAIN = {
+    "extra_forbidden": "unknown field: not part of this API",
+    "missing": "is required",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "datetime_parsing": "must be an RFC 3339 date-time, e.g. 2026-02-05T12:00:00Z",
+    "datetime_from_date_parsing": "must be an RFC 3339 date-time, e.g. 2026-02-05T12:00:00Z",
+    "datetime_type": "must be an RFC 3339 date-time, e.g. 2026-02-05T12:00:00Z",
+}
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """A pydantic ``ValidationError`` as field errors: the JSON member path (``$`` for the
+    document itself) and a plain message."""
+    errors = []
+    for err in exc.errors():
+        name = ".".join(str(part) for part in err["loc"]) or "$"
+        message = _PLAIN.get(err["type"]) or str(err["msg"]).removeprefix("Value error, ")
+        errors.append(FieldError(name, message))
+    return errors

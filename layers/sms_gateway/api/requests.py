@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sms_gateway.api.problems import FieldError, Problem, validation_problem
+from sms_gateway.api.problems import FieldError, Problem, field_errors, validation_problem
 from sms_gateway.domain.content import ContentError, ContentInfo, check_body, text_defect
 from sms_gateway.domain.phone import InvalidPhoneNumber, normalize_sender_id, to_e164
 
@@ -51,54 +51,52 @@ class ValidatedMessage:
     content: ContentInfo
 
 
-def _field_name(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "$"
-
-
 def validate_send_request(
     payload: Any, *, max_segments: int, max_attempts_limit: int
 ) -> ValidatedMessage:
-    """Validate a decoded JSON body.
+    """Validate a decoded JSON body: every field is checked, and every invalid one reported.
 
     Raises:
         Problem: 422 ``validation-error`` listing every invalid field.
     """
     if not isinstance(payload, dict):
         raise validation_problem([FieldError("$", "request body must be a JSON object")])
+    errors: list[FieldError] = []
+    shaped: SendMessageBody | None = None
     try:
         shaped = SendMessageBody.model_validate(payload)
     except ValidationError as exc:
-        raise validation_problem(
-            [FieldError(_field_name(e["loc"]), e["msg"]) for e in exc.errors()]
-        ) from exc
+        errors.extend(field_errors(exc))
+    failed = {e.field for e in errors}
 
-    errors: list[FieldError] = [
-        *text_problems("body", shaped.body),
-        *text_problems("reference", shaped.reference),
-        *text_problems("from", shaped.from_),
-    ]
-    if errors:
-        raise validation_problem(errors)
-    to = ""
-    try:
-        to = to_e164(shaped.to)
-    except InvalidPhoneNumber as exc:
-        errors.append(FieldError("to", str(exc)))
-    content: ContentInfo | None = None
-    try:
-        content = check_body(shaped.body, max_segments)
-    except ContentError as exc:
-        errors.append(FieldError("body", str(exc)))
-    sender_id = None
-    if shaped.from_ is not None:
+    def given(name: str, kind: type) -> Any:
+        """The raw value of a field whose shape is right (None: absent or already reported)."""
+        value = payload.get(name)
+        return value if name not in failed and isinstance(value, kind) else None
+
+    for name in ("to", "body", "reference", "from"):
+        errors.extend(text_problems(name, given(name, str)))
+    failed = {e.field for e in errors}
+    to = content = sender_id = None
+    if (raw_to := given("to", str)) is not None:
         try:
-            sender_id = normalize_sender_id(shaped.from_)
+            to = to_e164(raw_to)
+        except InvalidPhoneNumber as exc:
+            errors.append(FieldError("to", str(exc)))
+    if (raw_body := given("body", str)) is not None:
+        try:
+            content = check_body(raw_body, max_segments)
+        except ContentError as exc:
+            errors.append(FieldError("body", str(exc)))
+    if (raw_from := given("from", str)) is not None:
+        try:
+            sender_id = normalize_sender_id(raw_from)
         except InvalidPhoneNumber as exc:
             errors.append(FieldError("from", str(exc)))
-    max_attempts = shaped.max_attempts if shaped.max_attempts is not None else max_attempts_limit
-    if not 1 <= max_attempts <= max_attempts_limit:
+    attempts = given("max_attempts", int)
+    if attempts is not None and not 1 <= attempts <= max_attempts_limit:
         errors.append(FieldError("max_attempts", f"must be between 1 and {max_attempts_limit}"))
-    validity = shaped.validity_period
+    validity = given("validity_period", int)
     if validity is not None and not VALIDITY_MIN_SECONDS <= validity <= VALIDITY_MAX_SECONDS:
         errors.append(
             FieldError(
@@ -106,15 +104,15 @@ def validate_send_request(
                 f"must be between {VALIDITY_MIN_SECONDS} and {VALIDITY_MAX_SECONDS} seconds",
             )
         )
-    if errors or content is None:
+    if errors or shaped is None or to is None or content is None:
         raise validation_problem(errors)
     return ValidatedMessage(
         to=to,
         body=shaped.body,
         sender_id=sender_id,
-        max_attempts=max_attempts,
+        max_attempts=shaped.max_attempts or max_attempts_limit,
         reference=shaped.reference,
-        validity_period=validity,
+        validity_period=shaped.validity_period,
         content=content,
     )
 

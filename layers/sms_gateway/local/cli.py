@@ -13,6 +13,7 @@ Exit 1 when it cannot start (message on stderr), 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -119,7 +120,13 @@ def _run_local(args: argparse.Namespace) -> int:
         print("Stopping local stack", file=sys.stderr, flush=True)
         return 0
     except (FileNotFoundError, TemplateError, OSError) as error:
-        print(f"sms-gateway local: cannot start: {error}", file=sys.stderr, flush=True)
+        hint = " (pick another port: --port N, or make run ARGS='--port N')"
+        in_use = isinstance(error, OSError) and error.errno == errno.EADDRINUSE
+        print(
+            f"sms-gateway local: cannot start: {error}{hint if in_use else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     finally:
         if stack is not None:
@@ -159,8 +166,9 @@ def _dsn(args: argparse.Namespace) -> str:
 
 
 def _run_admin(args: argparse.Namespace) -> int:
-    from sms_gateway.domain.routing import InvalidRoutePolicy
+    from sms_gateway.domain.routing import InvalidRoutePolicy, parse_policy
     from sms_gateway.local.stack import mask_dsn
+    from sms_gateway.providers.simulator import demo_providers
     from sms_gateway.storage.engine import make_engine
     from sms_gateway.storage.repository import RoutePolicyRepository
     from sms_gateway.storage.schema import run_migrations
@@ -174,6 +182,20 @@ def _run_admin(args: argparse.Namespace) -> int:
         payload = json.loads(args.payload)
     except json.JSONDecodeError as exc:
         print(f"sms-gateway: payload is not JSON: {exc}", file=sys.stderr)
+        return 2
+    try:
+        policy = parse_policy(args.tenant_id, args.strategy, payload)
+    except InvalidRoutePolicy as exc:
+        print(f"sms-gateway: invalid policy: {exc}", file=sys.stderr)
+        return 2
+    known = {provider.name for provider in demo_providers()}
+    unknown = sorted(set(policy.providers) - known)
+    if unknown:
+        print(
+            f"sms-gateway: unknown provider(s) {', '.join(unknown)}; "
+            f"configured: {', '.join(sorted(known))}",
+            file=sys.stderr,
+        )
         return 2
     engine = make_engine(dsn)
     try:

@@ -406,7 +406,7 @@ class LocalStack:
         ]
         lines += [
             "",
-            "Demo (DESIGN section 10):",
+            "Demo flows (tenant-1..7 are seeded; see the README):",
             "  # 1. tenant-1 -> provider-a: sent on attempt 2",
             f"  {commands[0]}",
             "  # 2. tenant-2 -> provider-fail: failed, reason dead_letter",

@@ -99,14 +99,21 @@ class ReceiptService:
         self._metrics = metrics
         self._clock = clock
 
-    def _find(self, request: ReceiptRequest) -> MessageRecord | None:
+    def _find(self, request: ReceiptRequest, provider: str | None) -> MessageRecord | None:
         if request.message_id:
-            return self._repo.get(request.message_id)
-        assert request.provider_message_id
-        return self._repo.find_by_provider_message_id(request.provider_message_id)
+            message = self._repo.get(request.message_id)
+        else:
+            assert request.provider_message_id
+            message = self._repo.find_by_provider_message_id(request.provider_message_id)
+        if message is not None and provider is not None and message.provider != provider:
+            return None  # a provider reports only on what it was given to send
+        return message
 
-    def handle(self, request: ReceiptRequest) -> ReceiptOutcome:
+    def handle(self, request: ReceiptRequest, provider: str | None = None) -> ReceiptOutcome:
         """Store and (when it moves the message forward) apply one receipt.
+
+        ``provider``: the provider whose signature the receipt carried (None when receipts
+        are unsigned, in local mode): only messages sent through it are found.
 
         Raises:
             MessageNotFound: neither id matches a message (the receipt is kept ``unmatched``).
@@ -114,7 +121,7 @@ class ReceiptService:
         """
         now = self._clock()
         raw = request.model_dump_json(exclude_none=True)
-        message = self._find(request)
+        message = self._find(request, provider)
         target = RECEIPT_TARGETS.get(request.status)
 
         def store(message_id: str | None, outcome: str) -> int:

@@ -37,14 +37,21 @@ DEMO_POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def seed_demo_policies(dsn: str) -> None:
-    """Write :data:`DEMO_POLICIES` into the database at ``dsn`` (idempotent: re-running only
-    bumps the policies' versions)."""
+def seed_demo_policies(dsn: str) -> list[str]:
+    """Write each of :data:`DEMO_POLICIES` that the database at ``dsn`` does not have yet.
+
+    A policy already there (seeded earlier, or changed with ``sms-gateway policy``) is kept.
+    Returns the tenants seeded now.
+    """
     engine = make_engine(dsn)
+    seeded = []
     try:
         repo = RoutePolicyRepository(engine)
         now = datetime.now(UTC)
         for tenant_id, (strategy, payload) in DEMO_POLICIES.items():
-            repo.put(tenant_id, strategy, payload, now)
+            if repo.get(tenant_id) is None:
+                repo.put(tenant_id, strategy, payload, now)
+                seeded.append(tenant_id)
     finally:
         engine.dispose()
+    return seeded
