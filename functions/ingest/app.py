@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sms_gateway import wiring
 from sms_gateway.api.problems import Problem
-from sms_gateway.api.requests import decode_json_body, idempotency_key_of
+from sms_gateway.api.requests import decode_json_body, idempotency_key_of, request_text
 from sms_gateway.api.rest import json_response, make_resolver
 from sms_gateway.api.tenancy import tenant_of_event
 from sms_gateway.observability import logger, metrics, tracer
@@ -43,7 +43,7 @@ def post_message() -> Response[str]:
     event = app.current_event
     tenant_id = tenant_of_event(event, container.settings.auth_mode)
     key = idempotency_key_of(event.headers.get("Idempotency-Key"))
-    accepted = container.service.accept(tenant_id, key, decode_json_body(event.decoded_body))
+    accepted = container.service.accept(tenant_id, key, decode_json_body(request_text(event)))
     headers = {"Location": f"/v1/messages/{accepted.body['message_id']}"}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"

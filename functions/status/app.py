@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sms_gateway import wiring
 from sms_gateway.api import signatures
 from sms_gateway.api.problems import Problem, field_errors, validation_problem
-from sms_gateway.api.requests import decode_json_body
+from sms_gateway.api.requests import decode_json_body, request_text
 from sms_gateway.api.rest import json_response, make_resolver
 from sms_gateway.api.tenancy import tenant_of_event
 from sms_gateway.api.views import message_view
@@ -54,7 +54,7 @@ def get_message(message_id: str) -> Response[str]:
 def post_receipt() -> Response[str]:
     """A delivery receipt: 200 applied or stale, 202 kept until the send completes, 404."""
     container = wiring.sql()
-    raw = app.current_event.decoded_body or ""
+    raw = request_text(app.current_event) or ""
     provider = None
     if container.settings.receipts_signed:
         provider = signatures.verify(

@@ -97,6 +97,7 @@ def upgrade() -> None:
         ),
         sa.Column("message_id", sa.String(length=64), nullable=True),
         sa.Column("provider_message_id", sa.String(length=255), nullable=True),
+        sa.Column("provider", sa.String(length=64), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("error_code", sa.String(length=64), nullable=True),
         sa.Column("delivered_at", UTCDateTime(), nullable=True),

@@ -157,7 +157,7 @@ def test_receipt_racing_the_sent_commit_is_not_left_behind(
                 MessageStatus.SENT,
                 now,
             )
-            assert sql.receipts.apply_waiting(message_id, "pid-1") is False
+            assert sql.receipts.apply_waiting(message_id, "pid-1", "provider-b") is False
         return original(self, **kwargs)
 
     monkeypatch.setattr(MessageRepository, "add_receipt", sender_commits_first)
@@ -200,3 +200,99 @@ def test_two_dead_letters_of_one_message_are_recorded_once(
 )
 def test_receipt_ids_beyond_the_columns_are_422(gateway: Gateway, payload: dict[str, str]) -> None:
     assert gateway.post_receipt(payload).status == 422
+
+
+def test_second_dead_letter_fails_a_message_the_first_had_to_leave(gateway: Gateway) -> None:
+    """A redriven copy meets a live sender (left alone); that attempt then fails for the last
+    time and the sender hands the message over: it must still end failed, not stuck queued."""
+    message_id = post(
+        gateway, "tenant-2", "stuck", {"to": "+14155550100", "body": "hi", "max_attempts": 1}
+    )
+    body = gateway.sqs.receive_message(QueueUrl=gateway.send_queue_url, VisibilityTimeout=0)[
+        "Messages"
+    ][0]["Body"]
+    provider = gateway.providers["provider-fail"]
+    failing = provider.inner
+
+    class CopyRedrivenMidSend:
+        name = "provider-fail"
+
+        def send(self, request: SendRequest) -> SendResult:
+            record = sample("dlq-batch.json")["Records"][0]
+            record.update(body=body, messageId="dup-copy-redriven")
+            assert gateway.invoke("dlq", {"Records": [record]}) == {"batchItemFailures": []}
+            result: SendResult = failing.send(request)
+            return result
+
+    provider.inner = CopyRedrivenMidSend()
+    gateway.run_until_idle()
+    view = gateway.get_message("tenant-2", message_id).body
+    assert (view["status"], view["reason_code"]) == ("failed", "dead_letter")
+    assert len(gateway.repo.dead_letters_for(message_id)) == 1
+    assert gateway.queue_depth("send") == gateway.queue_depth("dlq") == 0
+
+
+class OddValues:
+    """A provider answering with values no column can hold as they are."""
+
+    def __init__(self, kind: str) -> None:
+        self.name = "provider-b"
+        self.kind = kind
+
+    def send(self, request: SendRequest) -> SendResult:
+        from sms_gateway.domain.reasons import ReasonCode
+
+        if self.kind == "nul-id":
+            return SendResult(provider_message_id="id\u0000x")
+        if self.kind == "surrogate-id":
+            return SendResult(provider_message_id="id\ud800x")
+        raise ProviderError(ReasonCode.PROVIDER_PERMANENT, "x" * 70_000 + "\u0000")
+
+
+@pytest.mark.parametrize("kind", ["nul-id", "surrogate-id", "huge-detail"])
+def test_unstorable_provider_values_never_cause_a_second_send(gateway: Gateway, kind: str) -> None:
+    gateway.providers["provider-b"].inner = OddValues(kind)
+    message_id = post(gateway, "tenant-3", kind, {"to": "+14155550100", "body": "hi"})
+    gateway.run_until_idle()
+    assert len(gateway.sends(message_id)) == 1
+    view = gateway.get_message("tenant-3", message_id).body
+    if kind == "huge-detail":
+        assert view["status"] == "failed"
+        assert len(view["reason_detail"]) == 4096
+    else:
+        assert view["status"] == "sent"
+        assert view["provider_message_id"] == "id\ufffdx"
+
+
+def test_waiting_receipt_survives_a_blip_after_sent(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sms_gateway.storage.errors import StorageUnavailable
+
+    provider = gateway.providers["provider-b"]
+    healthy = provider.inner
+
+    class ReceiptFirst:
+        name = "provider-b"
+
+        def send(self, request: SendRequest) -> SendResult:
+            answer = gateway.post_receipt({"message_id": request.message_id})
+            assert answer.status == 202
+            result: SendResult = healthy.send(request)
+            return result
+
+    provider.inner = ReceiptFirst()
+    original = MessageRepository.waiting_receipts
+    blips = {"left": 1}
+
+    def blip_once(self: MessageRepository, *args: Any, **kwargs: Any) -> Any:
+        if blips["left"]:
+            blips["left"] -= 1
+            raise StorageUnavailable("database unavailable: blip")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MessageRepository, "waiting_receipts", blip_once)
+    message_id = post(gateway, "tenant-3", "blip", {"to": "+14155550100", "body": "hi"})
+    gateway.run_until_idle()
+    assert gateway.get_message("tenant-3", message_id).body["status"] == "delivered"
+    assert len(gateway.sends(message_id)) == 1

@@ -325,3 +325,22 @@ def test_concurrent_identical_requests_queue_once(sqlite_gateway: Gateway) -> No
     message_id = json.loads(copies[0]["Body"])["message_id"]
     assert len([c for c in gw.sends(message_id) if c.attempt == 2]) == 1  # provider-a: 1 fails
     assert [a.outcome for a in gw.repo.attempts(message_id)] == ["transient_error", "sent"]
+
+
+@pytest.mark.parametrize(
+    ("body", "base64"),
+    [("!!!not base64!!!", True), ("//79", True), ('{"max_attempts": ' + "9" * 5000 + "}", False)],
+)
+def test_unreadable_bodies_are_400_not_500(
+    sqlite_gateway: Gateway, body: str, base64: bool
+) -> None:
+    event = api_event(
+        "POST",
+        "/v1/messages",
+        body=body,
+        headers={"X-Tenant-ID": "tenant-1", "Idempotency-Key": "k-unreadable"},
+    )
+    event["isBase64Encoded"] = base64
+    answer = sqlite_gateway.api("ingest", event)
+    assert_problem(answer, 400)
+    assert sqlite_gateway.queue_depth() == 0

@@ -140,7 +140,9 @@ def test_unknown_id_is_404_and_kept_until_the_provider_id_appears(gateway: Gatew
         ({"status": "delivered"}, "$"),
         ({"message_id": "x", "status": "teleported"}, "status"),
         ({"message_id": "x", "delivered_at": "yesterday"}, "delivered_at"),
-        ({"message_id": "x", "delivered_at": "2026-02-05T12:00:00"}, "$"),
+        ({"message_id": "x", "delivered_at": "2026-02-05T12:00:00"}, "delivered_at"),
+        ({"message_id": "x", "delivered_at": "9999-12-31T23:59:59-14:00"}, "delivered_at"),
+        ({"message_id": "x", "delivered_at": "0001-01-01T00:00:00+14:00"}, "delivered_at"),
         ({"message_id": "x", "extra": 1}, "extra"),
     ],
 )

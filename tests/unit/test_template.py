@@ -265,6 +265,10 @@ def test_api_routes_and_api_key_auth(
     assert api["Auth"]["ApiKeyRequired"] is True
     assert api["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
     assert api["TracingEnabled"] is True
+    # receipts are signed by providers; an API key would make a provider a tenant
+    receipt_event = props(template, "StatusFunction")["Events"]["PostReceipt"]["Properties"]
+    assert receipt_event["Auth"] == {"ApiKeyRequired": False}
+    assert "Auth" not in props(template, "IngestFunction")["Events"]["SendMessage"]["Properties"]
 
 
 def test_alarms_on_dead_letters_and_sender_errors(template: SamTemplate) -> None:

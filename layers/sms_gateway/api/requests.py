@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -158,6 +158,29 @@ def decode_json_body(body: str | None) -> Any:
     except RecursionError as exc:
         raise Problem(
             400, "malformed-json", "Malformed request body", "body is nested too deeply"
+        ) from exc
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise Problem(
+            400, "malformed-json", "Malformed request body", "body holds an unreadable value"
+        ) from exc
+
+
+class _Event(Protocol):
+    @property
+    def decoded_body(self) -> str | None: ...
+
+
+def request_text(event: _Event) -> str | None:
+    """The request body as text (API Gateway may deliver it base64-encoded).
+
+    Raises:
+        Problem: 400 ``malformed-json`` when the base64 or the UTF-8 inside is broken.
+    """
+    try:
+        return event.decoded_body
+    except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise Problem(
+            400, "malformed-json", "Malformed request body", "body is not valid base64 / UTF-8"
         ) from exc
 
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 
 from sms_gateway.api.problems import Problem
 
 SIGNATURE_VERSION = "v1"
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only (str.isdigit takes '²' too)
 DEFAULT_WINDOW_SECONDS = 300
 
 
@@ -59,7 +61,7 @@ def verify(
     secret = secrets.get(provider)
     if not secret:
         raise _refused(f"no receipt secret is configured for provider {provider!r}")
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > window:
+    if not _TIMESTAMP.fullmatch(timestamp) or abs(now - int(timestamp)) > window:
         raise _refused(f"X-Timestamp must be Unix seconds within {window} s of now")
     if not hmac.compare_digest(sign(secret, int(timestamp), body), signature):
         raise _refused("X-Signature does not match the body")

@@ -69,12 +69,21 @@ class ReceiptRequest(BaseModel):
             raise ValueError(defect)
         return value
 
+    @field_validator("delivered_at")
+    @classmethod
+    def _sane_time(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("must carry a time zone (RFC 3339), e.g. 2026-02-05T12:00:00Z")
+        if not 2000 <= value.year <= 2100:
+            raise ValueError("must be a date between 2000 and 2100")
+        return value
+
     @model_validator(mode="after")
     def _one_id(self) -> ReceiptRequest:
         if not self.message_id and not self.provider_message_id:
             raise ValueError("one of message_id or provider_message_id is required")
-        if self.delivered_at is not None and self.delivered_at.tzinfo is None:
-            raise ValueError("delivered_at must carry a time zone (RFC 3339)")
         return self
 
 
@@ -104,7 +113,7 @@ class ReceiptService:
             message = self._repo.get(request.message_id)
         else:
             assert request.provider_message_id
-            message = self._repo.find_by_provider_message_id(request.provider_message_id)
+            message = self._repo.find_by_provider_message_id(request.provider_message_id, provider)
         if message is not None and provider is not None and message.provider != provider:
             return None  # a provider reports only on what it was given to send
         return message
@@ -134,6 +143,7 @@ class ReceiptService:
                 raw=raw,
                 outcome=outcome,
                 now=now,
+                provider=provider,
             )
 
         if message is None:
@@ -149,7 +159,7 @@ class ReceiptService:
             # read and our insert: look again, so the receipt cannot be left behind.
             current = self._repo.get(message.id)
             if current is not None and current.status is MessageStatus.SENT:
-                self.apply_waiting(current.id, current.provider_message_id)
+                self.apply_waiting(current.id, current.provider_message_id, current.provider)
                 after = self._repo.get(message.id)
                 status = after.status if after else current.status
                 return ReceiptOutcome(message.id, "applied", status)
@@ -193,11 +203,14 @@ class ReceiptService:
                 self._metrics.add("ReceiptDelay", delay, "Seconds")
         return moved
 
-    def apply_waiting(self, message_id: str, provider_message_id: str | None) -> bool:
+    def apply_waiting(
+        self, message_id: str, provider_message_id: str | None, provider: str | None
+    ) -> bool:
         """Apply the oldest receipt kept while ``message_id`` was not yet ``sent`` (called by
-        the sender right after ``sending -> sent``); later ones become ``stale``.
-        Returns whether a receipt moved the message."""
-        waiting = self._repo.waiting_receipts(message_id, provider_message_id)
+        the sender right after ``sending -> sent``); later ones become ``stale``. Only
+        receipts signed by ``provider`` (the one that sent it) or unsigned ones (local mode)
+        count. Returns whether a receipt moved the message."""
+        waiting = self._repo.waiting_receipts(message_id, provider_message_id, provider)
         if not waiting:
             return False
         message = self._repo.get(message_id)

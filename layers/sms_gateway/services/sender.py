@@ -27,6 +27,7 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
+from sms_gateway.domain.content import text_defect
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.retry import backoff_seconds
@@ -49,17 +50,33 @@ FINISH_RETRY_PAUSES = (0.2, 1.0)
 # Column widths the provider's values must fit (storage/tables.py).
 PROVIDER_MESSAGE_ID_MAX = 255
 ERROR_CODE_MAX = 64
+ERROR_DETAIL_MAX = 4096
+
+
+def _storable(value: str | None, limit: int) -> str | None:
+    """``value`` cut to ``limit`` characters, NUL and unpaired surrogates replaced by U+FFFD."""
+    if value is None:
+        return None
+    if text_defect(value):
+        value = "".join(
+            "\ufffd" if ch == "\x00" or 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value
+        )
+    return value[:limit]
 
 
 def bounded(result: AttemptResult) -> AttemptResult:
-    """``result`` with provider-supplied values cut to their column widths, so that a long id or
-    code can never make the post-send write fail (and the message be sent again)."""
-    pmid = result.provider_message_id
-    if pmid is not None and len(pmid) > PROVIDER_MESSAGE_ID_MAX:
-        logger.warning("provider message id longer than 255 characters: truncated")
-        pmid = pmid[:PROVIDER_MESSAGE_ID_MAX]
-    code = result.error_code[:ERROR_CODE_MAX] if result.error_code else result.error_code
-    return replace(result, provider_message_id=pmid, error_code=code)
+    """``result`` with provider-supplied values made storable: cut to their column widths, NUL
+    and unpaired surrogates replaced, so that a provider's odd answer can never make the
+    post-send write fail (and the message be sent again after the lease)."""
+    pmid = _storable(result.provider_message_id, PROVIDER_MESSAGE_ID_MAX)
+    if pmid != result.provider_message_id:
+        logger.warning("provider message id not storable as given: truncated or cleaned")
+    return replace(
+        result,
+        provider_message_id=pmid,
+        error_code=_storable(result.error_code, ERROR_CODE_MAX),
+        error_detail=_storable(result.error_detail, ERROR_DETAIL_MAX),
+    )
 
 
 class SendOutcome(StrEnum):
@@ -222,6 +239,9 @@ class SenderService:
             assert row is not None
         if row.status is not MessageStatus.QUEUED:
             logger.info("duplicate delivery", extra={"status": row.status.value})
+            if row.status is MessageStatus.SENT:
+                # the copy that sent it may have died before applying waiting receipts
+                self._receipts.apply_waiting(row.id, row.provider_message_id, row.provider)
             return SendOutcome.DUPLICATE
 
         if row.expires_at is not None and row.expires_at <= now:
@@ -295,7 +315,7 @@ class SenderService:
             done,
         )
         self._metrics.add("StatusTransitions", 1, "Count", status="sent")
-        self._receipts.apply_waiting(msg.message_id, result.provider_message_id)
+        self._receipts.apply_waiting(msg.message_id, result.provider_message_id, provider_name)
         return SendOutcome.SENT
 
     def _on_error(
@@ -345,13 +365,26 @@ class SenderService:
         here would mean a second send after the lease: retry it in-process first (a database
         blip), then give up to the lease mechanism."""
         result = bounded(result)
-        for pause in (*FINISH_RETRY_PAUSES, None):
+        pauses = list(FINISH_RETRY_PAUSES)
+        stripped = False
+        while True:
             try:
                 moved = self._repo.finish_attempt(message_id, attempt, result, target, now)
             except StorageUnavailable:
-                if pause is None:
+                if not pauses:
                     raise
-                time.sleep(pause)
+                time.sleep(pauses.pop(0))
+                continue
+            except Exception:
+                if stripped:
+                    raise
+                # the database refused one of the provider's values: keep the outcome, drop
+                # the values, rather than leave the message to be sent again
+                logger.exception("post-send write refused; recording the outcome without details")
+                result = replace(
+                    result, provider_message_id=None, error_code=None, error_detail="(unstorable)"
+                )
+                stripped = True
                 continue
             if not moved:
                 logger.error(
@@ -359,7 +392,6 @@ class SenderService:
                     extra={"attempt": attempt, "target": target.value},
                 )
             return moved
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _hand_to_dead_letter(
         self, record: SqsRecord, last_error: str | None, attempts: int

@@ -161,9 +161,15 @@ class MessageRepository:
         """The message if it belongs to ``tenant_id``; None for unknown and foreign ids alike."""
         return self._first_message(messages.c.id == message_id, messages.c.tenant_id == tenant_id)
 
-    def find_by_provider_message_id(self, provider_message_id: str) -> MessageRecord | None:
-        """The message a provider knows as ``provider_message_id``, or None."""
-        return self._first_message(messages.c.provider_message_id == provider_message_id)
+    def find_by_provider_message_id(
+        self, provider_message_id: str, provider: str | None = None
+    ) -> MessageRecord | None:
+        """The message a provider knows as ``provider_message_id`` (sent through ``provider``,
+        when given: two providers may issue the same id), or None."""
+        conditions = [messages.c.provider_message_id == provider_message_id]
+        if provider is not None:
+            conditions.append(messages.c.provider == provider)
+        return self._first_message(*conditions)
 
     def attempts(self, message_id: str) -> list[AttemptRecord]:
         """The provider calls for ``message_id``, oldest first."""
@@ -335,19 +341,7 @@ class MessageRepository:
                 lease_expires_at=None,
             )
             if moved:
-                conn.execute(
-                    update(message_attempts)
-                    .where(
-                        message_attempts.c.message_id == message_id,
-                        message_attempts.c.outcome == "in_flight",
-                    )
-                    .values(
-                        outcome="transient_error",
-                        reason_code=ReasonCode.TIMEOUT.value,
-                        error_detail="sender lease expired before the attempt finished",
-                        finished_at=now,
-                    )
-                )
+                self._close_in_flight(conn, message_id, now)
             return moved
 
     def claim(
@@ -467,9 +461,10 @@ class MessageRepository:
         Returns False, storing nothing, for a dead letter already stored: the same SQS message
         again, or another copy of a message that already has an unreplayed dead letter.
         """
+        stored = False
         try:
             with self._tx() as conn:
-                if (
+                already = (
                     message_id is not None
                     and conn.execute(
                         select(dead_letters.c.id)
@@ -479,43 +474,78 @@ class MessageRepository:
                         )
                         .limit(1)
                     ).first()
-                ):
-                    return False
-                conn.execute(
-                    insert(dead_letters).values(
-                        sqs_message_id=sqs_message_id,
-                        message_id=message_id,
-                        tenant_id=tenant_id,
-                        receive_count=receive_count,
-                        reason=reason.value,
-                        detail=detail,
-                        raw_payload=raw_payload,
-                        created_at=now,
-                    )
                 )
-                if fail_message and message_id is not None:
-                    lease_over = or_(
-                        messages.c.lease_expires_at.is_(None), messages.c.lease_expires_at <= now
-                    )
-                    for current, guard in (
-                        (MessageStatus.QUEUED, None),
-                        (MessageStatus.SENDING, lease_over),
-                    ):
-                        if self._transition(
-                            conn,
-                            message_id,
-                            current,
-                            MessageStatus.FAILED,
-                            now,
-                            reason=reason,
+                if not already:
+                    conn.execute(
+                        insert(dead_letters).values(
+                            sqs_message_id=sqs_message_id,
+                            message_id=message_id,
+                            tenant_id=tenant_id,
+                            receive_count=receive_count,
+                            reason=reason.value,
                             detail=detail,
-                            extra_where=guard,
-                            lease_expires_at=None,
-                        ):
-                            break
+                            raw_payload=raw_payload,
+                            created_at=now,
+                        )
+                    )
+                    stored = True
+                if fail_message and message_id is not None:
+                    # even for a second copy: the first may have met a live sender that has
+                    # since put the message back to queued
+                    self._fail_dead_letter(conn, message_id, reason, detail, now)
         except IntegrityError:
             return False
-        return True
+        return stored
+
+    @staticmethod
+    def _close_in_flight(conn: Connection, message_id: str, now: datetime) -> None:
+        """Close an attempt whose sender vanished: whether the provider got it is unknown."""
+        conn.execute(
+            update(message_attempts)
+            .where(
+                message_attempts.c.message_id == message_id,
+                message_attempts.c.outcome == "in_flight",
+            )
+            .values(
+                outcome="transient_error",
+                reason_code=ReasonCode.TIMEOUT.value,
+                error_detail="sender lease expired before the attempt finished",
+                finished_at=now,
+            )
+        )
+
+    def _fail_dead_letter(
+        self,
+        conn: Connection,
+        message_id: str,
+        reason: ReasonCode,
+        detail: str | None,
+        now: datetime,
+    ) -> None:
+        if self._transition(
+            conn,
+            message_id,
+            MessageStatus.QUEUED,
+            MessageStatus.FAILED,
+            now,
+            reason=reason,
+            detail=detail,
+            lease_expires_at=None,
+        ):
+            return
+        lease_over = or_(messages.c.lease_expires_at.is_(None), messages.c.lease_expires_at <= now)
+        if self._transition(
+            conn,
+            message_id,
+            MessageStatus.SENDING,
+            MessageStatus.FAILED,
+            now,
+            reason=reason,
+            detail=detail,
+            extra_where=lease_over,
+            lease_expires_at=None,
+        ):
+            self._close_in_flight(conn, message_id, now)
 
     def dead_letters_for(self, message_id: str | None = None) -> list[dict[str, Any]]:
         """Dead-letter rows (all, or one message's), oldest first, as dicts."""
@@ -538,8 +568,9 @@ class MessageRepository:
         raw: str,
         outcome: str,
         now: datetime,
+        provider: str | None = None,
     ) -> int:
-        """Store a receipt as received; returns its id."""
+        """Store a receipt as received (``provider``: who signed it); returns its id."""
         with self._tx() as conn:
             result = conn.execute(
                 insert(receipts).values(
@@ -550,6 +581,7 @@ class MessageRepository:
                     delivered_at=delivered_at,
                     raw=raw,
                     outcome=outcome,
+                    provider=provider,
                     received_at=now,
                     applied_at=now if outcome == "applied" else None,
                 )
@@ -596,7 +628,7 @@ class MessageRepository:
             return moved
 
     def waiting_receipts(
-        self, message_id: str, provider_message_id: str | None
+        self, message_id: str, provider_message_id: str | None, provider: str | None = None
     ) -> list[ReceiptRecord]:
         """Receipts kept for a message that was not ``sent`` yet when they arrived: pending ones
         matched by our id, and unmatched ones carrying its provider message id. Oldest first."""
@@ -609,6 +641,8 @@ class MessageRepository:
                     receipts.c.outcome == "unmatched",
                 ),
             )
+        if provider is not None:
+            cond = and_(cond, or_(receipts.c.provider.is_(None), receipts.c.provider == provider))
         with self._tx() as conn:
             rows = conn.execute(
                 select(

@@ -172,6 +172,8 @@ receipts = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("message_id", String(64)),
     Column("provider_message_id", String(255)),
+    # the provider that signed the receipt (None: unsigned, local mode)
+    Column("provider", String(64)),
     Column("status", String(16), nullable=False),
     Column("error_code", String(64)),
     Column("delivered_at", UTCDateTime()),
