@@ -307,15 +307,12 @@ class SenderService:
         self._metrics.add("SendLatency", latency_ms, "Milliseconds", provider=provider_name)
         self._metrics.add("ProviderResults", 1, "Count", provider=provider_name, outcome="sent")
         done = self._clock()
-        self._finish(
-            msg.message_id,
-            attempt,
-            AttemptResult("sent", latency_ms, provider_message_id=result.provider_message_id),
-            MessageStatus.SENT,
-            done,
+        sent = bounded(
+            AttemptResult("sent", latency_ms, provider_message_id=result.provider_message_id)
         )
+        self._finish(msg.message_id, attempt, sent, MessageStatus.SENT, done)
         self._metrics.add("StatusTransitions", 1, "Count", status="sent")
-        self._receipts.apply_waiting(msg.message_id, result.provider_message_id, provider_name)
+        self._receipts.apply_waiting(msg.message_id, sent.provider_message_id, provider_name)
         return SendOutcome.SENT
 
     def _on_error(
