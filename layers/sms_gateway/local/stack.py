@@ -74,7 +74,12 @@ _LOCAL_DEFAULTS: Final = {
     "SMS_GATEWAY_RETRY_MAX_SECONDS": "5",
 }
 # Template values that a value already in the process environment overrides.
-_TUNABLE: Final = ("POWERTOOLS_LOG_LEVEL",)
+# Template-set variables a developer may override from the shell for the local stack.
+_TUNABLE: Final = (
+    "POWERTOOLS_LOG_LEVEL",
+    "SMS_GATEWAY_RECEIPT_SECRETS",
+    "SMS_GATEWAY_LEASE_SECONDS",
+)
 # Variables that would send boto3 elsewhere than the local endpoint, or sign with real keys.
 _AWS_CLEARED: Final = (
     "AWS_PROFILE",
