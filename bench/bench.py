@@ -67,18 +67,7 @@ class AwsCounter:
 def gateway(tmp: Path) -> Iterator[Gateway]:
     monkeypatch = pytest.MonkeyPatch()
     try:
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "SmsGateway",
-            "POWERTOOLS_SERVICE_NAME": "sms-gateway",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-        }.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+        conftest.set_aws_test_env(monkeypatch, POWERTOOLS_LOG_LEVEL="WARNING")
         dsn = f"sqlite:///{tmp / 'bench.db'}"
         from sms_gateway.storage.schema import run_migrations
 

@@ -70,23 +70,31 @@ def sqlite_database(tmp_path: Path) -> str:
     return _fresh_database("sqlite", tmp_path)
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_SERVICE_NAME": "sms-gateway",
+    "POWERTOOLS_METRICS_NAMESPACE": "SmsGateway",
+    "POWERTOOLS_DEV": "false",
+}
+
+
+def set_aws_test_env(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
     """Fake AWS credentials and region; no endpoint override (moto intercepts in-process)."""
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_SERVICE_NAME": "sms-gateway",
-        "POWERTOOLS_METRICS_NAMESPACE": "SmsGateway",
-        "POWERTOOLS_DEV": "false",
-    }.items():
+    for key, value in {**AWS_TEST_ENV, **extra}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """:func:`set_aws_test_env` for one test."""
+    set_aws_test_env(monkeypatch)
 
 
 def _gateway(database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:

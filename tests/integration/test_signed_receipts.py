@@ -41,19 +41,22 @@ def sent_via_provider_b(gw: Gateway) -> str:
     return str(answer.body["message_id"])
 
 
+def signed_receipt(
+    gw: Gateway, provider: str, payload: dict[str, str], secrets: dict[str, str] = SECRETS
+) -> HttpAnswer:
+    body = json.dumps(payload)
+    now = int(time.time())
+    headers = {
+        "X-Provider": provider,
+        "X-Timestamp": str(now),
+        "X-Signature": sign(secrets[provider], now, body),
+    }
+    return receipt(gw, body, **headers)
+
+
 def test_signed_receipt_is_applied(signed: Gateway) -> None:
     message_id = sent_via_provider_b(signed)
-    body = json.dumps({"message_id": message_id, "status": "delivered"})
-    now = int(time.time())
-    answer = receipt(
-        signed,
-        body,
-        **{
-            "X-Provider": "provider-b",
-            "X-Timestamp": str(now),
-            "X-Signature": sign("b-secret", now, body),
-        },
-    )
+    answer = signed_receipt(signed, "provider-b", {"message_id": message_id, "status": "delivered"})
     assert answer.status == 200
     assert answer.body["outcome"] == "applied"
 
@@ -124,19 +127,6 @@ def test_api_key_mode_requires_signatures_even_without_secrets(
     wiring.reset()
     answer = receipt(sqlite_gateway, json.dumps({"message_id": "x"}))
     assert answer.status == 401
-
-
-def signed_receipt(
-    gw: Gateway, provider: str, payload: dict[str, str], secrets: dict[str, str] = SECRETS
-) -> HttpAnswer:
-    body = json.dumps(payload)
-    now = int(time.time())
-    headers = {
-        "X-Provider": provider,
-        "X-Timestamp": str(now),
-        "X-Signature": sign(secrets[provider], now, body),
-    }
-    return receipt(gw, body, **headers)
 
 
 def test_failover_a_failed_providers_early_receipt_does_not_touch_the_next(
