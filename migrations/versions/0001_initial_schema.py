@@ -41,13 +41,14 @@ def upgrade() -> None:
         ),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("replayed_at", UTCDateTime(), nullable=True),
+        sa.Column("generation", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
         sa.UniqueConstraint("sqs_message_id", name=op.f("uq_dead_letters_sqs_message_id")),
+        sa.UniqueConstraint("message_id", "generation", name="uq_dead_letters_message_generation"),
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
     )
-    op.create_index("ix_dead_letters_message", "dead_letters", ["message_id"], unique=False)
 
     op.create_table(
         "messages",
@@ -198,6 +199,5 @@ def downgrade() -> None:
     op.drop_index("ix_messages_provider_message_id", table_name="messages")
 
     op.drop_table("messages")
-    op.drop_index("ix_dead_letters_message", table_name="dead_letters")
 
     op.drop_table("dead_letters")

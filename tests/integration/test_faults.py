@@ -296,3 +296,41 @@ def test_waiting_receipt_survives_a_blip_after_sent(
     gateway.run_until_idle()
     assert gateway.get_message("tenant-3", message_id).body["status"] == "delivered"
     assert len(gateway.sends(message_id)) == 1
+
+
+def test_concurrent_dead_letters_of_one_message_store_one_row(gateway: Gateway) -> None:
+    import threading
+
+    from sms_gateway.domain.reasons import ReasonCode
+
+    message_id = post(gateway, "tenant-3", "dl-race", {"to": "+14155550100", "body": "hi"})
+    body = gateway.sqs.receive_message(QueueUrl=gateway.send_queue_url)["Messages"][0]["Body"]
+    gateway.repo.record_queued(QueuedMessage.model_validate_json(body), gateway.clock())
+    barrier = threading.Barrier(4)
+    stored: list[bool] = []
+
+    def dead_letter(copy: int) -> None:
+        barrier.wait()
+        stored.append(
+            gateway.repo.record_dead_letter(
+                sqs_message_id=f"copy-{copy}",
+                message_id=message_id,
+                tenant_id="tenant-3",
+                receive_count=4,
+                reason=ReasonCode.DEAD_LETTER,
+                detail="redriven",
+                raw_payload=body,
+                now=gateway.clock(),
+                fail_message=True,
+            )
+        )
+
+    threads = [threading.Thread(target=dead_letter, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(stored) == [False, False, False, True]
+    assert len(gateway.repo.dead_letters_for(message_id)) == 1
+    assert gateway.get_message("tenant-3", message_id).body["status"] == "failed"
+    assert [e[1] for e in gateway.repo.events(message_id)].count("failed") == 1

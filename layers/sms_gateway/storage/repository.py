@@ -454,47 +454,39 @@ class MessageRepository:
         now: datetime,
         fail_message: bool,
     ) -> bool:
-        """Store a dead letter and, when ``fail_message``, move the message to ``failed`` with
-        ``reason`` in the same transaction: from ``queued``, or from ``sending`` once its lease
-        has ended (a live sender is left to finish; its outcome stands).
+        """Store a dead letter, then (when ``fail_message``) move the message to ``failed`` with
+        ``reason``: from ``queued``, or from ``sending`` once its lease has ended (a live sender
+        is left to finish; its outcome stands).
 
-        Returns False, storing nothing, for a dead letter already stored: the same SQS message
-        again, or another copy of a message that already has an unreplayed dead letter.
+        Returns False, storing no row, for a dead letter already stored: the same SQS message
+        again, or another copy of the same message (unique per message and replay generation,
+        so concurrent DLQ invocations cannot both store one). The status move is still tried:
+        an earlier copy may have had to leave the message to a live sender.
         """
         stored = False
         try:
             with self._tx() as conn:
-                already = (
-                    message_id is not None
-                    and conn.execute(
-                        select(dead_letters.c.id)
-                        .where(
-                            dead_letters.c.message_id == message_id,
-                            dead_letters.c.replayed_at.is_(None),
-                        )
-                        .limit(1)
-                    ).first()
-                )
-                if not already:
-                    conn.execute(
-                        insert(dead_letters).values(
-                            sqs_message_id=sqs_message_id,
-                            message_id=message_id,
-                            tenant_id=tenant_id,
-                            receive_count=receive_count,
-                            reason=reason.value,
-                            detail=detail,
-                            raw_payload=raw_payload,
-                            created_at=now,
-                        )
+                conn.execute(
+                    insert(dead_letters).values(
+                        sqs_message_id=sqs_message_id,
+                        message_id=message_id,
+                        tenant_id=tenant_id,
+                        receive_count=receive_count,
+                        reason=reason.value,
+                        detail=detail,
+                        raw_payload=raw_payload,
+                        created_at=now,
+                        generation=0,
                     )
-                    stored = True
-                if fail_message and message_id is not None:
-                    # even for a second copy: the first may have met a live sender that has
-                    # since put the message back to queued
-                    self._fail_dead_letter(conn, message_id, reason, detail, now)
+                )
+            stored = True
         except IntegrityError:
-            return False
+            pass  # this SQS message, or another copy of this message, is already recorded
+        if fail_message and message_id is not None:
+            # even for a second copy: the first may have met a live sender that has since
+            # put the message back to queued
+            with self._tx() as conn:
+                self._fail_dead_letter(conn, message_id, reason, detail, now)
         return stored
 
     @staticmethod

@@ -151,7 +151,10 @@ dead_letters = Table(
     Column("raw_payload", LongText, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("replayed_at", UTCDateTime()),
-    Index("ix_dead_letters_message", "message_id"),
+    # one dead letter per message and replay generation (0 until an operator replays it):
+    # two copies of a message dead-lettered at once make one row (NULL ids stay distinct)
+    Column("generation", Integer, nullable=False, default=0),
+    UniqueConstraint("message_id", "generation", name="uq_dead_letters_message_generation"),
     **MYSQL_TABLE_ARGS,
 )
 
