@@ -334,3 +334,32 @@ def test_concurrent_dead_letters_of_one_message_store_one_row(gateway: Gateway) 
     assert len(gateway.repo.dead_letters_for(message_id)) == 1
     assert gateway.get_message("tenant-3", message_id).body["status"] == "failed"
     assert [e[1] for e in gateway.repo.events(message_id)].count("failed") == 1
+
+
+def test_receipt_about_a_failed_attempt_does_not_judge_the_next(gateway: Gateway) -> None:
+    """provider-a fails attempt 1 but reports it undelivered first; attempt 2 is sent: the
+    message is sent, not failed by a receipt about another attempt."""
+    provider = gateway.providers["provider-a"]
+    inner = provider.inner
+    early: list[int] = []
+
+    class ReportsThenFails:
+        name = "provider-a"
+
+        def send(self, request: SendRequest) -> SendResult:
+            if request.attempt == 1:
+                answer = gateway.post_receipt(
+                    {"message_id": request.message_id, "status": "undelivered"}
+                )
+                early.append(answer.status)
+            result: SendResult = inner.send(request)
+            return result
+
+    provider.inner = ReportsThenFails()
+    message_id = post(gateway, "tenant-1", "stale-attempt", {"to": "+14155550100", "body": "hi"})
+    gateway.run_until_idle()
+    assert early == [202]
+    view = gateway.get_message("tenant-1", message_id).body
+    assert (view["status"], view["attempts"]) == ("sent", 2)
+    # a receipt for attempt 2 still applies
+    assert gateway.post_receipt({"message_id": message_id}).body["status"] == "delivered"

@@ -133,7 +133,7 @@ class ReceiptService:
         message = self._find(request, provider)
         target = RECEIPT_TARGETS.get(request.status)
 
-        def store(message_id: str | None, outcome: str) -> int:
+        def store(message_id: str | None, outcome: str, attempt: int | None = None) -> int:
             return self._repo.add_receipt(
                 message_id=message_id,
                 provider_message_id=request.provider_message_id,
@@ -144,6 +144,7 @@ class ReceiptService:
                 outcome=outcome,
                 now=now,
                 provider=provider,
+                attempt=attempt,
             )
 
         if message is None:
@@ -154,12 +155,14 @@ class ReceiptService:
             MessageStatus.QUEUED,
             MessageStatus.SENDING,
         ):
-            store(message.id, "pending")
+            store(message.id, "pending", message.attempts)
             # The sender may have recorded `sent` (and looked for waiting receipts) between our
             # read and our insert: look again, so the receipt cannot be left behind.
             current = self._repo.get(message.id)
             if current is not None and current.status is MessageStatus.SENT:
-                self.apply_waiting(current.id, current.provider_message_id, current.provider)
+                self.apply_waiting(
+                    current.id, current.provider_message_id, current.provider, current.attempts
+                )
                 after = self._repo.get(message.id)
                 status = after.status if after else current.status
                 return ReceiptOutcome(message.id, "applied", status)
@@ -204,13 +207,18 @@ class ReceiptService:
         return moved
 
     def apply_waiting(
-        self, message_id: str, provider_message_id: str | None, provider: str | None
+        self,
+        message_id: str,
+        provider_message_id: str | None,
+        provider: str | None,
+        attempt: int | None = None,
     ) -> bool:
         """Apply the oldest receipt kept while ``message_id`` was not yet ``sent`` (called by
         the sender right after ``sending -> sent``); later ones become ``stale``. Only
         receipts signed by ``provider`` (the one that sent it) or unsigned ones (local mode)
-        count. Returns whether a receipt moved the message."""
-        waiting = self._repo.waiting_receipts(message_id, provider_message_id, provider)
+        count, and (given ``attempt``, the one that was sent) only those kept during it.
+        Returns whether a receipt moved the message."""
+        waiting = self._repo.waiting_receipts(message_id, provider_message_id, provider, attempt)
         if not waiting:
             return False
         message = self._repo.get(message_id)

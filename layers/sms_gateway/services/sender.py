@@ -241,7 +241,9 @@ class SenderService:
             logger.info("duplicate delivery", extra={"status": row.status.value})
             if row.status is MessageStatus.SENT:
                 # the copy that sent it may have died before applying waiting receipts
-                self._receipts.apply_waiting(row.id, row.provider_message_id, row.provider)
+                self._receipts.apply_waiting(
+                    row.id, row.provider_message_id, row.provider, row.attempts
+                )
             return SendOutcome.DUPLICATE
 
         if row.expires_at is not None and row.expires_at <= now:
@@ -312,7 +314,9 @@ class SenderService:
         )
         self._finish(msg.message_id, attempt, sent, MessageStatus.SENT, done)
         self._metrics.add("StatusTransitions", 1, "Count", status="sent")
-        self._receipts.apply_waiting(msg.message_id, sent.provider_message_id, provider_name)
+        self._receipts.apply_waiting(
+            msg.message_id, sent.provider_message_id, provider_name, attempt
+        )
         return SendOutcome.SENT
 
     def _on_error(

@@ -561,8 +561,10 @@ class MessageRepository:
         outcome: str,
         now: datetime,
         provider: str | None = None,
+        attempt: int | None = None,
     ) -> int:
-        """Store a receipt as received (``provider``: who signed it); returns its id."""
+        """Store a receipt as received (``provider``: who signed it; ``attempt``: the message's
+        attempt in flight when a pending receipt arrived); returns its id."""
         with self._tx() as conn:
             result = conn.execute(
                 insert(receipts).values(
@@ -574,6 +576,7 @@ class MessageRepository:
                     raw=raw,
                     outcome=outcome,
                     provider=provider,
+                    attempt=attempt,
                     received_at=now,
                     applied_at=now if outcome == "applied" else None,
                 )
@@ -620,11 +623,20 @@ class MessageRepository:
             return moved
 
     def waiting_receipts(
-        self, message_id: str, provider_message_id: str | None, provider: str | None = None
+        self,
+        message_id: str,
+        provider_message_id: str | None,
+        provider: str | None = None,
+        attempt: int | None = None,
     ) -> list[ReceiptRecord]:
         """Receipts kept for a message that was not ``sent`` yet when they arrived: pending ones
-        matched by our id, and unmatched ones carrying its provider message id. Oldest first."""
+        matched by our id (and, given ``attempt``, kept during that attempt: a receipt about an
+        earlier, abandoned attempt says nothing of this one), and unmatched ones carrying its
+        provider message id. Signed by ``provider`` (or unsigned) when it is given. Oldest
+        first."""
         cond = and_(receipts.c.message_id == message_id, receipts.c.outcome == "pending")
+        if attempt is not None:
+            cond = and_(cond, or_(receipts.c.attempt.is_(None), receipts.c.attempt == attempt))
         if provider_message_id:
             cond = or_(
                 cond,

@@ -177,6 +177,8 @@ receipts = Table(
     Column("provider_message_id", String(255)),
     # the provider that signed the receipt (None: unsigned, local mode)
     Column("provider", String(64)),
+    # for a pending receipt: the attempt that was in flight when it arrived
+    Column("attempt", Integer),
     Column("status", String(16), nullable=False),
     Column("error_code", String(64)),
     Column("delivered_at", UTCDateTime()),
