@@ -61,7 +61,6 @@ def upgrade() -> None:
         sa.Column("reason_code", sa.String(length=32), nullable=True),
         sa.Column("reason_detail", sa.Text(), nullable=True),
         sa.Column("provider", sa.String(length=64), nullable=True),
-        sa.Column("attempt", sa.Integer(), nullable=True),
         sa.Column("provider_message_id", sa.String(length=255), nullable=True),
         sa.Column("encoding", sa.String(length=8), nullable=False),
         sa.Column("segments", sa.Integer(), nullable=False),
