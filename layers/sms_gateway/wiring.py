@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
     from sqlalchemy import Engine
 
+    from sms_gateway.adapters.sqs import SqsMessageQueue
     from sms_gateway.services.dead_letter import DeadLetterService
     from sms_gateway.services.ingest import IngestService
     from sms_gateway.services.receipts import ReceiptService
@@ -58,7 +59,7 @@ def settings() -> Settings:
 
 
 @functools.cache
-def _sqs_queue() -> object:
+def _sqs_queue() -> SqsMessageQueue:
     from sms_gateway.adapters.sqs import SqsMessageQueue
 
     s = settings()
@@ -79,13 +80,11 @@ def ingest() -> IngestContainer:
     """The ingest container (DynamoDB idempotency + SendQueue)."""
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    from sms_gateway.adapters.sqs import SqsMessageQueue
     from sms_gateway.observability import PowertoolsMetrics
     from sms_gateway.services.ingest import IngestConfig, IngestService, idempotency_config
 
     s = settings()
     queue = _sqs_queue()
-    assert isinstance(queue, SqsMessageQueue)
     config = idempotency_config(s.idempotency_ttl_seconds)
     store = DynamoDBPersistenceLayer(
         table_name=s.idempotency_table, boto3_client=boto3.client("dynamodb")
@@ -135,7 +134,6 @@ class SqlContainer:
 @functools.cache
 def sql() -> SqlContainer:
     """The SQL container: one engine, repositories, the route-policy cache, the services."""
-    from sms_gateway.adapters.sqs import SqsMessageQueue
     from sms_gateway.observability import PowertoolsMetrics
     from sms_gateway.providers.base import ProviderRegistry
     from sms_gateway.providers.simulator import demo_providers
@@ -152,7 +150,6 @@ def sql() -> SqlContainer:
     metrics = PowertoolsMetrics()
     receipts = ReceiptService(repository, metrics, utc_now)
     queue = _sqs_queue()
-    assert isinstance(queue, SqsMessageQueue)
     sender = SenderService(
         repository=repository,
         policies=CachedPolicyResolver(

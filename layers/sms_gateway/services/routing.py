@@ -53,7 +53,6 @@ class CachedPolicyResolver:
         self._last_good: LRUCache[str, RoutePolicy | None] = LRUCache(maxsize=max_size)
         self._default_provider = default_provider
         self._lock = threading.Lock()
-        self.store_reads = 0
 
     def resolve(self, tenant_id: str) -> RoutePolicy:
         """The tenant's policy.
@@ -67,7 +66,6 @@ class CachedPolicyResolver:
                 policy = self._fresh[tenant_id]
             else:
                 try:
-                    self.store_reads += 1
                     policy = self._store.get(tenant_id)
                 except Exception:
                     if tenant_id not in self._last_good:
