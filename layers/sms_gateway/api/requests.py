@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sms_gateway.api.problems import FieldError, Problem, field_errors, validation_problem
-from sms_gateway.domain.content import ContentError, ContentInfo, check_body, text_defect
+from sms_gateway.domain.content import CarriableText, ContentError, ContentInfo, check_body
 from sms_gateway.domain.phone import InvalidPhoneNumber, normalize_sender_id, to_e164
 
 IDEMPOTENCY_KEY_MAX = 255
@@ -29,11 +29,11 @@ class SendMessageBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
 
-    to: str
-    body: str
-    from_: str | None = Field(default=None, alias="from")
+    to: CarriableText
+    body: CarriableText
+    from_: CarriableText | None = Field(default=None, alias="from")
     max_attempts: int | None = None
-    reference: str | None = Field(default=None, max_length=128)
+    reference: CarriableText | None = Field(default=None, max_length=128)
     validity_period: int | None = None
 
 
@@ -74,9 +74,6 @@ def validate_send_request(
         value = payload.get(name)
         return value if name not in failed and isinstance(value, kind) else None
 
-    for name in ("to", "body", "reference", "from"):
-        errors.extend(text_problems(name, given(name, str)))
-    failed = {e.field for e in errors}
     to = content = sender_id = None
     if (raw_to := given("to", str)) is not None:
         try:
@@ -199,14 +196,3 @@ def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise DuplicateMember(name)
         result[name] = value
     return result
-
-
-def text_problems(field: str, value: str | None) -> list[FieldError]:
-    """``field``'s :func:`~sms_gateway.domain.content.text_defect`, as a field error."""
-    defect = text_defect(value) if value is not None else None
-    return [FieldError(field, defect)] if defect else []
-    if "\x00" in value:
-        return [FieldError(field, "must not contain the NUL character (U+0000)")]
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
-        return [FieldError(field, "must not contain unpaired UTF-16 surrogates")]
-    return []

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 # GSM 03.38 default alphabet (the 127 printable code points; 0x1B is the escape, not a character).
 GSM7_BASIC = frozenset(
@@ -72,6 +75,18 @@ def text_defect(value: str) -> str | None:
     if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
         return "must not contain unpaired UTF-16 surrogates"
     return None
+
+
+def _carriable(value: str) -> str:
+    defect = text_defect(value)
+    if defect:
+        raise ValueError(defect)
+    return value
+
+
+CarriableText = Annotated[str, AfterValidator(_carriable)]
+"""A pydantic string type refusing what :func:`text_defect` refuses (a field error naming
+the field, with the defect as message)."""
 
 
 def is_gsm7(body: str) -> bool:

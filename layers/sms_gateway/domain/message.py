@@ -11,9 +11,9 @@ import hashlib
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from sms_gateway.domain.content import Encoding, text_defect
+from sms_gateway.domain.content import CarriableText, Encoding
 
 # Namespace for message ids derived from (tenant, idempotency key, payload): uuid5 of this.
 MESSAGE_ID_NAMESPACE = uuid.UUID("6f1c1e9e-4d0b-5c47-9a43-8e2f5a1b7c3d")
@@ -56,24 +56,16 @@ class QueuedMessage(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    # What ingest refuses can never be queued: a record carrying it anyway is malformed.
     message_id: str = Field(min_length=1, max_length=64)
-    tenant_id: str = Field(min_length=1, max_length=128)
-    to: str = Field(min_length=2, max_length=16)
-    sender_id: str | None = Field(default=None, max_length=16)
-    body: str = Field(min_length=1)
+    tenant_id: CarriableText = Field(min_length=1, max_length=128)
+    to: CarriableText = Field(min_length=2, max_length=16)
+    sender_id: CarriableText | None = Field(default=None, max_length=16)
+    body: CarriableText = Field(min_length=1)
     encoding: Encoding
     segments: int = Field(ge=1)
     max_attempts: int = Field(ge=1)
-    reference: str | None = Field(default=None, max_length=128)
-    idempotency_key: str = Field(min_length=1, max_length=255)
+    reference: CarriableText | None = Field(default=None, max_length=128)
+    idempotency_key: CarriableText = Field(min_length=1, max_length=255)
     created_at: datetime
     expires_at: datetime | None = None
-
-    @field_validator("body", "reference", "sender_id", "tenant_id", "idempotency_key", "to")
-    @classmethod
-    def _carriable(cls, value: str | None) -> str | None:
-        # What ingest refuses can never be queued; a record carrying it anyway is malformed.
-        defect = text_defect(value) if value is not None else None
-        if defect:
-            raise ValueError(defect)
-        return value

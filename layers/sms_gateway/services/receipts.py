@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
 
-from sms_gateway.domain.content import text_defect
+from sms_gateway.domain.content import CarriableText
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.services.ports import Clock, MetricsSink
@@ -45,8 +45,12 @@ RECEIPT_TARGETS: dict[str, MessageStatus] = {
     "expired": MessageStatus.EXPIRED,
 }
 
-MessageId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
-ProviderId = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+MessageId = Annotated[
+    CarriableText, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)
+]
+ProviderId = Annotated[
+    CarriableText, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)
+]
 
 
 class ReceiptRequest(BaseModel):
@@ -59,15 +63,7 @@ class ReceiptRequest(BaseModel):
     provider_message_id: ProviderId | None = None
     status: ReceiptStatus = "delivered"
     delivered_at: datetime | None = None
-    error_code: Annotated[str, StringConstraints(max_length=64)] | None = None
-
-    @field_validator("message_id", "provider_message_id", "error_code")
-    @classmethod
-    def _storable(cls, value: str | None) -> str | None:
-        defect = text_defect(value) if value is not None else None
-        if defect:
-            raise ValueError(defect)
-        return value
+    error_code: Annotated[CarriableText, StringConstraints(max_length=64)] | None = None
 
     @field_validator("delivered_at")
     @classmethod
