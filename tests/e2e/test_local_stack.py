@@ -16,10 +16,10 @@ def key(name: str) -> str:
 
 
 def test_demo_flows_1_2_3(stack: Stack) -> None:
-    one = stack.send("tenant-1", "demo-1", {"to": "+10000000001", "body": "hello"})
+    one = stack.send("tenant-1", "demo-1", {"to": "+12025550143", "body": "hello"})
     assert one.status == 202, one.body
     two = stack.send(
-        "tenant-2", "demo-2", {"to": "+10000000002", "body": "fail", "max_attempts": 2}
+        "tenant-2", "demo-2", {"to": "+12025550144", "body": "fail", "max_attempts": 2}
     )
     assert two.status == 202, two.body
 

@@ -36,7 +36,7 @@ def receipt_delays(stdout: str) -> list[float]:
 def test_demo_flow_3_receipt_marks_delivered(
     gateway: Gateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    answer = gateway.post_message("tenant-1", "demo-1", {"to": "+10000000001", "body": "hello"})
+    answer = gateway.post_message("tenant-1", "demo-1", {"to": "+12025550143", "body": "hello"})
     gateway.run_until_idle()
     message_id = answer.body["message_id"]
     sent_at = gateway.repo.get(message_id).sent_at  # type: ignore[union-attr]

@@ -13,8 +13,8 @@ from sms_gateway import wiring
 from sms_gateway.local.pollers import sqs_event_record
 from tests.support import FakeLambdaContext, Gateway, sample
 
-FLOW_1 = {"to": "+10000000001", "body": "hello"}
-FLOW_2 = {"to": "+10000000002", "body": "fail", "max_attempts": 2}
+FLOW_1 = {"to": "+12025550143", "body": "hello"}
+FLOW_2 = {"to": "+12025550144", "body": "fail", "max_attempts": 2}
 
 
 def post(gw: Gateway, tenant: str, key: str, body: dict[str, Any]) -> str:

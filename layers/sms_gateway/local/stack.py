@@ -385,10 +385,10 @@ class LocalStack:
         json_header = "-H 'Content-Type: application/json'"
         return [
             f"curl -sS -X POST {base}/v1/messages {json_header} -H 'X-Tenant-ID: tenant-1' "
-            '-H \'Idempotency-Key: demo-1\' -d \'{"to":"+10000000001","body":"hello"}\'',
+            '-H \'Idempotency-Key: demo-1\' -d \'{"to":"+12025550143","body":"hello"}\'',
             f"curl -sS -X POST {base}/v1/messages {json_header} -H 'X-Tenant-ID: tenant-2' "
             "-H 'Idempotency-Key: demo-2' "
-            '-d \'{"to":"+10000000002","body":"fail","max_attempts":2}\'',
+            '-d \'{"to":"+12025550144","body":"fail","max_attempts":2}\'',
             f"curl -sS -X POST {base}/v1/receipts {json_header} "
             '-d \'{"message_id":"<id-from-send>","delivered_at":"2026-02-05T12:00:00Z"}\'',
             f"curl -sS {base}/v1/messages/<id> -H 'X-Tenant-ID: tenant-1'",
