@@ -47,8 +47,33 @@ def test_phone_cases(sqlite_gateway: Gateway, case: dict[str, Any]) -> None:
         assert answer.status == 202, answer.body
         assert answer.body["to"] == case["e164"]
     else:
-        assert_problem(answer, case["expect_status"], "to")
+        assert case["expect_status"] == 422
+        assert_problem(answer, 422, "to")
         assert sqlite_gateway.queue_depth() == 0
+
+
+@pytest.mark.parametrize(
+    ("to", "message"),
+    [
+        ("+10000000001", "area code 000 does not exist: North American area codes start with 2-9"),
+        (
+            "+39 0333 123 4567",
+            "drop the national trunk prefix 0 after the country code (+39 333...)",
+        ),
+        (
+            "+1 034 555 0100",
+            "area code 034 does not exist: North American area codes start with 2-9",
+        ),
+        ("+1 411 555 1234", "411 is a service code (N11), not an area code"),
+        ("+999 123 456 789", "unknown country code 999"),
+    ],
+)
+def test_number_refusals_tell_the_client_why(
+    sqlite_gateway: Gateway, to: str, message: str
+) -> None:
+    answer = sqlite_gateway.post_message("tenant-1", "why", {"to": to, "body": "hi"})
+    assert_problem(answer, 422, "to")
+    assert answer.body["errors"] == [{"field": "to", "message": message}]
 
 
 def test_accepted_answer_shape(sqlite_gateway: Gateway) -> None:
@@ -133,6 +158,7 @@ def test_key_of_255_printable_ascii_is_accepted(sqlite_gateway: Gateway) -> None
         ({"to": "+14155550100", "body": "hi", "reference": "r" * 129}, {"reference"}),
         ({"to": "+14155550100", "body": "hi", "validity_period": 10}, {"validity_period"}),
         ({"to": "+14155550100", "body": "hi", "from": "ThisIsTooLong"}, {"from"}),
+        ({"to": "+14155550100", "body": "hi", "from": "+10000000001"}, {"from"}),
         ({"to": "hello", "body": ""}, {"to", "body"}),
         ({"to": 14155550100, "body": 5}, {"to", "body"}),
         ([1, 2], {"$"}),
