@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from sms_gateway.domain.phone import InvalidPhoneNumber, mask, normalize_sender_id, to_e164
 from tests.cases import PHONE_CASES
@@ -110,6 +113,27 @@ def test_refusals_say_why(raw: str, message: str) -> None:
 )
 def test_valid_numbers(raw: str, expected: str) -> None:
     assert to_e164(raw) == expected
+
+
+REGIONS = ["US", "CA", "GB", "DE", "FR", "IT", "CH", "CO", "JP", "BR", "IN", "AU", "ZA"]
+KINDS = [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE]
+
+
+@given(st.sampled_from(REGIONS), st.sampled_from(KINDS), st.integers(0, 9999))
+def test_valid_numbers_round_trip(region: str, kind: int, tail: int) -> None:
+    """Any number libphonenumber calls valid, typed the international way, comes back as
+    its E.164 form (with ``+`` or ``00``, spaces and dashes as the library formats it)."""
+    example = phonenumbers.example_number_for_type(region, kind)
+    assert example is not None
+    national = phonenumbers.national_significant_number(example)
+    digits = national[:-4] + f"{tail:04d}"
+    number = phonenumbers.parse(f"+{example.country_code}{digits}", None)
+    assume(phonenumbers.is_valid_number(number))
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    typed = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    assert to_e164(typed) == e164
+    assert to_e164("00" + typed[1:]) == e164
+    assert to_e164(e164) == e164
 
 
 def test_dashes_and_parentheses_are_dropped() -> None:
