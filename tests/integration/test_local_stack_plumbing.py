@@ -40,7 +40,7 @@ from sms_gateway.local.http_front import (
 )
 from sms_gateway.local.pollers import SqsPoller, failed_message_ids, sqs_event_record
 from sms_gateway.local.resources import provision
-from sms_gateway.local.runtime import resolve_environment
+from sms_gateway.local.runtime import function_environment
 from sms_gateway.local.stack import LocalStack
 from sms_gateway.local.template import ApiRoute, Resolver, SamTemplate
 
@@ -108,13 +108,19 @@ def test_real_template_creates_table_and_queues_as_declared(aws: None) -> None:
     ttl = dynamodb.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiration"}
 
-    # The handlers' environment points at exactly these resources.
-    env = resolve_environment(template.functions(), resolver)
-    assert env["SMS_GATEWAY_IDEMPOTENCY_TABLE"] == table_name
-    assert env["SMS_GATEWAY_SEND_QUEUE_URL"] == send_url
-    assert env["SMS_GATEWAY_DEAD_LETTER_QUEUE_URL"] == created.queue_urls["DeadLetterQueue"]
-    assert env["SMS_GATEWAY_MAX_RECEIVE_COUNT"] == "3"
-    assert env["SMS_GATEWAY_LEASE_SECONDS"] == "30"
+    # Each function's environment (Globals + its own) points at exactly these resources.
+    envs = {spec.logical_id: function_environment(spec, resolver) for spec in template.functions()}
+    assert envs["IngestFunction"]["SMS_GATEWAY_IDEMPOTENCY_TABLE"] == table_name
+    assert envs["IngestFunction"]["SMS_GATEWAY_SEND_QUEUE_URL"] == send_url
+    sender = envs["SenderFunction"]
+    assert sender["SMS_GATEWAY_SEND_QUEUE_URL"] == send_url
+    assert sender["SMS_GATEWAY_DEAD_LETTER_QUEUE_URL"] == created.queue_urls["DeadLetterQueue"]
+    assert sender["SMS_GATEWAY_LEASE_SECONDS"] == "30"
+    assert {env["SMS_GATEWAY_MAX_RECEIVE_COUNT"] for env in envs.values()} == {"3"}
+    # ... and only its own: the ingest function has no database, the others no idempotency.
+    assert "SMS_GATEWAY_MESSAGE_DSN" not in envs["IngestFunction"]
+    assert "SMS_GATEWAY_LEASE_SECONDS" not in envs["StatusFunction"]
+    assert all("SMS_GATEWAY_IDEMPOTENCY_TABLE" not in envs[name] for name in envs if name != "IngestFunction")
 
 
 # -- HTTP -> API Gateway event -> HTTP -------------------------------------------------------

@@ -3,7 +3,7 @@
 ::
 
     sms-gateway local [--host 127.0.0.1] [--port 3000] [--dsn URL] [--data-dir DIR]
-                      [--root DIR] [--parameter NAME=VALUE ...] [--quiet]
+                      [--root DIR] [--parameter NAME=VALUE ...] [--environments N] [--quiet]
 
 Prints the API URL, the moto endpoint, the DSN and the demo curl lines, then a line
 ``Local stack ready on http://HOST:PORT`` once it serves. Ctrl-C or SIGTERM stops it (exit 0).
@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sms_gateway.local.stack import DEFAULT_API_ENVIRONMENTS
 from sms_gateway.local.template import TemplateError
 
 __all__ = ["build_parser", "main"]
@@ -38,6 +39,16 @@ def _parameter(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``local`` subcommand)."""
     parser = argparse.ArgumentParser(
@@ -47,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     local = commands.add_parser(
         "local",
         help="run the gateway on this machine (moto + HTTP front + SQS pollers, no Docker)",
-        description="Run the gateway locally: AWS from moto, handlers in-process.",
+        description="Run the gateway locally: AWS from moto, each function in processes "
+        "of its own (Lambda execution environments).",
     )
     local.add_argument("--host", default="127.0.0.1", help="HTTP listen address (127.0.0.1)")
     local.add_argument(
@@ -80,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="template parameter override, e.g. -P MaxReceiveCount=2 (repeatable)",
     )
+    local.add_argument(
+        "--environments",
+        type=_positive,
+        default=DEFAULT_API_ENVIRONMENTS,
+        metavar="N",
+        help="execution environments (processes) per API function, i.e. its concurrent "
+        f"invocations ({DEFAULT_API_ENVIRONMENTS}); SQS functions get one per poller",
+    )
     local.add_argument("--quiet", action="store_true", help="no access log lines")
     _add_admin_commands(commands)
     return parser
@@ -111,6 +131,7 @@ def _run_local(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             parameter_overrides=dict(args.parameter),
             log_requests=not args.quiet,
+            environments=args.environments,
         )
         stack.start()
         print(stack.banner(), flush=True)

@@ -1,150 +1,407 @@
-"""Run a template's Lambda handlers in this process, the way the Lambda runtime would call them.
+"""Run a template's Lambda functions the way Lambda does: each in execution environments of
+its own, one invocation at a time per environment.
 
-A :class:`LocalFunction` is one warm "execution environment": its handler module is imported
-once (from ``<CodeUri>/<module>.py`` under a module name of its own, so the four ``app.py``
-files do not collide), and it serves one invocation at a time, like a Lambda container.
+Source: AWS Lambda Developer Guide, "Understanding the Lambda execution environment
+lifecycle" (init, invoke, shutdown; environments are reused while warm and never run two
+invocations at once) and "Lambda function scaling" (concurrent invocations get separate
+environments).
+
+Locally an execution environment (:class:`ExecutionEnvironment`) is an OS process running
+:mod:`sms_gateway.local.worker`: it gets exactly its function's environment variables, imports
+the handler once (the cold start, logged with its duration), then serves invocations sent
+over a socket. Its stdout and stderr are the function's log: each line goes to the stack's
+``log_sink(function_logical_id, line)``. A :class:`LocalFunction` keeps up to
+``max_environments`` of them, created on demand and reused warm; an invocation that outlives
+the function's ``Timeout`` is answered as Lambda answers it and its environment is killed
+(the next invocation gets a new one), as is an environment whose process died.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
+import json
 import logging
+import os
+import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from sms_gateway.local.template import NO_VALUE, FunctionSpec, Resolver, UnresolvableError
 
 __all__ = [
-    "FakeLambdaContext",
-    "LambdaHandler",
+    "ExecutionEnvironment",
+    "FunctionError",
+    "FunctionTimeout",
     "LocalFunction",
-    "load_handler",
-    "resolve_environment",
+    "LogSink",
+    "function_environment",
+    "print_log_line",
 ]
 
 logger = logging.getLogger(__name__)
 
-LambdaHandler = Callable[[dict[str, Any], Any], Any]
-"""A Lambda handler: ``handler(event, context) -> answer``."""
+LogSink = Callable[[str, str], None]
+"""``log_sink(function_logical_id, line)``: one line of a function's log (its environments'
+stdout and stderr), without the line break. Called from reader threads, concurrently."""
 
-_MODULE_PREFIX: Final = "_sms_gateway_local_handler_"
+INIT_TIMEOUT_SECONDS: Final = 30.0
+"""How long an environment's init (process start + handler import) may take. Lambda allows
+10 s; a shared development machine gets more slack."""
+_STOP_GRACE_SECONDS: Final = 2.0
 
+# Host variables a Python process needs to start; nothing else of the host reaches a function
+# (a Lambda function sees only its own variables and the runtime's reserved ones).
+_HOST_PASSTHROUGH: Final = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "SYSTEMROOT",
+)
 
-@dataclass
-class FakeLambdaContext:
-    """The attributes of the Lambda Python runtime's context object that handlers and
-    Powertools read (``function_name``, ``aws_request_id``, ``get_remaining_time_in_millis``...).
-
-    ``deadline_ms`` is the invocation's deadline in epoch milliseconds (start + Timeout).
-    """
-
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str
-    aws_request_id: str
-    deadline_ms: int
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = ""
-    identity: Any = None
-    client_context: Any = None
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left until the deadline (never negative)."""
-        return max(0, self.deadline_ms - int(time.time() * 1000))
+_print_lock = threading.Lock()
 
 
-def load_handler(
-    code_dir: Path, handler: str, module_name: str
-) -> tuple[ModuleType, LambdaHandler]:
-    """Import ``handler`` (``"module.function"`` or ``"pkg.module.function"``) from ``code_dir``.
-
-    The module file is ``code_dir/module.py`` (or ``code_dir/pkg/module.py``); it is imported
-    under ``module_name`` and registered in ``sys.modules`` under that name.
-
-    Raises:
-        FileNotFoundError: no such module file.
-        AttributeError: the module has no such function.
-        Exception: whatever the module raises while it is imported (its init code).
-    """
-    module_path, _, function_name = handler.rpartition(".")
-    if not module_path or not function_name:
-        raise ValueError(f"handler {handler!r} is not of the form module.function")
-    relative = Path(*module_path.split("."))
-    candidates = [code_dir / relative.with_suffix(".py"), code_dir / relative / "__init__.py"]
-    source = next((path for path in candidates if path.is_file()), None)
-    if source is None:
-        raise FileNotFoundError(f"handler module for {handler!r} not found under {code_dir}")
-    spec = importlib.util.spec_from_file_location(module_name, source)
-    if spec is None or spec.loader is None:  # pragma: no cover - only for odd file types
-        raise ImportError(f"cannot import {source}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-        function = getattr(module, function_name)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    if not callable(function):
-        sys.modules.pop(module_name, None)
-        raise AttributeError(f"{handler} is not callable")
-    return module, function
+def print_log_line(function_logical_id: str, line: str) -> None:
+    """The default :data:`LogSink`: the line on this process's stdout, as before the
+    functions had processes of their own (``function_logical_id`` is not shown)."""
+    with _print_lock:
+        print(line, flush=True)
 
 
-def resolve_environment(functions: Iterable[FunctionSpec], resolver: Resolver) -> dict[str, str]:
-    """The union of the functions' resolved ``Environment.Variables`` (Globals included).
+def function_environment(spec: FunctionSpec, resolver: Resolver) -> dict[str, str]:
+    """The function's resolved ``Environment.Variables`` (Globals + its own, as SAM merges
+    them), as strings the way Lambda passes them (booleans ``true``/``false``).
 
-    Values become strings as Lambda passes them. A variable whose value references something
-    with no local value is left out with a warning; when two functions give one variable
-    different values, the later function wins, with a warning (all handlers share one process
-    environment locally).
+    A variable whose value references something with no local value is left out, with a
+    warning; one that resolves to ``AWS::NoValue`` is left out silently.
     """
     environment: dict[str, str] = {}
-    owner: dict[str, str] = {}
-    for spec in functions:
-        for name, raw in spec.environment.items():
-            try:
-                value = resolver.resolve(raw)
-            except UnresolvableError as error:
-                logger.warning("%s: %s left unset locally (%s)", spec.logical_id, name, error)
-                continue
-            if value is NO_VALUE:
-                continue
-            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-            if name in environment and environment[name] != text:
-                logger.warning(
-                    "%s=%r (from %s) replaces %r (from %s) in the shared local environment",
-                    name,
-                    text,
-                    spec.logical_id,
-                    environment[name],
-                    owner[name],
-                )
-            environment[name] = text
-            owner[name] = spec.logical_id
+    for name, raw in spec.environment.items():
+        try:
+            value = resolver.resolve(raw)
+        except UnresolvableError as error:
+            logger.warning("%s: %s left unset locally (%s)", spec.logical_id, name, error)
+            continue
+        if value is NO_VALUE:
+            continue
+        environment[name] = (
+            ("true" if value else "false") if isinstance(value, bool) else str(value)
+        )
     return environment
+
+
+class FunctionError(Exception):
+    """An invocation failed: Lambda's error answer ``{"errorMessage", "errorType",
+    "stackTrace"}`` (as :attr:`error`). ``errorType`` is the handler's exception class name,
+    or a runtime error (``Runtime.ExitError``, ``Runtime.ImportModuleError``,
+    ``Runtime.MarshalError``, ``Sandbox.Timedout``)."""
+
+    def __init__(self, function: str, error: Mapping[str, Any]) -> None:
+        self.function = function
+        self.error = dict(error)
+        super().__init__(f"{function}: {self.error_type}: {self.error_message}")
+
+    @property
+    def error_type(self) -> str:
+        """``errorType``."""
+        return str(self.error.get("errorType", "Unknown"))
+
+    @property
+    def error_message(self) -> str:
+        """``errorMessage``."""
+        return str(self.error.get("errorMessage", ""))
+
+
+class FunctionTimeout(FunctionError):
+    """The invocation ran past the function's ``Timeout``: ``errorType`` ``Sandbox.Timedout``,
+    ``errorMessage`` ``RequestId: <id> Error: Task timed out after N.00 seconds``."""
+
+
+def _lambda_variables(function: LocalFunction, stream: str) -> dict[str, str]:
+    """The reserved variables Lambda sets in every environment (Developer Guide, "Defined
+    runtime environment variables") that make sense locally."""
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.spec.memory_size),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.function_name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+        "AWS_REGION": function.region,
+        "AWS_DEFAULT_REGION": function.region,
+        "LAMBDA_TASK_ROOT": str(function.code_dir),
+        "_HANDLER": function.spec.handler,
+    }
+
+
+class ExecutionEnvironment:
+    """One execution environment of ``function``: a worker process serving one invocation at
+    a time. Not thread-safe by itself: :class:`LocalFunction` hands it to one caller at once.
+
+    Raises (from :meth:`start`): :class:`FunctionError` when the init fails
+    (``Runtime.ImportModuleError``... or ``Sandbox.Timedout`` after
+    :data:`INIT_TIMEOUT_SECONDS`), ``OSError`` when the process cannot be spawned.
+    """
+
+    def __init__(self, function: LocalFunction, number: int) -> None:
+        self.function = function
+        self.number = number
+        self.log_stream_name = (
+            f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{uuid.uuid4().hex}"
+        )
+        self.pid: int | None = None
+        self.init_ms: float | None = None
+        self.invocations = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._socket: socket.socket | None = None
+        self._channel: Connection | None = None
+        self._stopping = False
+        self._readers: list[threading.Thread] = []
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs and its channel is open."""
+        return (
+            self._process is not None and self._process.poll() is None and self._channel is not None
+        )
+
+    def start(self) -> None:
+        """Spawn the process and wait for its init (the cold start). See the class for errors."""
+        function = self.function
+        ours, theirs = socket.socketpair()
+        started = time.monotonic()
+        try:
+            environment = {key: os.environ[key] for key in _HOST_PASSTHROUGH if key in os.environ}
+            environment.update(_lambda_variables(function, self.log_stream_name))
+            environment.update(function.environment)
+            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [
+                    sys.executable,
+                    "-u",
+                    "-m",
+                    "sms_gateway.local.worker",
+                    "--fd",
+                    str(theirs.fileno()),
+                    "--parent-pid",
+                    str(os.getpid()),
+                    "--code-dir",
+                    str(function.code_dir),
+                    "--handler",
+                    function.spec.handler,
+                ],
+                cwd=function.code_dir,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(theirs.fileno(),),
+            )
+        finally:
+            theirs.close()
+        # The socket is kept to shut it down from another thread: that wakes a waiting
+        # invocation (EOF) as well as the worker.
+        self._socket = ours
+        self._channel = Connection(os.dup(ours.fileno()))
+        for stream in (self._process.stdout, self._process.stderr):
+            assert stream is not None
+            reader = threading.Thread(
+                target=_forward_lines,
+                args=(stream, function.logical_id, function.log_sink),
+                name=f"{function.logical_id}-{self.number}-log",
+                daemon=True,
+            )
+            reader.start()
+            self._readers.append(reader)
+        message = self._receive(INIT_TIMEOUT_SECONDS)
+        if message is None:
+            self.kill()
+            raise FunctionTimeout(
+                function.logical_id,
+                {
+                    "errorMessage": f"Init timed out after {INIT_TIMEOUT_SECONDS:.2f} seconds",
+                    "errorType": "Sandbox.Timedout",
+                    "stackTrace": [],
+                },
+            )
+        if message.get("type") != "ready":
+            self.kill()
+            raise FunctionError(function.logical_id, message.get("error") or self._exit_error(""))
+        self.pid = int(message["pid"])
+        self.init_ms = (time.monotonic() - started) * 1000
+        logger.info(
+            "%s: cold start of environment %d (pid %d): %.0f ms (handler import %.0f ms)",
+            function.logical_id,
+            self.number,
+            self.pid,
+            self.init_ms,
+            float(message["init_ms"]),
+        )
+
+    def invoke(self, event: Mapping[str, Any], request_id: str) -> Any:
+        """One invocation; returns the handler's answer (decoded JSON).
+
+        Raises:
+            FunctionError: the handler raised, or its answer is not JSON, or the process died
+                (``Runtime.ExitError``; this environment is then dead).
+            FunctionTimeout: no answer within ``Timeout`` seconds; the process is killed.
+        """
+        function = self.function
+        if self._channel is None:
+            raise RuntimeError(f"{function.logical_id} environment {self.number} is not running")
+        timeout = function.spec.timeout
+        deadline_ms = int(time.time() * 1000) + timeout * 1000
+        context = {
+            "function_name": function.function_name,
+            "memory_limit_in_mb": function.spec.memory_size,
+            "invoked_function_arn": function.arn,
+            "aws_request_id": request_id,
+            "deadline_ms": deadline_ms,
+            "log_group_name": f"/aws/lambda/{function.function_name}",
+            "log_stream_name": self.log_stream_name,
+        }
+        self.invocations += 1
+        try:
+            payload = json.dumps({"type": "invoke", "event": event, "context": context})
+            self._channel.send_bytes(payload.encode("utf-8"))
+        except OSError:
+            self.kill()
+            raise FunctionError(function.logical_id, self._exit_error(request_id)) from None
+        message = self._receive(timeout)
+        if message is None:
+            if self.alive and not self._stopping:
+                self.kill()
+                text = f"Task timed out after {timeout:.2f} seconds"
+                # Lambda writes this line to the function's log stream.
+                function.log_sink(function.logical_id, f"{_utc_now()} {request_id} {text}")
+                raise FunctionTimeout(
+                    function.logical_id,
+                    {
+                        "errorMessage": f"RequestId: {request_id} Error: {text}",
+                        "errorType": "Sandbox.Timedout",
+                        "stackTrace": [],
+                    },
+                )
+            self.kill()
+            raise FunctionError(function.logical_id, self._exit_error(request_id))
+        if message.get("type") == "result":
+            return message.get("payload")
+        raise FunctionError(function.logical_id, message.get("error") or {})
+
+    def _receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, or ``None`` when none came within ``timeout`` seconds or the
+        process closed the channel (exited)."""
+        channel = self._channel
+        if channel is None:
+            return None
+        try:
+            if not channel.poll(timeout):
+                return None
+            message: dict[str, Any] = json.loads(channel.recv_bytes())
+        except (EOFError, OSError):
+            return None
+        return message
+
+    def _exit_error(self, request_id: str) -> dict[str, Any]:
+        """Lambda's ``Runtime.ExitError`` for a process that ended."""
+        status = None
+        if self._process is not None:
+            try:
+                status = self._process.wait(timeout=_STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                status = None
+        how = f"signal: {-status}" if status is not None and status < 0 else f"exit status {status}"
+        prefix = f"RequestId: {request_id} " if request_id else ""
+        return {
+            "errorMessage": f"{prefix}Error: Runtime exited with error: {how}",
+            "errorType": "Runtime.ExitError",
+            "stackTrace": [],
+        }
+
+    def stop(self) -> None:
+        """Shutdown: shut the channel (an idle worker exits at once; an invocation in
+        progress is answered ``Runtime.ExitError``), kill the process if it has not exited
+        after :data:`_STOP_GRACE_SECONDS`, and wait for its log to drain."""
+        self._stopping = True
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+        if self._process is not None and self._process.poll() is None:
+            try:
+                self._process.wait(timeout=_STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._close()
+
+    def kill(self) -> None:
+        """End the process now (SIGKILL) and reap it."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._close()
+
+    def _close(self) -> None:
+        channel, sock = self._channel, self._socket
+        self._channel = self._socket = None
+        for closable in (channel, sock):
+            if closable is not None:
+                with contextlib.suppress(OSError):
+                    closable.close()
+        self._join_readers()
+
+    def _join_readers(self) -> None:
+        for reader in self._readers:
+            if reader is not threading.current_thread():
+                reader.join(timeout=_STOP_GRACE_SECONDS)
+        self._readers = []
+
+
+def _forward_lines(stream: IO[bytes], function: str, sink: LogSink) -> None:
+    """Pass each line of ``stream`` to ``sink`` until the process closes it."""
+    with stream:
+        for raw in stream:
+            try:
+                sink(function, raw.decode("utf-8", "replace").rstrip("\r\n"))
+            except Exception:  # a broken sink must not stop the function's log
+                logger.exception("log sink failed on a line of %s", function)
+
+
+def _utc_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 @dataclass
 class LocalFunction:
-    """One function of the template loaded in-process: a single warm Lambda container.
+    """One function of the template with its pool of execution environments.
 
     Args:
-        spec: the function's template definition.
+        spec: the function's template definition (``timeout`` seconds, ``memory_size`` MB).
         root: the directory that ``CodeUri`` is relative to (where template.yaml lives).
         function_name: the physical name (``<stack>-<logical id>``).
-        region, account_id: for ``invoked_function_arn``.
+        region, account_id: for ``invoked_function_arn`` and ``AWS_REGION``.
+        environment: exactly the variables the function's environments get (besides the
+            reserved ``AWS_LAMBDA_*`` ones and what a process needs to start: ``PATH``...).
+        max_environments: at most this many environments at once, i.e. concurrent
+            invocations; more callers wait for one to be free (deployed, Lambda would
+            throttle at its concurrency limit).
+        log_sink: receives the environments' stdout and stderr, line by line.
 
-    Invocations are serialized by a lock: Lambda never runs two at once in one container, and
-    handlers (and Powertools' per-invocation state) rely on that.
+    Environments are created on demand (a cold start) and reused warm, most recently used
+    first (as Lambda tends to); an environment that timed out or died is discarded and its
+    place goes to the next cold start.
     """
 
     spec: FunctionSpec
@@ -152,9 +409,19 @@ class LocalFunction:
     function_name: str
     region: str
     account_id: str
-    _module: ModuleType | None = field(default=None, init=False, repr=False)
-    _handler: LambdaHandler | None = field(default=None, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    max_environments: int = 1
+    log_sink: LogSink = print_log_line
+    _idle: list[ExecutionEnvironment] = field(default_factory=list, init=False, repr=False)
+    _all: list[ExecutionEnvironment] = field(default_factory=list, init=False, repr=False)
+    _count: int = field(default=0, init=False, repr=False)
+    _started: int = field(default=0, init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
+    _cond: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_environments < 1:
+            raise ValueError(f"max_environments {self.max_environments}: at least 1")
 
     @property
     def logical_id(self) -> str:
@@ -172,69 +439,86 @@ class LocalFunction:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
 
     @property
-    def module(self) -> ModuleType:
-        """The imported handler module.
+    def environment_count(self) -> int:
+        """Environments alive or starting now."""
+        with self._cond:
+            return self._count
 
-        Raises:
-            RuntimeError: :meth:`load` has not run.
-        """
-        if self._module is None:
-            raise RuntimeError(f"{self.logical_id} is not loaded")
-        return self._module
-
-    def load(self) -> None:
-        """Import the handler module (the container's init phase). Idempotent.
-
-        Raises: what :func:`load_handler` raises.
-        """
-        if self._handler is not None:
-            return
-        module_name = f"{_MODULE_PREFIX}{self.logical_id}_{uuid.uuid4().hex[:8]}"
-        self._module, self._handler = load_handler(self.code_dir, self.spec.handler, module_name)
-        logger.info("loaded %s from %s (%s)", self.logical_id, self.code_dir, self.spec.handler)
-
-    def unload(self) -> None:
-        """Forget the handler module (drops it from ``sys.modules``)."""
-        if self._module is not None:
-            sys.modules.pop(self._module.__name__, None)
-        self._module = None
-        self._handler = None
-
-    def new_context(self, request_id: str | None = None) -> FakeLambdaContext:
-        """A fresh context for one invocation; its deadline is now + ``Timeout``."""
-        stream_day = time.strftime("%Y/%m/%d", time.gmtime())
-        return FakeLambdaContext(
-            function_name=self.function_name,
-            memory_limit_in_mb=self.spec.memory_size,
-            invoked_function_arn=self.arn,
-            aws_request_id=request_id or str(uuid.uuid4()),
-            deadline_ms=int(time.time() * 1000) + self.spec.timeout * 1000,
-            log_group_name=f"/aws/lambda/{self.function_name}",
-            log_stream_name=f"{stream_day}/[$LATEST]{uuid.uuid4().hex}",
-        )
+    @property
+    def cold_starts(self) -> int:
+        """Environments started so far (each one a cold start)."""
+        with self._cond:
+            return self._started
 
     def invoke(self, event: Mapping[str, Any], request_id: str | None = None) -> Any:
-        """Call the handler with ``event`` and a fresh context; return its answer.
+        """Invoke the function with ``event`` in a free environment; return its answer.
 
-        Exceptions from the handler propagate (the caller maps them as Lambda would). A run
-        longer than the function's Timeout is only logged: nothing is killed locally.
+        Blocks while all ``max_environments`` environments are busy. ``request_id`` becomes
+        ``context.aws_request_id`` (default: a new UUID).
 
         Raises:
-            RuntimeError: :meth:`load` has not run.
+            FunctionError: the handler raised (``errorType`` is its exception class), its
+                init failed, its answer is not JSON, or its process died.
+            FunctionTimeout: it ran past ``Timeout``; that environment is killed.
+            RuntimeError: the function was stopped.
         """
-        if self._handler is None:
-            raise RuntimeError(f"{self.logical_id} is not loaded")
-        with self._lock:
-            context = self.new_context(request_id)
-            started = time.monotonic()
-            try:
-                return self._handler(dict(event), context)
-            finally:
-                elapsed = time.monotonic() - started
-                if elapsed > self.spec.timeout:
-                    logger.warning(
-                        "%s ran %.1f s, beyond its Timeout of %d s (Lambda would have stopped it)",
-                        self.logical_id,
-                        elapsed,
-                        self.spec.timeout,
-                    )
+        request_id = request_id or str(uuid.uuid4())
+        environment = self._acquire()
+        healthy = False
+        try:
+            answer = environment.invoke(event, request_id)
+            healthy = True
+            return answer
+        except FunctionError:
+            healthy = environment.alive  # a handler's own exception leaves it warm
+            raise
+        finally:
+            self._release(environment, healthy)
+
+    def _acquire(self) -> ExecutionEnvironment:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise RuntimeError(f"{self.logical_id} is stopped")
+                if self._idle:
+                    return self._idle.pop()
+                if self._count < self.max_environments:
+                    self._count += 1
+                    self._started += 1
+                    number = self._started
+                    break
+                self._cond.wait()
+        environment = ExecutionEnvironment(self, number)
+        try:
+            environment.start()
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._all.append(environment)
+        return environment
+
+    def _release(self, environment: ExecutionEnvironment, healthy: bool) -> None:
+        with self._cond:
+            if healthy and not self._closed:
+                self._idle.append(environment)
+                self._cond.notify()
+                return
+            self._count -= 1
+            if environment in self._all:
+                self._all.remove(environment)
+            self._cond.notify()
+        environment.kill()
+
+    def stop(self) -> None:
+        """Shut every environment down (busy ones are killed); later :meth:`invoke` calls
+        raise ``RuntimeError``. Idempotent."""
+        with self._cond:
+            self._closed = True
+            environments = list(self._all)
+            self._idle = []
+            self._cond.notify_all()
+        for environment in environments:
+            environment.stop()

@@ -2,16 +2,16 @@
 
 :class:`LocalStack` wires the transport pieces together; it holds no business rule:
 
-1. moto's ``ThreadedMotoServer`` on 127.0.0.1 (a free port) stands in for DynamoDB and SQS;
-   ``AWS_ENDPOINT_URL``, dummy credentials and ``us-east-1`` go into ``os.environ`` so every
-   boto3 client in the process (Powertools idempotency, the queue client) talks to it.
+1. moto's ``ThreadedMotoServer`` on 127.0.0.1 (a free port) stands in for DynamoDB and SQS.
 2. The template's table and queues are created from their own resource definitions
-   (:mod:`sms_gateway.local.resources`).
-3. The handlers' environment is the template's (Globals + every function, references resolved
-   to the local table and queue URLs), then local mode: ``SMS_GATEWAY_AUTH_MODE=local``, the
-   SQL DSN, short retry delays, tracing off.
+   (:mod:`sms_gateway.local.resources`), with the stack's own boto3 clients.
+3. Each function's environment is the template's for that function (Globals + its own,
+   references resolved to the local table and queue URLs), then the local settings:
+   ``AWS_ENDPOINT_URL`` (moto), dummy credentials, ``SMS_GATEWAY_AUTH_MODE=local``, the SQL
+   DSN, short retry delays, tracing off. This process's ``os.environ`` is left alone.
 4. Migrations run and the demo tenants' route policies are seeded.
-5. The handlers (``functions/<name>/app.py``) are loaded in-process; an HTTP front
+5. Each function (``functions/<name>/app.py``) runs in execution environments of its own,
+   separate processes created on demand (:mod:`sms_gateway.local.runtime`); an HTTP front
    (:mod:`sms_gateway.local.http_front`) serves their ``Api`` events and one poller per ``SQS``
    event (:mod:`sms_gateway.local.pollers`) feeds the sender and the DLQ consumer.
 
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from sms_gateway.local.http_front import ApiFront, Invoker, Router
 from sms_gateway.local.pollers import SqsPoller
 from sms_gateway.local.resources import LocalResources, provision
-from sms_gateway.local.runtime import LocalFunction, resolve_environment
-from sms_gateway.local.template import Resolver, SamTemplate, TemplateError
+from sms_gateway.local.runtime import LocalFunction, LogSink, function_environment, print_log_line
+from sms_gateway.local.template import FunctionSpec, Resolver, SamTemplate, TemplateError
 
 if TYPE_CHECKING:
     import boto3.session
@@ -59,6 +59,7 @@ STACK_NAME: Final = "sms-gateway"
 TEMPLATE_FILE: Final = "template.yaml"
 DSN_VARIABLE: Final = "SMS_GATEWAY_MESSAGE_DSN"
 _POLLER_STOP_SECONDS: Final = 60.0
+DEFAULT_API_ENVIRONMENTS: Final = 4
 
 # Settings the local stack forces, whatever the template says (DESIGN section 9: the
 # X-Tenant-ID header is honoured only in local mode; there is no X-Ray daemon here).
@@ -79,15 +80,6 @@ _TUNABLE: Final = (
     "POWERTOOLS_LOG_LEVEL",
     "SMS_GATEWAY_RECEIPT_SECRETS",
     "SMS_GATEWAY_LEASE_SECONDS",
-)
-# Variables that would send boto3 elsewhere than the local endpoint, or sign with real keys.
-_AWS_CLEARED: Final = (
-    "AWS_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ENDPOINT_URL_SQS",
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
 )
 
 
@@ -132,9 +124,16 @@ class LocalStack:
             ``sms_gateway.storage.demo.seed_demo_policies``).
         stack_name: ``AWS::StackName``; the prefix of local physical names.
         log_requests: log one access line per HTTP request.
+        environments: how many execution environments (processes) a function with ``Api``
+            events may have at once, i.e. its concurrent invocations (default
+            :data:`DEFAULT_API_ENVIRONMENTS`); a function gets one more per ``SQS`` event
+            source (its poller invokes one batch at a time). A mapping gives the total per
+            logical id (functions it leaves out get the default).
+        log_sink: ``log_sink(function_logical_id, line)`` receives every line the functions
+            write (stdout and stderr of their environments), from reader threads; default
+            :func:`sms_gateway.local.runtime.print_log_line` (this process's stdout).
 
-    ``os.environ`` is changed while the stack runs (AWS endpoint, handler settings) and put
-    back by :meth:`stop`. One stack per process at a time: moto's backends are process-global.
+    One stack per process at a time: moto's backends are process-global.
     """
 
     def __init__(
@@ -150,6 +149,8 @@ class LocalStack:
         prepare_database: bool = True,
         stack_name: str = STACK_NAME,
         log_requests: bool = True,
+        environments: int | Mapping[str, int] = DEFAULT_API_ENVIRONMENTS,
+        log_sink: LogSink | None = None,
     ) -> None:
         self.root = (root or find_root()).resolve()
         self.host = host
@@ -161,9 +162,11 @@ class LocalStack:
         self.prepare_database = prepare_database
         self.stack_name = stack_name
         self.log_requests = log_requests
+        self.environment_counts = environments
+        self.log_sink: LogSink = log_sink or print_log_line
 
         self.template = SamTemplate.from_file(self.root / TEMPLATE_FILE)
-        self.environment: dict[str, str] = {}
+        self.environments: dict[str, dict[str, str]] = {}
         self.resources = LocalResources()
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: dict[str, SqsPoller] = {}
@@ -171,7 +174,6 @@ class LocalStack:
         self._moto: ThreadedMotoServer | None = None
         self._moto_endpoint: str | None = None
         self._front: ApiFront | None = None
-        self._saved_env: dict[str, str | None] = {}
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -202,16 +204,6 @@ class LocalStack:
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
         self._moto_endpoint = f"http://{moto_host}:{moto_port}"
-        self._set_env(
-            {
-                "AWS_ENDPOINT_URL": self._moto_endpoint,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_REGION": REGION,
-            },
-            clear=_AWS_CLEARED,
-        )
 
         resolver = Resolver(
             self.template,
@@ -248,25 +240,24 @@ class LocalStack:
             stack_name=self.stack_name,
         )
 
-        self.environment = self._handler_environment(resolve_environment(specs, resolver))
-        self._set_env(self.environment)
-        _fresh_containers()  # a new stack is a cold start: no clients from an earlier one
-
         if self.prepare_database:
             self._prepare_database()
 
         for spec in specs:
             if not spec.api_routes and not spec.sqs_sources:
                 continue
-            function = LocalFunction(
+            environment = self._handler_environment(function_environment(spec, resolver))
+            self.environments[spec.logical_id] = environment
+            self.functions[spec.logical_id] = LocalFunction(
                 spec=spec,
                 root=self.root,
                 function_name=f"{self.stack_name}-{spec.logical_id}",
                 region=REGION,
                 account_id=ACCOUNT_ID,
+                environment=environment,
+                max_environments=self._environment_count(spec),
+                log_sink=self.log_sink,
             )
-            function.load()
-            self.functions[spec.logical_id] = function
 
         routes = [
             (route, _api_invoker(function))
@@ -310,7 +301,8 @@ class LocalStack:
         logger.info("local stack up: %s (AWS at %s)", self.url, self._moto_endpoint)
 
     def stop(self) -> None:
-        """Stop pollers, the HTTP front and moto (its state is reset); restore ``os.environ``.
+        """Stop pollers, the HTTP front, every execution environment (no process is left
+        behind) and moto (its state is reset).
 
         Safe to call more than once, and after a failed :meth:`start`.
         """
@@ -324,22 +316,14 @@ class LocalStack:
             self._front.stop()
             self._front = None
         for function in self.functions.values():
-            function.unload()
+            function.stop()
         self.functions = {}
-        if self._started:
-            _fresh_containers()  # closes the SQL engine; nothing cached outlives the stack
         if self._moto is not None:
             if self._moto_endpoint is not None:
                 _reset_moto(self._moto_endpoint)
             self._moto.stop()
             self._moto = None
             self._moto_endpoint = None
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env = {}
         self._started = False
 
     def __enter__(self) -> Self:
@@ -425,8 +409,32 @@ class LocalStack:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _environment_count(self, spec: FunctionSpec) -> int:
+        if (
+            isinstance(self.environment_counts, Mapping)
+            and spec.logical_id in self.environment_counts
+        ):
+            return max(1, int(self.environment_counts[spec.logical_id]))
+        per_api = (
+            DEFAULT_API_ENVIRONMENTS
+            if isinstance(self.environment_counts, Mapping)
+            else self.environment_counts
+        )
+        pollers = sum(1 for source in spec.sqs_sources if source.enabled)
+        return max(1, (per_api if spec.api_routes else 0) + pollers)
+
     def _handler_environment(self, template_env: Mapping[str, str]) -> dict[str, str]:
+        """One function's variables: its template ones, then the local settings."""
         environment = dict(template_env)
+        environment.update(
+            {
+                "AWS_ENDPOINT_URL": self.moto_endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+            }
+        )
         for key in _TUNABLE:
             if key in os.environ and key in environment:
                 environment[key] = os.environ[key]
@@ -449,13 +457,6 @@ class LocalStack:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         run_migrations(self.dsn)
         seed_demo_policies(self.dsn)
-
-    def _set_env(self, values: Mapping[str, str], clear: tuple[str, ...] = ()) -> None:
-        for key in (*values, *clear):
-            self._saved_env.setdefault(key, os.environ.get(key))
-        for key in clear:
-            os.environ.pop(key, None)
-        os.environ.update(values)
 
     def _session(self) -> boto3.session.Session:
         import boto3.session
@@ -481,14 +482,6 @@ def _api_invoker(function: LocalFunction) -> Invoker:
         return function.invoke(event, request_id)
 
     return invoke
-
-
-def _fresh_containers() -> None:
-    """Drop the per-container objects :mod:`sms_gateway.wiring` caches (settings, clients,
-    engine), as a new Lambda container would start without them."""
-    from sms_gateway import wiring
-
-    wiring.reset()
 
 
 def _reset_moto(endpoint: str) -> None:
