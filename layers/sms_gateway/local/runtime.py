@@ -146,6 +146,10 @@ def _lambda_variables(function: LocalFunction, stream: str) -> dict[str, str]:
     }
 
 
+class _ChannelClosed(Exception):
+    """The worker's end of the channel is closed: its process exited."""
+
+
 class ExecutionEnvironment:
     """One execution environment of ``function``: a worker process serving one invocation at
     a time. Not thread-safe by itself: :class:`LocalFunction` hands it to one caller at once.
@@ -167,7 +171,6 @@ class ExecutionEnvironment:
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
         self._channel: Connection | None = None
-        self._stopping = False
         self._readers: list[threading.Thread] = []
 
     @property
@@ -224,7 +227,11 @@ class ExecutionEnvironment:
             )
             reader.start()
             self._readers.append(reader)
-        message = self._receive(INIT_TIMEOUT_SECONDS)
+        try:
+            message = self._receive(INIT_TIMEOUT_SECONDS)
+        except _ChannelClosed:
+            self.kill()
+            raise FunctionError(function.logical_id, self._exit_error("")) from None
         if message is None:
             self.kill()
             raise FunctionTimeout(
@@ -278,39 +285,43 @@ class ExecutionEnvironment:
         except OSError:
             self.kill()
             raise FunctionError(function.logical_id, self._exit_error(request_id)) from None
-        message = self._receive(timeout)
-        if message is None:
-            if self.alive and not self._stopping:
-                self.kill()
-                text = f"Task timed out after {timeout:.2f} seconds"
-                # Lambda writes this line to the function's log stream.
-                function.log_sink(function.logical_id, f"{_utc_now()} {request_id} {text}")
-                raise FunctionTimeout(
-                    function.logical_id,
-                    {
-                        "errorMessage": f"RequestId: {request_id} Error: {text}",
-                        "errorType": "Sandbox.Timedout",
-                        "stackTrace": [],
-                    },
-                )
+        try:
+            message = self._receive(timeout)
+        except _ChannelClosed:
             self.kill()
-            raise FunctionError(function.logical_id, self._exit_error(request_id))
+            raise FunctionError(function.logical_id, self._exit_error(request_id)) from None
+        if message is None:
+            self.kill()
+            text = f"Task timed out after {timeout:.2f} seconds"
+            # Lambda writes this line to the function's log stream.
+            function.log_sink(function.logical_id, f"{_utc_now()} {request_id} {text}")
+            raise FunctionTimeout(
+                function.logical_id,
+                {
+                    "errorMessage": f"RequestId: {request_id} Error: {text}",
+                    "errorType": "Sandbox.Timedout",
+                    "stackTrace": [],
+                },
+            )
         if message.get("type") == "result":
             return message.get("payload")
         raise FunctionError(function.logical_id, message.get("error") or {})
 
     def _receive(self, timeout: float) -> dict[str, Any] | None:
-        """The next message, or ``None`` when none came within ``timeout`` seconds or the
-        process closed the channel (exited)."""
+        """The next message, or ``None`` when none came within ``timeout`` seconds.
+
+        Raises:
+            _ChannelClosed: the process closed the channel (it exited) or it was shut down.
+        """
         channel = self._channel
         if channel is None:
-            return None
+            raise _ChannelClosed
         try:
             if not channel.poll(timeout):
                 return None
             message: dict[str, Any] = json.loads(channel.recv_bytes())
         except (EOFError, OSError):
-            return None
+            raise _ChannelClosed from None
         return message
 
     def _exit_error(self, request_id: str) -> dict[str, Any]:
@@ -333,7 +344,6 @@ class ExecutionEnvironment:
         """Shutdown: shut the channel (an idle worker exits at once; an invocation in
         progress is answered ``Runtime.ExitError``), kill the process if it has not exited
         after :data:`_STOP_GRACE_SECONDS`, and wait for its log to drain."""
-        self._stopping = True
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.shutdown(socket.SHUT_RDWR)
