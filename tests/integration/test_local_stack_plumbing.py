@@ -495,6 +495,15 @@ Resources:
         Boom:
           Type: Api
           Properties: {{RestApiId: !Ref Api, Path: /v1/boom, Method: get}}
+  SlowFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: slow/
+      Timeout: 1
+      Events:
+        Slow:
+          Type: Api
+          Properties: {{RestApiId: !Ref Api, Path: /v1/slow, Method: get}}
   WorkerFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -585,6 +594,19 @@ def lambda_handler(event, context):
     return {"batchItemFailures": failures}
 """
 
+SLOW_HANDLER = """\
+import json
+import os
+import time
+
+
+def lambda_handler(event, context):
+    print("slow handler starts")
+    if not event["queryStringParameters"]:
+        time.sleep(30)
+    return {"statusCode": 200, "body": json.dumps({"pid": os.getpid()})}
+"""
+
 DEAD_HANDLER = """\
 import json
 import os
@@ -608,6 +630,7 @@ def throwaway_root(tmp_path: Path) -> Path:
         ("echo", ECHO_HANDLER),
         ("worker", WORKER_HANDLER),
         ("dead", DEAD_HANDLER),
+        ("slow", SLOW_HANDLER),
     ):
         (root / name).mkdir(parents=True)
         (root / name / "app.py").write_text(textwrap.dedent(source), encoding="utf-8")
@@ -735,6 +758,40 @@ def test_local_stack_end_to_end_on_a_throwaway_template(
     assert dict(os.environ) == before
     with pytest.raises(RuntimeError):
         _ = stack.url
+
+
+def test_a_function_past_its_timeout_answers_502_and_gets_a_new_environment(
+    throwaway_root: Path, tmp_path: Path
+) -> None:
+    lines: list[tuple[str, str]] = []
+    dsn = f"sqlite:///{tmp_path / 'x.db'}"
+    with LocalStack(
+        throwaway_root,
+        port=0,
+        dsn=dsn,
+        prepare_database=False,
+        environments=1,
+        log_sink=lambda function, line: lines.append((function, line)),
+    ) as stack:
+        status, _, body, _ = call("GET", f"{stack.url}/v1/slow?fast=1")
+        assert status == 200
+        first_pid = json.loads(body)["pid"]
+
+        started = time.monotonic()
+        status, _, body, _ = call("GET", f"{stack.url}/v1/slow")
+        # API Gateway's answer to a Lambda timeout, after the function's Timeout of 1 s.
+        assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+        assert time.monotonic() - started < 5
+        timed_out = [line for function, line in lines if function == "SlowFunction"]
+        assert any(line.endswith(" Task timed out after 1.00 seconds") for line in timed_out)
+        assert "slow handler starts" in timed_out  # the function's stdout is its log
+
+        status, _, body, _ = call("GET", f"{stack.url}/v1/slow?fast=1")
+        assert status == 200
+        assert json.loads(body)["pid"] != first_pid  # the environment was replaced
+        assert stack.functions["SlowFunction"].cold_starts == 2
+        # Environments are per function and on demand: this one was never needed.
+        assert stack.functions["EchoFunction"].cold_starts == 0
 
 
 def test_a_second_stack_in_the_same_process_starts_clean(
