@@ -49,10 +49,10 @@ class SqsGate:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 action = self.headers.get("X-Amz-Target", "")
-                if action.endswith(".SendMessage") or b"Action=SendMessage&" in body:
-                    if not gate.open.is_set():
-                        gate.held.set()
-                        gate.open.wait(GATE_WAIT_SECONDS)
+                sending = action.endswith(".SendMessage") or b"Action=SendMessage&" in body
+                if sending and not gate.open.is_set():
+                    gate.held.set()
+                    gate.open.wait(GATE_WAIT_SECONDS)
                 parts = urllib.parse.urlsplit(gate.target)
                 upstream = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
                 try:
