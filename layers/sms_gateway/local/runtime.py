@@ -211,6 +211,9 @@ class ExecutionEnvironment:
                 stderr=subprocess.PIPE,
                 pass_fds=(theirs.fileno(),),
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         # The socket is kept to shut it down from another thread: that wakes a waiting
