@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -233,8 +234,9 @@ class ExecutionEnvironment:
         try:
             message = self._receive(INIT_TIMEOUT_SECONDS)
         except _ChannelClosed:
+            error = self._exit_error("")
             self.kill()
-            raise FunctionError(function.logical_id, self._exit_error("")) from None
+            raise FunctionError(function.logical_id, error) from None
         if message is None:
             self.kill()
             raise FunctionTimeout(
@@ -291,8 +293,9 @@ class ExecutionEnvironment:
         try:
             message = self._receive(timeout)
         except _ChannelClosed:
+            error = self._exit_error(request_id)  # waits for the exit status first
             self.kill()
-            raise FunctionError(function.logical_id, self._exit_error(request_id)) from None
+            raise FunctionError(function.logical_id, error) from None
         if message is None:
             self.kill()
             text = f"Task timed out after {timeout:.2f} seconds"
@@ -335,7 +338,12 @@ class ExecutionEnvironment:
                 status = self._process.wait(timeout=_STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 status = None
-        how = f"signal: {-status}" if status is not None and status < 0 else f"exit status {status}"
+        # Worded as Lambda's runtime words it: "exit status 3", "signal: killed".
+        how = (
+            f"signal: {(signal.strsignal(-status) or str(-status)).lower()}"
+            if status is not None and status < 0
+            else f"exit status {status}"
+        )
         prefix = f"RequestId: {request_id} " if request_id else ""
         return {
             "errorMessage": f"{prefix}Error: Runtime exited with error: {how}",
