@@ -678,7 +678,9 @@ def test_local_stack_end_to_end_on_a_throwaway_template(
     before = dict(os.environ)
     records = tmp_path / "records"
     dsn = f"sqlite:///{tmp_path / 'x.db'}"
-    with LocalStack(throwaway_root, port=0, dsn=dsn, prepare_database=False) as stack:
+    with LocalStack(
+        throwaway_root, port=0, dsn=dsn, data_dir=tmp_path, prepare_database=False
+    ) as stack:
         assert stack.url.startswith("http://127.0.0.1:")
         assert stack.stage == "test"
 
@@ -799,8 +801,14 @@ def test_a_second_stack_in_the_same_process_starts_clean(
 ) -> None:
     dsn = f"sqlite:///{tmp_path / 'x.db'}"
     overrides = {"MaxReceiveCount": "5"}
+    # Separate data dirs: the same one would bring the queued message back (the journal).
     with LocalStack(
-        throwaway_root, port=0, dsn=dsn, prepare_database=False, parameter_overrides=overrides
+        throwaway_root,
+        port=0,
+        dsn=dsn,
+        data_dir=tmp_path / "first",
+        prepare_database=False,
+        parameter_overrides=overrides,
     ) as first:
         sqs = boto3.client(
             "sqs",
@@ -818,7 +826,9 @@ def test_a_second_stack_in_the_same_process_starts_clean(
         )["Attributes"]
         assert json.loads(work["RedrivePolicy"])["maxReceiveCount"] == 5
         first_endpoint = first.moto_endpoint
-    with LocalStack(throwaway_root, port=0, dsn=dsn, prepare_database=False) as second:
+    with LocalStack(
+        throwaway_root, port=0, dsn=dsn, data_dir=tmp_path / "second", prepare_database=False
+    ) as second:
         assert second.moto_endpoint != first_endpoint
         sqs = boto3.client(
             "sqs",
@@ -845,6 +855,8 @@ def test_cli_prints_ready_line_and_exits_0_on_sigterm(throwaway_root: Path, tmp_
             "0",
             "--root",
             str(throwaway_root),
+            "--data-dir",
+            str(tmp_path / "data"),
             "--quiet",
         ],
         stdout=subprocess.PIPE,

@@ -4,6 +4,10 @@
 
     sms-gateway local [--host 127.0.0.1] [--port 3000] [--dsn URL] [--data-dir DIR]
                       [--root DIR] [--parameter NAME=VALUE ...] [--environments N] [--quiet]
+                      [--reset]
+
+State survives a restart: the SQLite file and the AWS journal (queued messages, idempotency
+records) live in --data-dir; ``--reset`` deletes both first (a --dsn database is kept).
 
 Prints the API URL, the moto endpoint, the DSN and the demo curl lines, then a line
 ``Local stack ready on http://HOST:PORT`` once it serves. Ctrl-C or SIGTERM stops it (exit 0).
@@ -75,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=None,
-        help="directory of the default SQLite file (default: ./.sms-gateway)",
+        help="directory of the default SQLite file and the AWS journal (default: ./.sms-gateway)",
+    )
+    local.add_argument(
+        "--reset",
+        action="store_true",
+        help="start clean: delete the AWS journal and the default SQLite file in --data-dir",
     )
     local.add_argument(
         "--root",
@@ -132,6 +141,7 @@ def _run_local(args: argparse.Namespace) -> int:
             parameter_overrides=dict(args.parameter),
             log_requests=not args.quiet,
             environments=args.environments,
+            reset=args.reset,
         )
         stack.start()
         print(stack.banner(), flush=True)

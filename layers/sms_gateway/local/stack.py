@@ -2,9 +2,12 @@
 
 :class:`LocalStack` wires the transport pieces together; it holds no business rule:
 
-1. moto's ``ThreadedMotoServer`` on 127.0.0.1 (a free port) stands in for DynamoDB and SQS.
+1. moto's server on 127.0.0.1 (a free port) stands in for DynamoDB and SQS, behind a journal in
+   the data dir (:mod:`sms_gateway.local.journal`) so that nothing accepted is lost across a
+   restart, ``kill -9`` included.
 2. The template's table and queues are created from their own resource definitions
-   (:mod:`sms_gateway.local.resources`), with the stack's own boto3 clients.
+   (:mod:`sms_gateway.local.resources`), with the stack's own boto3 clients; then the
+   journal's live items and messages are put back and the journal is compacted.
 3. Each function's environment is the template's for that function (Globals + its own,
    references resolved to the local table and queue URLs), then the local settings:
    ``AWS_ENDPOINT_URL`` (moto), dummy credentials, ``SMS_GATEWAY_AUTH_MODE=local``, the SQL
@@ -30,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from sms_gateway.local.http_front import ApiFront, Invoker, Router
+from sms_gateway.local.journal import JOURNAL_FILE, JournaledMotoServer, RestoreReport
 from sms_gateway.local.pollers import SqsPoller
 from sms_gateway.local.resources import LocalResources, provision
 from sms_gateway.local.runtime import LocalFunction, LogSink, function_environment, print_log_line
@@ -37,7 +41,6 @@ from sms_gateway.local.template import FunctionSpec, Resolver, SamTemplate, Temp
 
 if TYPE_CHECKING:
     import boto3.session
-    from moto.server import ThreadedMotoServer
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
@@ -115,7 +118,8 @@ class LocalStack:
         host, port: where the HTTP front listens; port 0 picks a free one (see :attr:`url`).
         dsn: SQLAlchemy URL of the message database. Default: ``$SMS_GATEWAY_MESSAGE_DSN``,
             else :func:`default_dsn` of ``data_dir``.
-        data_dir: where the default SQLite file lives; default ``./.sms-gateway``.
+        data_dir: where the default SQLite file and the AWS journal (``aws-journal.jsonl``)
+            live; default ``./.sms-gateway``.
         env_overrides: variables set for the handlers after everything else (last word).
         parameter_overrides: template parameter values in place of their defaults
             (e.g. ``{"MaxReceiveCount": "2"}``).
@@ -132,6 +136,9 @@ class LocalStack:
         log_sink: ``log_sink(function_logical_id, line)`` receives every line the functions
             write (stdout and stderr of their environments), from reader threads; default
             :func:`sms_gateway.local.runtime.print_log_line` (this process's stdout).
+        reset: start clean: delete the AWS journal and the default SQLite file (with its
+            ``-wal``/``-shm``/``-journal`` companions) in ``data_dir`` first. A database given
+            by ``dsn`` or ``$SMS_GATEWAY_MESSAGE_DSN`` is never touched.
 
     One stack per process at a time: moto's backends are process-global.
     """
@@ -151,6 +158,7 @@ class LocalStack:
         log_requests: bool = True,
         environments: int | Mapping[str, int] = DEFAULT_API_ENVIRONMENTS,
         log_sink: LogSink | None = None,
+        reset: bool = False,
     ) -> None:
         self.root = (root or find_root()).resolve()
         self.host = host
@@ -164,6 +172,9 @@ class LocalStack:
         self.log_requests = log_requests
         self.environment_counts = environments
         self.log_sink: LogSink = log_sink or print_log_line
+        self.reset = reset
+        self.journal_path = self.data_dir / JOURNAL_FILE
+        self.restored: RestoreReport | None = None
 
         self.template = SamTemplate.from_file(self.root / TEMPLATE_FILE)
         self.environments: dict[str, dict[str, str]] = {}
@@ -171,7 +182,7 @@ class LocalStack:
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: dict[str, SqsPoller] = {}
         self.stage = "dev"
-        self._moto: ThreadedMotoServer | None = None
+        self._moto: JournaledMotoServer | None = None
         self._moto_endpoint: str | None = None
         self._front: ApiFront | None = None
         self._started = False
@@ -198,9 +209,9 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        if self.reset:
+            self._wipe()
+        self._moto = JournaledMotoServer(self.journal_path, host="127.0.0.1", port=0)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
         self._moto_endpoint = f"http://{moto_host}:{moto_port}"
@@ -239,6 +250,8 @@ class LocalStack:
             dynamodb=self._dynamodb_client(),
             stack_name=self.stack_name,
         )
+        # Before any handler or poller runs: nothing else talks to moto yet.
+        self.restored = self._moto.restore()
 
         if self.prepare_database:
             self._prepare_database()
@@ -302,7 +315,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop pollers, the HTTP front, every execution environment (no process is left
-        behind) and moto (its state is reset).
+        behind) and moto (its memory is reset; the journal keeps what was accepted).
 
         Safe to call more than once, and after a failed :meth:`start`.
         """
@@ -381,10 +394,15 @@ class LocalStack:
     def banner(self) -> str:
         """The start-up text: URLs, DSN (password masked), queues, demo commands."""
         commands = self.demo_commands()
+        report = self.restored
+        restored = (
+            f"  ({report.items} item(s), {report.messages} message(s) restored)" if report else ""
+        )
         lines = [
             "sms-gateway local stack",
             f"  API          {self.url}  (stage {self.stage}, X-Tenant-ID header = tenant)",
             f"  AWS (moto)   {self.moto_endpoint}",
+            f"  AWS journal  {self.journal_path}{restored}",
             f"  SQL          {mask_dsn(self.dsn)}",
         ]
         lines += [f"  table        {name}" for name in self.resources.table_names.values()]
@@ -444,6 +462,21 @@ class LocalStack:
             environment[key] = os.environ.get(key, default)
         environment.update(self.env_overrides)
         return environment
+
+    def _wipe(self) -> None:
+        """``reset``: delete the journal and the default SQLite file (never another DSN)."""
+        doomed = [self.journal_path, self.journal_path.with_name(JOURNAL_FILE + ".tmp")]
+        if self.dsn == default_dsn(self.data_dir):
+            database = self.data_dir / "sms-gateway.db"
+            doomed += [
+                database.with_name(database.name + tail)
+                for tail in ("", "-wal", "-shm", "-journal")
+            ]
+        else:
+            logger.warning("--reset: the database at %s is kept", mask_dsn(self.dsn))
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        logger.info("reset: AWS journal and local data in %s removed", self.data_dir)
 
     def _prepare_database(self) -> None:
         # Imported here: only the full product needs them, and they pull in SQLAlchemy/Alembic.
