@@ -257,3 +257,24 @@ def test_sqs_writes_in_the_query_protocol_are_refused_not_silently_unjournaled(
         with urllib.request.urlopen(listed, timeout=5) as answer:
             assert b"sms-gateway-send" in answer.read()
     assert read_journal(tmp_path / "aws-journal.jsonl") == []  # nothing was written
+
+
+def test_reset_wipes_the_journal_and_the_default_sqlite_file_but_never_another_dsn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sms_gateway.local.stack import LocalStack
+
+    monkeypatch.delenv("SMS_GATEWAY_MESSAGE_DSN", raising=False)
+    kept = tmp_path / "elsewhere.db"
+    names = ("aws-journal.jsonl", "sms-gateway.db", "sms-gateway.db-wal", "other.txt")
+    for name in (*names, kept.name):
+        (tmp_path / name).write_text("x")
+    LocalStack(ROOT, data_dir=tmp_path, dsn=f"sqlite:///{kept}", reset=True)._wipe()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "elsewhere.db",
+        "other.txt",
+        "sms-gateway.db",
+        "sms-gateway.db-wal",
+    ]
+    LocalStack(ROOT, data_dir=tmp_path, reset=True)._wipe()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere.db", "other.txt"]
