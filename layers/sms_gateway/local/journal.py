@@ -586,8 +586,12 @@ def _parse_call(environ: WSGIEnvironment) -> _Call | None:
             if action in _SQS_JOURNALED:
                 raise _Refused(action)
         return None
-    body = _read_body(environ)
-    request = json.loads(body or b"{}")
+    try:
+        request = json.loads(_read_body(environ) or b"{}")
+    except ValueError:
+        return None  # moto answers the malformed request; it changes nothing
+    if not isinstance(request, dict):
+        return None
     return _Call(service=service, action=action, region=region, request=request)
 
 
