@@ -309,6 +309,7 @@ def test_layer_ships_exactly_the_runtime_dependencies() -> None:
     assert layer == _names(project["dependencies"])
 
     assert "moto" not in layer
+    assert "waitress" not in layer  # the local stack's HTTP server, not shipped
     # aws-xray-sdk brings botocore into the layer: boto3 must come with it, as a matched pair
     assert {"boto3", "aws-xray-sdk", "aws-lambda-powertools", "sqlalchemy", "pg8000"} <= layer
 
