@@ -642,8 +642,11 @@ def throwaway_root(tmp_path: Path) -> Path:
 
 def call(
     method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes, list[tuple[str, str]]]:
-    """One request over http.client, which keeps header names as given (urllib does not)."""
+) -> tuple[int, http.client.HTTPMessage, bytes, list[tuple[str, str]]]:
+    """One request over http.client, which keeps header names as sent (urllib does not).
+
+    The headers come back both as a case-insensitive mapping (the server may write names in
+    its own case, as HTTP allows) and as the (name, value) pairs received, repeats kept."""
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
     try:
@@ -651,7 +654,7 @@ def call(
         connection.request(method, target, body=body, headers=headers or {})
         response = connection.getresponse()
         pairs = response.getheaders()
-        return response.status, dict(pairs), response.read(), pairs
+        return response.status, response.headers, response.read(), pairs
     finally:
         connection.close()
 
@@ -727,8 +730,9 @@ def test_local_stack_end_to_end_on_a_throwaway_template(
         # API Gateway's own answers.
         status, _, body, _ = call("GET", f"{stack.url}/v1/nope")
         assert (status, json.loads(body)) == (403, {"message": "Missing Authentication Token"})
-        status, _, body, _ = call("DELETE", f"{stack.url}/v1/items")
-        assert status == 403
+        status, headers, body, _ = call("DELETE", f"{stack.url}/v1/items")
+        assert (status, json.loads(body)) == (403, {"message": "Missing Authentication Token"})
+        assert headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
         status, _, body, _ = call("GET", f"{stack.url}/v1/boom")
         assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
 

@@ -5,12 +5,19 @@ would send; it is routed by the template's ``Api`` events and answered from the 
 response. API Gateway's own answers are kept: an unknown route is ``403 {"message":"Missing
 Authentication Token"}``, a handler that raises or answers malformed is ``502 {"message":
 "Internal server error"}``.
+
+The server underneath is waitress (a maintained WSGI server with strict HTTP/1.1 parsing, a
+configurable listen backlog and body limit, and a pool of worker threads); this module adds
+only what API Gateway does differently: JSON error answers, refusing ``Content-Length`` beside
+``Transfer-Encoding`` (RFC 9112 section 6.3), and an answer to a body cut short by the client.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import http
 import json
 import logging
 import socket
@@ -19,29 +26,60 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError, get_header_lines
+from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
+from waitress.task import ErrorTask, WSGITask
+from waitress.utilities import BadRequest, RequestEntityTooLarge
+
 from sms_gateway.local.template import ApiRoute
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = [
     "ApiFront",
     "HttpRequest",
     "HttpResponse",
     "InvalidProxyResponse",
+    "RequestLog",
     "Router",
     "build_api_event",
+    "print_request_line",
     "proxy_response_to_http",
 ]
 
 logger = logging.getLogger(__name__)
 
-MAX_PAYLOAD_BYTES: Final = 10 * 1024 * 1024  # API Gateway's request payload limit
+MAX_PAYLOAD_BYTES: Final = 10 * 1024 * 1024
+"""API Gateway's payload limit, 10 MB = 10,485,760 bytes ("Amazon API Gateway quotas": payload
+size, REST APIs); larger requests are answered 413."""
+LISTEN_BACKLOG: Final = 1024
+"""Pending connections the kernel queues before ``accept`` (capped by ``net.core.somaxconn``)."""
+SERVER_THREADS: Final = 16
+"""Requests handled at once; more wait in the server's queue, none is refused."""
+# The server writes these itself, or they describe a hop, not the answer (RFC 9110 section 7.6.1).
 _HOP_BY_HOP: Final = frozenset(
-    {"connection", "content-length", "transfer-encoding", "keep-alive", "date", "server"}
+    {
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+        "date",
+        "server",
+        "te",
+        "trailer",
+        "trailers",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
 )
 
 Invoker = Callable[[dict[str, Any], str], Any]
@@ -225,11 +263,13 @@ def proxy_response_to_http(answer: Any, request_id: str | None = None) -> HttpRe
 
     ``answer`` is ``{"statusCode": int, "headers"?: {str: str}, "multiValueHeaders"?:
     {str: [str]}, "body"?: str, "isBase64Encoded"?: bool}``. Headers from both maps are merged
-    (a pair present in both appears once); ``Content-Type`` defaults to ``application/json``
-    like a REST API; ``x-amzn-RequestId`` carries ``request_id``.
+    (a pair present in both appears once); hop-by-hop headers are dropped (the server frames
+    the answer itself); ``Content-Type`` defaults to ``application/json`` like a REST API;
+    ``x-amzn-RequestId`` carries ``request_id``.
 
     Raises:
-        InvalidProxyResponse: ``answer`` is not of that shape (API Gateway answers 502).
+        InvalidProxyResponse: ``answer`` is not of that shape, or a header name or value holds
+            CR, LF or NUL (API Gateway answers 502).
     """
     if not isinstance(answer, dict):
         raise InvalidProxyResponse(f"answer is {type(answer).__name__}, not a dict")
@@ -251,6 +291,9 @@ def proxy_response_to_http(answer: Any, request_id: str | None = None) -> HttpRe
         pair = (str(key), _header_text(value))
         if pair not in headers:
             headers.append(pair)
+    for key, value in headers:
+        if any(char in key + value for char in "\r\n\0") or not key:
+            raise InvalidProxyResponse(f"header {key!r} is not a valid header line")
     headers = [(key, value) for key, value in headers if key.lower() not in _HOP_BY_HOP]
     if not any(key.lower() == "content-type" for key, _ in headers):
         headers.append(("Content-Type", "application/json"))
@@ -302,15 +345,74 @@ class Router:
         return None
 
 
+@dataclass(frozen=True)
+class RequestLog:
+    """One answered request, for a one-line log.
+
+    ``path`` is the decoded path without the query string (a query may carry a phone number);
+    ``latency_ms`` is milliseconds from the request being read to the answer being ready;
+    ``request_id`` is the ``x-amzn-RequestId`` answered; ``tenant`` is the API key's id when the
+    event carries one, else the ``X-Tenant-ID`` header, else ``None``; ``function`` is the
+    function the route invoked (``None`` for API Gateway's own answers and framing errors).
+    Never a body, and no header other than the tenant's.
+    """
+
+    method: str
+    path: str
+    status: int
+    latency_ms: float
+    request_id: str
+    tenant: str | None = None
+    function: str | None = None
+    source_ip: str = "-"
+
+
+RequestHook = Callable[[RequestLog], None]
+"""``on_request(entry)``: called once per answered request, from the thread that answered."""
+
+
+def print_request_line(entry: RequestLog) -> None:
+    """The default :data:`RequestHook`: one INFO line on this module's logger, e.g.
+    ``127.0.0.1 "POST /v1/messages" 202 12ms -> IngestFunction tenant=tenant-1 id=...``."""
+    logger.info(
+        '%s "%s %s" %d %.0fms -> %s tenant=%s id=%s',
+        entry.source_ip,
+        entry.method,
+        entry.path,
+        entry.status,
+        entry.latency_ms,
+        entry.function or "-",
+        entry.tenant or "-",
+        entry.request_id,
+    )
+
+
 class ApiFront:
-    """``ThreadingHTTPServer`` on ``host:port`` serving a :class:`Router` as API Gateway would.
+    """A waitress server on ``host:port`` serving a :class:`Router` as API Gateway would.
 
     Args:
         router: the routes.
-        host, port: where to listen; port 0 picks a free port (see :attr:`port`).
+        host, port: where to listen (IPv4 or IPv6 literal, or a name); port 0 picks a free
+            port (see :attr:`port`).
         stage: the API stage shown in events (``requestContext.stage``).
         account_id: shown in ``requestContext.accountId``.
-        log_requests: one access-log line per request on the module logger.
+        log_requests: without ``on_request``, log one access line per request with
+            :func:`print_request_line`.
+        on_request: called with a :class:`RequestLog` for every answered request, framing
+            errors included; exceptions it raises are logged and otherwise ignored.
+        threads: requests handled at once (each in its own worker thread).
+        backlog: the listen backlog (pending connections), at least 128.
+
+    Framing follows RFC 9112 section 6.3: a malformed ``Content-Length`` (not digits, repeated
+    with different values), a bad chunk, a body the client ends before its framing does, or
+    ``Content-Length`` beside ``Transfer-Encoding`` is answered 400 and the connection closed;
+    a payload over :data:`MAX_PAYLOAD_BYTES` is answered 413 ``{"message":"Request Too
+    Long"}`` as soon as its length is known (spooled to a temporary file, not memory, while
+    chunks arrive).
+
+    Raises:
+        OSError: the address is taken or cannot be bound (from the constructor).
+        ValueError: ``backlog`` is under 128 or ``threads`` under 1.
     """
 
     def __init__(
@@ -322,21 +424,48 @@ class ApiFront:
         stage: str = "dev",
         account_id: str = "123456789012",
         log_requests: bool = True,
+        on_request: RequestHook | None = None,
+        threads: int = SERVER_THREADS,
+        backlog: int = LISTEN_BACKLOG,
     ) -> None:
+        if backlog < 128:
+            raise ValueError(f"backlog {backlog} is under 128")
+        if threads < 1:
+            raise ValueError(f"threads {threads} is under 1")
         self.router = router
         self.stage = stage
         self.account_id = account_id
         self.log_requests = log_requests
-        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
-        self._server = server_class((host, port), _make_handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self.on_request = on_request or (print_request_line if log_requests else None)
         self.host = host
+        self._server = create_server(
+            self._wsgi,
+            host=host,
+            port=port,
+            threads=threads,
+            backlog=backlog,
+            # waitress refuses a body of max_request_body_size bytes or more.
+            max_request_body_size=MAX_PAYLOAD_BYTES + 1,
+            ident="sms-gateway-local",
+            expose_tracebacks=False,
+        )
+        channel_class = _api_channel_class(self)
+        for listener in self._listeners():
+            listener.channel_class = channel_class
+        self._thread: threading.Thread | None = None
+
+    def _listeners(self) -> list[Any]:
+        """The listening sockets' servers: one, or one per address a host name resolved to.
+        (Typed ``Any``: types-waitress lacks ``effective_port``, ``_map`` and the trigger.)"""
+        server = self._server
+        if isinstance(server, MultiSocketServer):
+            return [s for s in (server.map or {}).values() if isinstance(s, BaseWSGIServer)]
+        return [server]
 
     @property
     def port(self) -> int:
         """The port actually bound."""
-        return int(self._server.server_address[1])
+        return int(self._listeners()[0].effective_port)
 
     @property
     def url(self) -> str:
@@ -345,31 +474,47 @@ class ApiFront:
         return f"http://{host}:{self.port}"
 
     def start(self) -> None:
-        """Serve in a daemon thread."""
+        """Serve in a daemon thread (the worker threads already run)."""
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sms-gateway-http", daemon=True
+            target=self._server.run, name="sms-gateway-http", daemon=True
         )
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and close the socket (waits for the serving loop to end)."""
-        if self._thread is not None:
-            self._server.shutdown()
+        """Close the listening socket and every connection, then end the worker threads
+        (requests still running get up to 5 seconds)."""
+        server = self._server
+        first = self._listeners()[0]
+        socket_map = server.map if isinstance(server, MultiSocketServer) else first._map
+        if self._thread is not None and socket_map:
+            # Closed from the serving thread itself (woken by the trigger), never beside it.
+            try:
+                first.trigger.pull_trigger(lambda: wasyncore.close_all(socket_map))
+            except OSError:  # the trigger is already closed: close from here
+                wasyncore.close_all(socket_map, ignore_all=True)
             self._thread.join(timeout=5)
             self._thread = None
-        self._server.server_close()
+        else:
+            wasyncore.close_all(socket_map)
+        server.task_dispatcher.shutdown(timeout=5)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
-        """Answer one request: route, build the event, invoke, translate the answer."""
+        """Answer one request: route, build the event, invoke, translate the answer.
+
+        Unknown paths, and known paths with another method, get API Gateway's 403
+        ``{"message":"Missing Authentication Token"}``; a handler that raises or answers
+        malformed gets 502 ``{"message":"Internal server error"}``.
+        """
         started = time.monotonic()
         request_id = str(uuid.uuid4())
         found = self.router.match(request.method, request.path)
-        target = "-"
+        function: str | None = None
+        tenant = request.header(TENANT_HEADER)
         if found is None:
             response = MISSING_TOKEN
         else:
             route, invoker, params = found
-            target = route.function
+            function = route.function
             event = build_api_event(
                 request,
                 route,
@@ -378,6 +523,7 @@ class ApiFront:
                 account_id=self.account_id,
                 request_id=request_id,
             )
+            tenant = event["requestContext"]["identity"]["apiKeyId"] or tenant
             try:
                 answer = invoker(event, request_id)
             except Exception:
@@ -394,102 +540,155 @@ class ApiFront:
                 except InvalidProxyResponse as error:
                     logger.error("%s: malformed Lambda proxy response: %s", route.function, error)
                     response = INTERNAL_ERROR
-        if self.log_requests:
-            logger.info(
-                '%s "%s %s" %d %.0fms -> %s',
-                request.source_ip,
-                request.method,
-                request.target,
-                response.status,
-                (time.monotonic() - started) * 1000,
-                target,
+        self.record(
+            RequestLog(
+                method=request.method,
+                path=request.path,
+                status=response.status,
+                latency_ms=(time.monotonic() - started) * 1000,
+                request_id=request_id,
+                tenant=tenant,
+                function=function,
+                source_ip=request.source_ip,
             )
+        )
         return response
 
+    def record(self, entry: RequestLog) -> None:
+        """Pass ``entry`` to the ``on_request`` hook, if any; a failing hook is logged."""
+        if self.on_request is None:
+            return
+        try:
+            self.on_request(entry)
+        except Exception:
+            logger.exception("on_request hook failed for %s %s", entry.method, entry.path)
 
-class _IPv6Server(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
+    def _wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)  # digits, checked by the parser
+        request = HttpRequest(
+            method=environ["REQUEST_METHOD"],
+            target=environ.get("REQUEST_URI") or "/",
+            headers=environ.get(_RAW_HEADERS, ()),
+            body=environ["wsgi.input"].read(length) if length > 0 else b"",
+            source_ip=str(environ.get("REMOTE_ADDR") or "-"),
+            protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+        )
+        response = self.handle(request)
+        headers = [*response.headers, ("Content-Length", str(len(response.body)))]
+        start_response(f"{response.status} {_reason(response.status)}", headers)
+        return [] if request.method == "HEAD" else [response.body]  # RFC 9110 section 9.3.2
 
 
-def _make_handler(front: ApiFront) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "sms-gateway-local"
+TENANT_HEADER: Final = "X-Tenant-ID"
+_RAW_HEADERS: Final = "sms_gateway.raw_headers"
+"""WSGI environ key: the request's header lines as sent (order, case and repeats kept);
+WSGI's ``HTTP_*`` keys upper-case names and join repeats, and API Gateway keeps both."""
 
-        def _serve(self) -> None:
-            try:
-                body = self._read_body()
-            except _TooLarge:
-                self._write(TOO_LARGE)
-                self.close_connection = True
-                return
-            request = HttpRequest(
-                method=self.command,
-                target=self.path,
-                headers=list(self.headers.items()),
-                body=body,
-                source_ip=str(self.client_address[0]),
-                protocol=self.request_version,
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _error_answer(error: Any) -> HttpResponse:
+    """waitress's framing errors as JSON ``{"message": ...}`` answers, API Gateway's style."""
+    if isinstance(error, RequestEntityTooLarge):
+        return TOO_LARGE
+    return HttpResponse.json(int(error.code), {"message": f"{error.reason}: {error.body}"})
+
+
+class _ApiParser(HTTPRequestParser):
+    """waitress's parser, keeping the raw header lines and refusing ambiguous framing."""
+
+    raw_headers: tuple[tuple[str, str], ...] = ()
+
+    def parse_header(self, header_plus: bytes) -> None:
+        # Kept first, so that an error answer can still name the tenant; the parser below
+        # checks each line's RFC 9110 field syntax ("name: value") and refuses bad ones.
+        pairs = []
+        with contextlib.suppress(ParsingError):
+            for line in get_header_lines(header_plus.partition(b"\r\n")[2]):
+                name, _, value = line.partition(b":")
+                if b"_" in name:  # waitress drops these: X_Tenant_ID must not pose as X-Tenant-ID
+                    continue
+                pairs.append((name.decode("latin-1"), value.strip(b" \t").decode("latin-1")))
+        self.raw_headers = tuple(pairs)
+        super().parse_header(header_plus)
+        # RFC 9112 section 6.3: Content-Length beside Transfer-Encoding "ought to be handled as
+        # an error" (a request smuggling shape); a server MAY reject it. waitress would drop
+        # Content-Length and go on; refuse instead (400, connection closed).
+        if self.chunked and "CONTENT_LENGTH" in self.headers:
+            raise ParsingError("Content-Length and Transfer-Encoding together")
+
+
+class _ApiTask(WSGITask):
+    def get_environment(self) -> WSGIEnvironment:
+        environ = super().get_environment()
+        environ[_RAW_HEADERS] = getattr(self.request, "raw_headers", ())
+        return environ
+
+
+def _api_channel_class(front: ApiFront) -> type[HTTPChannel]:
+    """An ``HTTPChannel`` (one per connection) with the parser and tasks above, and an answer
+    to a body cut short: waitress closes silently on EOF; a 400 tells the client why."""
+
+    class _ApiErrorTask(ErrorTask):
+        def execute(self) -> None:
+            started = time.monotonic()
+            request: Any = self.request  # a parser; types-waitress says its error
+            answer = _error_answer(request.error)
+            self.status = f"{answer.status} {_reason(answer.status)}"
+            self.response_headers = [*self.response_headers, *answer.headers]
+            self.set_close_on_finish()
+            self.content_length = len(answer.body)
+            self.write(answer.body)
+            raw = {key.lower(): value for key, value in getattr(request, "raw_headers", ())}
+            front.record(
+                RequestLog(
+                    method=request.command or "-",
+                    path=unquote(request.path or "") or "-",
+                    status=answer.status,
+                    latency_ms=(time.monotonic() - started) * 1000,
+                    request_id=str(uuid.uuid4()),
+                    tenant=raw.get(TENANT_HEADER.lower()),
+                    source_ip=str(self.channel.addr[0]) if self.channel.addr else "-",
+                )
             )
-            self._write(front.handle(request))
 
-        def _read_body(self) -> bytes:
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                chunks: list[bytes] = []
-                size = 0
-                while True:
-                    line = self.rfile.readline(65537).split(b";", 1)[0].strip()
-                    length = int(line or b"0", 16)
-                    if length == 0:
-                        while self.rfile.readline(65537).strip():  # trailers
-                            pass
-                        return b"".join(chunks)
-                    size += length
-                    if size > MAX_PAYLOAD_BYTES:
-                        raise _TooLarge
-                    chunks.append(self.rfile.read(length))
-                    self.rfile.readline(3)  # CRLF after the chunk
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_PAYLOAD_BYTES:
-                raise _TooLarge
-            return self.rfile.read(length) if length > 0 else b""
+    class _ApiChannel(HTTPChannel):
+        parser_class = _ApiParser
+        task_class = _ApiTask
+        error_task_class = _ApiErrorTask
 
-        def _write(self, response: HttpResponse) -> None:
-            self.send_response(response.status)
-            for key, value in response.headers:
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
+        def handle_read(self) -> None:
+            request = self.request
+            if request is not None and request.headers_finished and _at_eof(self.socket):
+                # RFC 9112 section 6.3: a body shorter than its framing is incomplete; answer
+                # it (the client half-closed and still reads) instead of dropping it. Queued
+                # as waitress's received() queues a finished request.
+                request.error = BadRequest("the body ended before its declared length")
+                request.completed = True
+                channel: Any = self  # types-waitress lacks requests_lock; add_task takes us
+                with channel.requests_lock:
+                    channel.requests.append(request)
+                    channel.request = None
+                    if len(channel.requests) == 1:
+                        channel.server.add_task(channel)
+                return
+            super().handle_read()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            """Access logging is done by :meth:`ApiFront.handle`; keep stderr quiet."""
-
-        # BaseHTTPRequestHandler dispatches on these names; every method is routed alike.
-        def do_GET(self) -> None:
-            self._serve()
-
-        def do_POST(self) -> None:
-            self._serve()
-
-        def do_PUT(self) -> None:
-            self._serve()
-
-        def do_PATCH(self) -> None:
-            self._serve()
-
-        def do_DELETE(self) -> None:
-            self._serve()
-
-        def do_HEAD(self) -> None:
-            self._serve()
-
-        def do_OPTIONS(self) -> None:
-            self._serve()
-
-    return Handler
+    return _ApiChannel
 
 
-class _TooLarge(Exception):
-    pass
+def _at_eof(sock: socket.socket | None) -> bool:
+    """Whether the peer has closed its side (a readable socket with nothing to read)."""
+    if sock is None:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False  # reset and the like: waitress's own handling closes the channel
