@@ -65,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the gateway locally: AWS from moto, each function in processes "
         "of its own (Lambda execution environments).",
     )
-    local.add_argument("--host", default="127.0.0.1", help="HTTP listen address (127.0.0.1)")
+    local.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="HTTP listen address: IPv4, IPv6 (::1) or a name (127.0.0.1)",
+    )
     local.add_argument(
         "--port", type=int, default=3000, help="HTTP port (3000, as sam local; 0 = any free)"
     )
@@ -123,6 +127,8 @@ def _run_local(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request log
+    # "Task queue depth is N": requests of a burst waiting for a worker thread, not a fault.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     stopping = threading.Event()
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from sms_gateway.local.http_front import ApiFront, Invoker, Router
+from sms_gateway.local.http_front import ApiFront, Invoker, RequestHook, Router
 from sms_gateway.local.journal import JOURNAL_FILE, JournaledMotoServer, RestoreReport
 from sms_gateway.local.pollers import SqsPoller
 from sms_gateway.local.resources import LocalResources, provision
@@ -127,7 +127,10 @@ class LocalStack:
             (``sms_gateway.storage.schema.run_migrations``,
             ``sms_gateway.storage.demo.seed_demo_policies``).
         stack_name: ``AWS::StackName``; the prefix of local physical names.
-        log_requests: log one access line per HTTP request.
+        log_requests: log one access line per HTTP request (see ``on_request``).
+        on_request: called with each answered request's
+            :class:`~sms_gateway.local.http_front.RequestLog` (method, path, status, latency,
+            request id, tenant) in place of the default access line.
         environments: how many execution environments (processes) a function with ``Api``
             events may have at once, i.e. its concurrent invocations (default
             :data:`DEFAULT_API_ENVIRONMENTS`); a function gets one more per ``SQS`` event
@@ -159,6 +162,7 @@ class LocalStack:
         environments: int | Mapping[str, int] = DEFAULT_API_ENVIRONMENTS,
         log_sink: LogSink | None = None,
         reset: bool = False,
+        on_request: RequestHook | None = None,
     ) -> None:
         self.root = (root or find_root()).resolve()
         self.host = host
@@ -175,6 +179,7 @@ class LocalStack:
         self.reset = reset
         self.journal_path = self.data_dir / JOURNAL_FILE
         self.restored: RestoreReport | None = None
+        self.on_request = on_request
 
         self.template = SamTemplate.from_file(self.root / TEMPLATE_FILE)
         self.environments: dict[str, dict[str, str]] = {}
@@ -284,6 +289,7 @@ class LocalStack:
             stage=self.stage,
             account_id=ACCOUNT_ID,
             log_requests=self.log_requests,
+            on_request=self.on_request,
         )
         self._front.start()
 
