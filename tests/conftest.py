@@ -82,6 +82,12 @@ AWS_TEST_ENV = {
     "POWERTOOLS_DEV": "false",
 }
 
+# Powertools' Logger and Metrics read their settings when sms_gateway.observability is first
+# imported (in Lambda the environment exists before any import); the services import it, and
+# test modules import services at collection, before any fixture has set the environment.
+for _key in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
+    os.environ.setdefault(_key, AWS_TEST_ENV[_key])
+
 
 def set_aws_test_env(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
     """Fake AWS credentials and region; no endpoint override (moto intercepts in-process)."""

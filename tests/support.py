@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import io
 import json
+import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -237,3 +241,19 @@ class Gateway:
     def sends(self, message_id: str) -> list[SendRequest]:
         """Every provider call made for ``message_id``, over all providers."""
         return [c for p in self.providers.values() for c in p.calls if c.message_id == message_id]
+
+
+@contextmanager
+def powertools_log() -> Iterator[io.StringIO]:
+    """What the gateway's Powertools Logger writes (``sms_gateway.observability.logger``),
+    captured: the real JSON lines, one per record."""
+    from sms_gateway.observability import logger
+
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)

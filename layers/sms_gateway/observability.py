@@ -42,6 +42,38 @@ class PowertoolsMetrics:
                 metric.add_dimension(name=key, value=dim)
 
 
+def log_transition(
+    message_id: str,
+    tenant_id: str | None,
+    from_status: str | None,
+    to_status: str,
+    *,
+    attempt: int | None = None,
+    provider: str | None = None,
+    reason_code: str | None = None,
+    latency_ms: int | None = None,
+) -> None:
+    """Log one message state transition as ONE INFO line, message ``transition``.
+
+    Called by the services after the conditional update succeeded (never for a transition
+    that lost its race). Keys: ``message_id``, ``tenant_id``, ``from_status``, ``to_status``
+    and, where known, ``attempt`` (1-based), ``provider``, ``reason_code`` and ``latency_ms``
+    (the provider call, milliseconds); unknown ones are left out. No phone number, no body
+    (DESIGN section 9). ``sms_gateway.local.logview`` renders these lines for people.
+    """
+    extra: dict[str, object] = {
+        "message_id": message_id,
+        "tenant_id": tenant_id,
+        "from_status": from_status,
+        "to_status": to_status,
+        "attempt": attempt,
+        "provider": provider,
+        "reason_code": reason_code,
+        "latency_ms": latency_ms,
+    }
+    logger.info("transition", extra={k: v for k, v in extra.items() if v is not None})
+
+
 @contextmanager
 def logged_failures(expected: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     """Log an unexpected exception with its stack (at ERROR) before it propagates.

@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
+from sms_gateway.domain.states import MessageStatus
+from sms_gateway.observability import log_transition
 from sms_gateway.services.ports import Clock, MetricsSink
 from sms_gateway.storage.repository import MessageRepository
 
@@ -66,18 +68,33 @@ class DeadLetterService:
                 fail_message=False,
             )
         else:
-            self._repo.record_queued(msg, now)  # a message that never reached the sender
+            if self._repo.record_queued(msg, now):  # a message that never reached the sender
+                log_transition(
+                    msg.message_id, msg.tenant_id, MessageStatus.ACCEPTED, MessageStatus.QUEUED
+                )
+            detail = self._last_error(msg.message_id, letter)
             stored = self._repo.record_dead_letter(
                 sqs_message_id=letter.sqs_message_id,
                 message_id=msg.message_id,
                 tenant_id=msg.tenant_id,
                 receive_count=letter.receive_count,
                 reason=ReasonCode.DEAD_LETTER,
-                detail=self._last_error(msg.message_id, letter),
+                detail=detail,
                 raw_payload=letter.body,
                 now=now,
-                fail_message=True,
+                fail_message=False,
             )
+            # even for a second copy: the first may have met a live sender that has since
+            # put the message back to queued
+            left = self._repo.fail_dead_letter(msg.message_id, ReasonCode.DEAD_LETTER, detail, now)
+            if left is not None:
+                log_transition(
+                    msg.message_id,
+                    msg.tenant_id,
+                    left,
+                    MessageStatus.FAILED,
+                    reason_code=ReasonCode.DEAD_LETTER,
+                )
         if stored:
             self._metrics.add("DeadLetters", 1, "Count")
         return stored

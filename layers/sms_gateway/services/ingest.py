@@ -37,6 +37,7 @@ from sms_gateway.domain.message import (
     payload_fingerprint,
     retention_window,
 )
+from sms_gateway.observability import logger
 from sms_gateway.services.ports import Clock, MessageQueue, MetricsSink
 
 
@@ -191,6 +192,15 @@ class IngestService:
             {"message_id": message_id, "tenant_id": message.tenant_id},
         )
         self._metrics.add("MessagesAccepted", 1, "Count")
+        logger.info(
+            "accepted",
+            extra={
+                "message_id": message_id,
+                "tenant_id": message.tenant_id,
+                "segments": message.segments,
+                "encoding": message.encoding.value,
+            },
+        )
         return {
             "message_id": message_id,
             "status": "queued",

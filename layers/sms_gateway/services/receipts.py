@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, 
 from sms_gateway.domain.content import CarriableText
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.states import MessageStatus
+from sms_gateway.observability import log_transition
 from sms_gateway.services.ports import Clock, MetricsSink
 from sms_gateway.storage.repository import MessageRecord, MessageRepository
 
@@ -195,6 +196,15 @@ class ReceiptService:
             detail=detail,
         )
         if moved:
+            log_transition(
+                message.id,
+                message.tenant_id,
+                MessageStatus.SENT,
+                target,
+                attempt=message.attempts,
+                provider=message.provider,
+                reason_code=reason,
+            )
             self._metrics.add("StatusTransitions", 1, "Count", status=target.value)
             if message.sent_at is not None:
                 handset_time = delivered_at or now

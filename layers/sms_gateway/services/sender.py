@@ -33,7 +33,7 @@ from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.retry import backoff_seconds
 from sms_gateway.domain.routing import choose_provider
 from sms_gateway.domain.states import MessageStatus
-from sms_gateway.observability import logger
+from sms_gateway.observability import log_transition, logger
 from sms_gateway.providers.base import ProviderError, ProviderRegistry, SendRequest, UnknownProvider
 from sms_gateway.services.ports import Clock, MessageQueue, MetricsSink
 from sms_gateway.services.receipts import ReceiptService
@@ -220,7 +220,10 @@ class SenderService:
             raise MalformedRecord("malformed payload", 0) from exc
 
         now = self._clock()
-        self._repo.record_queued(msg, now)
+        if self._repo.record_queued(msg, now):
+            log_transition(
+                msg.message_id, msg.tenant_id, MessageStatus.ACCEPTED, MessageStatus.QUEUED
+            )
         row = self._repo.get(msg.message_id)
         if row is None:  # pragma: no cover - just inserted; only a concurrent delete could do it
             raise RetryLater("message row vanished", None)
@@ -235,6 +238,15 @@ class SenderService:
             if not self._repo.release_expired_lease(msg.message_id, now):
                 raise RetryLater("lease changed hands", None)
             self._metrics.add("StatusTransitions", 1, "Count", status="queued")
+            log_transition(
+                msg.message_id,
+                msg.tenant_id,
+                MessageStatus.SENDING,
+                MessageStatus.QUEUED,
+                attempt=row.attempts,
+                provider=row.provider,
+                reason_code=ReasonCode.TIMEOUT,
+            )
             row = self._repo.get(msg.message_id)
             assert row is not None
         if row.status is not MessageStatus.QUEUED:
@@ -247,14 +259,17 @@ class SenderService:
             return SendOutcome.DUPLICATE
 
         if row.expires_at is not None and row.expires_at <= now:
-            self._repo.transition(
+            if self._repo.transition(
                 msg.message_id,
                 MessageStatus.QUEUED,
                 MessageStatus.EXPIRED,
                 now,
                 detail="validity period ended before the message could be sent",
-            )
-            self._metrics.add("StatusTransitions", 1, "Count", status="expired")
+            ):
+                self._metrics.add("StatusTransitions", 1, "Count", status="expired")
+                log_transition(
+                    msg.message_id, msg.tenant_id, MessageStatus.QUEUED, MessageStatus.EXPIRED
+                )
             return SendOutcome.EXPIRED
 
         if row.attempts >= row.max_attempts:
@@ -283,6 +298,14 @@ class SenderService:
         ):
             return SendOutcome.DUPLICATE
         self._metrics.add("StatusTransitions", 1, "Count", status="sending")
+        log_transition(
+            msg.message_id,
+            msg.tenant_id,
+            MessageStatus.QUEUED,
+            MessageStatus.SENDING,
+            attempt=attempt,
+            provider=provider_name,
+        )
 
         request = SendRequest(
             message_id=msg.message_id,
@@ -312,7 +335,16 @@ class SenderService:
         sent = bounded(
             AttemptResult("sent", latency_ms, provider_message_id=result.provider_message_id)
         )
-        self._finish(msg.message_id, attempt, sent, MessageStatus.SENT, done)
+        if self._finish(msg.message_id, attempt, sent, MessageStatus.SENT, done):
+            log_transition(
+                msg.message_id,
+                msg.tenant_id,
+                MessageStatus.SENDING,
+                MessageStatus.SENT,
+                attempt=attempt,
+                provider=provider_name,
+                latency_ms=latency_ms,
+            )
         self._metrics.add("StatusTransitions", 1, "Count", status="sent")
         self._receipts.apply_waiting(
             msg.message_id, sent.provider_message_id, provider_name, attempt
@@ -339,12 +371,21 @@ class SenderService:
             error_detail=error.detail,
         )
         now = self._clock()
+        target = MessageStatus.QUEUED if error.retryable else MessageStatus.FAILED
+        if self._finish(msg.message_id, attempt, result, target, now):
+            log_transition(
+                msg.message_id,
+                msg.tenant_id,
+                MessageStatus.SENDING,
+                target,
+                attempt=attempt,
+                provider=provider_name,
+                reason_code=error.reason,
+                latency_ms=latency_ms,
+            )
+        self._metrics.add("StatusTransitions", 1, "Count", status=target.value)
         if not error.retryable:
-            self._finish(msg.message_id, attempt, result, MessageStatus.FAILED, now)
-            self._metrics.add("StatusTransitions", 1, "Count", status="failed")
             return SendOutcome.FAILED
-        self._finish(msg.message_id, attempt, result, MessageStatus.QUEUED, now)
-        self._metrics.add("StatusTransitions", 1, "Count", status="queued")
         if attempt >= msg.max_attempts:
             return self._hand_to_dead_letter(record, error.detail, attempt)
         delay = backoff_seconds(

@@ -485,9 +485,17 @@ class MessageRepository:
         if fail_message and message_id is not None:
             # even for a second copy: the first may have met a live sender that has since
             # put the message back to queued
-            with self._tx() as conn:
-                self._fail_dead_letter(conn, message_id, reason, detail, now)
+            self.fail_dead_letter(message_id, reason, detail, now)
         return stored
+
+    def fail_dead_letter(
+        self, message_id: str, reason: ReasonCode, detail: str | None, now: datetime
+    ) -> MessageStatus | None:
+        """Move a dead-lettered message to ``failed`` with ``reason``: from ``queued``, or from
+        ``sending`` once its lease has ended (a live sender is left to finish; its outcome
+        stands). Returns the status it left, or None when it did not move."""
+        with self._tx() as conn:
+            return self._fail_dead_letter(conn, message_id, reason, detail, now)
 
     @staticmethod
     def _close_in_flight(conn: Connection, message_id: str, now: datetime) -> None:
@@ -513,7 +521,7 @@ class MessageRepository:
         reason: ReasonCode,
         detail: str | None,
         now: datetime,
-    ) -> None:
+    ) -> MessageStatus | None:
         if self._transition(
             conn,
             message_id,
@@ -524,7 +532,7 @@ class MessageRepository:
             detail=detail,
             lease_expires_at=None,
         ):
-            return
+            return MessageStatus.QUEUED
         lease_over = or_(messages.c.lease_expires_at.is_(None), messages.c.lease_expires_at <= now)
         if self._transition(
             conn,
@@ -538,6 +546,8 @@ class MessageRepository:
             lease_expires_at=None,
         ):
             self._close_in_flight(conn, message_id, now)
+            return MessageStatus.SENDING
+        return None
 
     def dead_letters_for(self, message_id: str | None = None) -> list[dict[str, Any]]:
         """Dead-letter rows (all, or one message's), oldest first, as dicts."""
