@@ -71,7 +71,8 @@ def log_transition(
         "reason_code": reason_code,
         "latency_ms": latency_ms,
     }
-    logger.info("transition", extra={k: v for k, v in extra.items() if v is not None})
+    # stacklevel 3: the line shows where the service called this helper, not the helper
+    logger.info("transition", extra={k: v for k, v in extra.items() if v is not None}, stacklevel=3)
 
 
 @contextmanager
