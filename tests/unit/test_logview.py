@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
-import threading
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +15,10 @@ import pytest
 
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.states import MessageStatus
-from sms_gateway.local.logview import LogView, StdoutRouter, function_output
+from sms_gateway.local.logview import (
+    QUIET_WARNINGS,
+    LogView,
+)
 from sms_gateway.observability import PowertoolsMetrics, log_transition, logger
 from tests.support import powertools_log
 
@@ -202,34 +207,23 @@ def test_a_request_is_one_line() -> None:
     ]
 
 
-def test_stdout_router_feeds_what_a_function_prints_line_by_line() -> None:
-    fed: list[tuple[str, str]] = []
+EMPTY_FLUSH = """
+from aws_lambda_powertools import Metrics
+Metrics(namespace="SmsGateway", service="sms-gateway").flush_metrics()
+print("flushed")
+"""
 
-    class Recorder(LogView):
-        def feed(self, function: str, line: str) -> None:
-            fed.append((function, line))
 
-    target = io.StringIO()
-    router = StdoutRouter(Recorder(io.StringIO()), target)
-
-    def handler(name: str) -> None:
-        with function_output(name):
-            router.write(f"{name} one\n{name} tw")
-            router.write("o\n")
-            router.write(f"{name} tail without newline")
-
-    threads = [
-        threading.Thread(target=handler, args=(n,)) for n in ("SenderFunction", "DlqFunction")
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    router.write("banner\n")
-    assert target.getvalue() == "banner\n"
-    for name in ("SenderFunction", "DlqFunction"):
-        assert [line for function, line in fed if function == name] == [
-            f"{name} one",
-            f"{name} two",
-            f"{name} tail without newline",
-        ]
+@pytest.mark.parametrize("filters", ["", QUIET_WARNINGS])
+def test_pythonwarnings_filter_silences_powertools_empty_metrics_warning(filters: str) -> None:
+    """The filter the local stack puts in the handlers' environment works as Python reads it at
+    a process start; without it, Powertools warns (so the test sees the real warning)."""
+    env = {**os.environ, "PYTHONWARNINGS": filters}
+    done = subprocess.run(
+        [sys.executable, "-c", EMPTY_FLUSH], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout == "flushed\n"
+    if filters:
+        assert done.stderr == ""
+    else:
+        assert "UserWarning: No application metrics to publish" in done.stderr

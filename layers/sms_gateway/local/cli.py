@@ -12,6 +12,11 @@ records) live in --data-dir; ``--reset`` deletes both first (a --dsn database is
 Prints the API URL, the moto endpoint, the DSN and the demo curl lines, then a line
 ``Local stack ready on http://HOST:PORT`` once it serves. Ctrl-C or SIGTERM stops it (exit 0).
 Exit 1 when it cannot start (message on stderr), 2 on bad arguments.
+
+The log on stdout is for people (:mod:`sms_gateway.local.logview`): one line per request and
+per message transition, warnings and errors; EMF metrics go to ``DATA_DIR/metrics.jsonl``.
+``--verbose`` adds every raw Powertools line and metric blob, and the stack's INFO logs
+(stderr).
 """
 
 from __future__ import annotations
@@ -114,16 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
         f"invocations ({DEFAULT_API_ENVIRONMENTS}); SQS functions get one per poller",
     )
     local.add_argument("--quiet", action="store_true", help="no access log lines")
+    local.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="show the functions' raw JSON log lines and EMF metrics too, and INFO logs",
+    )
     _add_admin_commands(commands)
     return parser
 
 
 def _run_local(args: argparse.Namespace) -> int:
+    from sms_gateway.local.http_front import RequestLog
+    from sms_gateway.local.logview import METRICS_FILE, LogView
     from sms_gateway.local.stack import LocalStack, find_root
 
     logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request log
@@ -137,6 +151,15 @@ def _run_local(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = None
+    data_dir = (args.data_dir or Path.cwd() / ".sms-gateway").resolve()
+    metrics_path = data_dir / METRICS_FILE
+    view = LogView(sys.stdout, metrics_path=metrics_path, verbose=args.verbose)
+
+    def on_request(entry: RequestLog) -> None:
+        view.request(
+            entry.method, entry.path, entry.status, entry.latency_ms, entry.request_id, entry.tenant
+        )
+
     try:
         stack = LocalStack(
             args.root or find_root(),
@@ -148,9 +171,12 @@ def _run_local(args: argparse.Namespace) -> int:
             log_requests=not args.quiet,
             environments=args.environments,
             reset=args.reset,
+            log_sink=view.feed,
+            on_request=on_request if not args.quiet else None,
         )
         stack.start()
         print(stack.banner(), flush=True)
+        print(f"  metrics      {metrics_path} (EMF, one blob a line)", flush=True)
         print(f"Local stack ready on {stack.url}", flush=True)
         while not stopping.wait(0.5):
             pass
@@ -168,6 +194,7 @@ def _run_local(args: argparse.Namespace) -> int:
     finally:
         if stack is not None:
             stack.stop()
+        view.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

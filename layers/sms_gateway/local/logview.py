@@ -27,20 +27,16 @@ metrics included.
 Times are shown as ``HH:MM:SS.mmm`` in ``tz`` (default: the machine's zone); a log line's time
 is its own ``timestamp``, a request's is when its answer was written.
 
-:class:`StdoutRouter` and :func:`function_output` feed a view from handlers that run in this
-process and write to ``sys.stdout``; a runner that starts handlers in subprocesses calls
-:meth:`LogView.feed` with each line it reads from them instead.
+The local stack runs each function in processes of its own (:mod:`sms_gateway.local.runtime`)
+and passes every line they write to ``LocalStack(log_sink=view.feed)``; the HTTP front's
+per-request hook calls :meth:`LogView.request`.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import re
 import threading
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any, Final
@@ -49,9 +45,6 @@ __all__ = [
     "METRICS_FILE",
     "QUIET_WARNINGS",
     "LogView",
-    "StdoutRouter",
-    "function_output",
-    "quiet_framework_warnings",
     "short_id",
 ]
 
@@ -65,12 +58,6 @@ invocation that recorded no dimensionless metric (``@metrics.log_metrics`` ->
 ``flush_metrics(raise_on_empty_metrics=False)``). It is not a fault here: the gateway's
 dimensioned metrics go out at once as their own blobs (``single_metric``), so most invocations
 end with an empty set. The message is matched as a literal prefix, the category exactly."""
-
-
-def quiet_framework_warnings() -> None:
-    """Apply :data:`QUIET_WARNINGS` in this process (``PYTHONWARNINGS`` is only read when a
-    process starts; in-process handlers need it set this way)."""
-    warnings.filterwarnings("ignore", message=re.escape(_EMPTY_METRICS), category=UserWarning)
 
 
 # Keys Powertools' Logger adds to every line (and the exception ones): not shown as extras.
@@ -306,83 +293,3 @@ def _value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False) if (" " in value or not value) else value
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-# -- in-process handlers: route their stdout to a view ----------------------------------------
-
-_current = threading.local()
-
-
-@contextmanager
-def function_output(function: str) -> Iterator[None]:
-    """Mark what this thread writes to ``sys.stdout`` until the block ends as ``function``'s
-    output (a :class:`StdoutRouter` feeds it to its view). Nests; costs nothing without a
-    router."""
-    previous = getattr(_current, "function", None)
-    _current.function = function
-    try:
-        yield
-    finally:
-        router = getattr(_current, "router", None)
-        if isinstance(router, StdoutRouter):
-            router.flush_thread()
-        _current.function = previous
-
-
-class StdoutRouter(io.TextIOBase):
-    """A ``sys.stdout`` stand-in: text written inside :func:`function_output` goes to
-    ``view.feed(function, line)`` line by line (each thread has its own partial line); any
-    other text goes to ``target`` unchanged.
-
-    Install it before the handler modules are imported: Powertools' Logger keeps the stream
-    it found at its creation.
-    """
-
-    def __init__(self, view: LogView, target: IO[str]) -> None:
-        super().__init__()
-        self.view = view
-        self.target = target
-        self._partial = threading.local()
-
-    @property  # typeshed declares a plain attribute; read-only here, the target decides
-    def encoding(self) -> str:  # type: ignore[override]
-        """The target's encoding."""
-        return getattr(self.target, "encoding", None) or "utf-8"
-
-    def writable(self) -> bool:
-        """Always True."""
-        return True
-
-    def isatty(self) -> bool:
-        """Whether the target is a terminal."""
-        return self.target.isatty()
-
-    def fileno(self) -> int:
-        """The target's file descriptor (raises as the target does when it has none)."""
-        return self.target.fileno()
-
-    def write(self, text: str) -> int:
-        """Route ``text`` (see the class docstring); returns ``len(text)``."""
-        function = getattr(_current, "function", None)
-        if function is None:
-            self.target.write(text)
-            return len(text)
-        _current.router = self
-        buffered = getattr(self._partial, "text", "") + text
-        *lines, rest = buffered.split("\n")
-        self._partial.text = rest
-        for line in lines:
-            self.view.feed(function, line)
-        return len(text)
-
-    def flush(self) -> None:
-        """Flush the target (partial function lines wait for their newline)."""
-        self.target.flush()
-
-    def flush_thread(self) -> None:
-        """Feed this thread's partial line, if any (the end of an invocation)."""
-        rest = getattr(self._partial, "text", "")
-        function = getattr(_current, "function", None)
-        self._partial.text = ""
-        if rest and function is not None:
-            self.view.feed(function, rest)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from sms_gateway.local.http_front import ApiFront, Invoker, RequestHook, Router
 from sms_gateway.local.journal import JOURNAL_FILE, JournaledMotoServer, RestoreReport
+from sms_gateway.local.logview import QUIET_WARNINGS
 from sms_gateway.local.pollers import SqsPoller
 from sms_gateway.local.resources import LocalResources, provision
 from sms_gateway.local.runtime import LocalFunction, LogSink, function_environment, print_log_line
@@ -70,6 +71,8 @@ _LOCAL_FORCED: Final = {
     "SMS_GATEWAY_AUTH_MODE": "local",
     "SMS_GATEWAY_DB_SECRET_ARN": "",
     "POWERTOOLS_TRACE_DISABLED": "true",
+    # Handlers started as their own processes read it; in-process, the CLI sets the same filter.
+    "PYTHONWARNINGS": QUIET_WARNINGS,
 }
 # Local defaults that a value already in the process environment overrides: retries come back
 # in seconds rather than minutes so the demo flows finish while you watch.
@@ -463,6 +466,8 @@ class LocalStack:
             if key in os.environ and key in environment:
                 environment[key] = os.environ[key]
         environment.update(_LOCAL_FORCED)
+        if os.environ.get("PYTHONWARNINGS"):  # the developer's own filters come first
+            environment["PYTHONWARNINGS"] = f"{os.environ['PYTHONWARNINGS']},{QUIET_WARNINGS}"
         environment[DSN_VARIABLE] = self.dsn
         for key, default in _LOCAL_DEFAULTS.items():
             environment[key] = os.environ.get(key, default)
