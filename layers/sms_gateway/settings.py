@@ -7,10 +7,12 @@ An invalid value fails at start with a ``pydantic.ValidationError`` naming the v
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class AuthMode(StrEnum):
@@ -23,6 +25,21 @@ class AuthMode(StrEnum):
 
     API_KEY = "api_key"
     LOCAL = "local"
+
+
+class ProviderRate(BaseModel):
+    """One provider's send rate (``SMS_GATEWAY_PROVIDER_RATES``).
+
+    ``rate``: segments per second (> 0); ``burst``: segments the provider may get at once
+    (>= the longest message, ``SMS_GATEWAY_MAX_SEGMENTS``); ``penalty_seconds``: how long all
+    senders hold the provider after it answered ``rate_limited`` without a hint of its own.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(ge=1, le=1_000_000)
+    penalty_seconds: float = Field(default=1.0, ge=0, le=900)
 
 
 class Settings(BaseSettings):
@@ -58,6 +75,12 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=60, ge=1)
     outage_requeue_limit: int = Field(default=10, ge=0, le=1000)
 
+    # provider -> send rate, as JSON: {"provider-a": {"rate": 10, "burst": 20}}. A provider
+    # not named is unlimited (no DynamoDB call).
+    # (NoDecode: parsed here, so that malformed JSON is a ValidationError naming the variable.)
+    provider_rates: Annotated[dict[str, ProviderRate], NoDecode] = Field(default_factory=dict)
+    rate_limit_table: str = ""
+
     @property
     def receipts_signed(self) -> bool:
         """Whether receipts must be signed: always when deployed (``api_key`` mode), and in
@@ -69,5 +92,33 @@ class Settings(BaseSettings):
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError(
                 "SMS_GATEWAY_RETRY_MAX_SECONDS must be >= SMS_GATEWAY_RETRY_BASE_SECONDS"
+            )
+        return self
+
+    @field_validator("provider_rates", mode="before")
+    @classmethod
+    def _parse_provider_rates(cls, value: Any) -> Any:
+        if isinstance(value, str | bytes):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"not JSON ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_provider_rates(self) -> Settings:
+        short = sorted(
+            name for name, r in self.provider_rates.items() if r.burst < self.max_segments
+        )
+        if short:
+            raise ValueError(
+                f"SMS_GATEWAY_PROVIDER_RATES: burst of {', '.join(short)} is below "
+                f"SMS_GATEWAY_MAX_SEGMENTS ({self.max_segments}): its longest messages could "
+                "never be sent"
+            )
+        if self.provider_rates and not self.rate_limit_table:
+            raise ValueError(
+                "SMS_GATEWAY_RATE_LIMIT_TABLE must be set when SMS_GATEWAY_PROVIDER_RATES "
+                "names providers"
             )
         return self

@@ -3,7 +3,8 @@
 Two containers, built lazily on first use and reused by warm invocations:
 
 - :func:`ingest`: SQS + DynamoDB idempotency (no SQL: importing it does not import SQLAlchemy);
-- :func:`sql`: engine, repositories, route cache, providers, sender / receipts / dead letters.
+- :func:`sql`: engine, repositories, route cache, providers, sender / receipts / dead letters;
+- :func:`rate_limiter`: per-provider send rates (DynamoDB buckets; none without rates).
 
 Tests call :func:`reset` after changing the environment.
 """
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from sms_gateway.adapters.sqs import SqsMessageQueue
     from sms_gateway.services.dead_letter import DeadLetterService
     from sms_gateway.services.ingest import IngestService
+    from sms_gateway.services.ports import SendRateLimiter
     from sms_gateway.services.receipts import ReceiptService
     from sms_gateway.services.sender import SenderService
     from sms_gateway.storage.repository import MessageRepository
@@ -180,9 +182,34 @@ def sql() -> SqlContainer:
     )
 
 
+@functools.cache
+def rate_limiter() -> SendRateLimiter:
+    """The container's send-rate limiter (see :mod:`sms_gateway.services.ratelimit` for how
+    the sender calls it). Without ``SMS_GATEWAY_PROVIDER_RATES`` it grants everything and
+    creates no AWS client; otherwise the buckets live in ``SMS_GATEWAY_RATE_LIMIT_TABLE``.
+
+    Raises:
+        SettingsError: invalid settings (see :func:`settings`).
+    """
+    from sms_gateway.domain.ratelimit import SendRate
+    from sms_gateway.services.ratelimit import BucketRateLimiter, UnlimitedRateLimiter
+
+    s = settings()
+    if not s.provider_rates:
+        return UnlimitedRateLimiter()
+    from sms_gateway.adapters.dynamodb_ratelimit import DynamoDbBucketStore
+
+    return BucketRateLimiter(
+        DynamoDbBucketStore(boto3.client("dynamodb"), s.rate_limit_table),
+        {name: SendRate.of(r.rate, r.burst) for name, r in s.provider_rates.items()},
+        utc_now,
+        penalties={name: r.penalty_seconds for name, r in s.provider_rates.items()},
+    )
+
+
 def reset() -> None:
     """Forget every cached container (tests, after changing the environment)."""
     if sql.cache_info().currsize:
         sql().engine.dispose()
-    for cached in (settings, _sqs_queue, ingest, sql):
+    for cached in (settings, _sqs_queue, ingest, sql, rate_limiter):
         cached.cache_clear()

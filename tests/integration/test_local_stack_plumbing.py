@@ -107,6 +107,11 @@ def test_real_template_creates_table_and_queues_as_declared(aws: None) -> None:
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     ttl = dynamodb.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiration"}
+    rate_table = created.table_names["RateLimitTable"]
+    assert rate_table == "sms-gateway-RateLimitTable"
+    buckets = dynamodb.describe_table(TableName=rate_table)["Table"]
+    assert buckets["KeySchema"] == [{"AttributeName": "provider", "KeyType": "HASH"}]
+    assert buckets["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
 
     # Each function's environment (Globals + its own) points at exactly these resources.
     envs = {spec.logical_id: function_environment(spec, resolver) for spec in template.functions()}
@@ -116,12 +121,15 @@ def test_real_template_creates_table_and_queues_as_declared(aws: None) -> None:
     assert sender["SMS_GATEWAY_SEND_QUEUE_URL"] == send_url
     assert sender["SMS_GATEWAY_DEAD_LETTER_QUEUE_URL"] == created.queue_urls["DeadLetterQueue"]
     assert sender["SMS_GATEWAY_LEASE_SECONDS"] == "30"
+    assert sender["SMS_GATEWAY_RATE_LIMIT_TABLE"] == rate_table
     assert {env["SMS_GATEWAY_MAX_RECEIVE_COUNT"] for env in envs.values()} == {"3"}
     # ... and only its own: the ingest function has no database, the others no idempotency.
     assert "SMS_GATEWAY_MESSAGE_DSN" not in envs["IngestFunction"]
     assert "SMS_GATEWAY_LEASE_SECONDS" not in envs["StatusFunction"]
     with_table = {name for name, env in envs.items() if "SMS_GATEWAY_IDEMPOTENCY_TABLE" in env}
     assert with_table == {"IngestFunction"}
+    with_buckets = {name for name, env in envs.items() if "SMS_GATEWAY_RATE_LIMIT_TABLE" in env}
+    assert with_buckets == {"SenderFunction"}
 
 
 # -- HTTP -> API Gateway event -> HTTP -------------------------------------------------------

@@ -140,7 +140,9 @@ def test_sender_consumes_send_queue_in_batches_of_10_with_partial_failures(
 
 
 def test_sender_environment(functions: dict[str, FunctionSpec], resolver: Resolver) -> None:
-    resolver.refs.update({"SendQueue": "https://send", "DeadLetterQueue": "https://dlq"})
+    resolver.refs.update(
+        {"SendQueue": "https://send", "DeadLetterQueue": "https://dlq", "RateLimitTable": "rl"}
+    )
     env = resolver.resolve(dict(functions["SenderFunction"].environment))
     assert env["SMS_GATEWAY_SEND_QUEUE_URL"] == "https://send"
     assert env["SMS_GATEWAY_DEAD_LETTER_QUEUE_URL"] == "https://dlq"
@@ -378,3 +380,82 @@ def test_sam_template_parses_as_json_too(tmp_path: Path) -> None:
 def test_tracer_does_not_capture_responses(template: SamTemplate) -> None:
     env = template.function_globals["Environment"]["Variables"]
     assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+
+
+def test_rate_limit_table_is_on_demand_encrypted_and_keyed_by_provider(
+    template: SamTemplate,
+) -> None:
+    from sms_gateway.adapters.dynamodb_ratelimit import KEY
+
+    table = props(template, "RateLimitTable")
+    assert table["KeySchema"] == [{"AttributeName": KEY, "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": KEY, "AttributeType": "S"}]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    # Seconds-deep state that starts full again after a loss: no PITR, no TTL (see template).
+    assert "PointInTimeRecoverySpecification" not in table
+    assert "TimeToLiveSpecification" not in table
+    assert template.document["Outputs"]["RateLimitTableName"]["Value"] == {"Ref": "RateLimitTable"}
+
+
+def test_sender_gets_the_rate_limit_table_and_rates_and_only_it_may_update_it(
+    template: SamTemplate, functions: dict[str, FunctionSpec], resolver: Resolver
+) -> None:
+    resolver.refs.update(
+        {"SendQueue": "https://send", "DeadLetterQueue": "https://dlq", "RateLimitTable": "rl"}
+    )
+    env = resolver.resolve(dict(functions["SenderFunction"].environment))
+    assert env["SMS_GATEWAY_RATE_LIMIT_TABLE"] == "rl"
+    assert env["SMS_GATEWAY_PROVIDER_RATES"] == "{}"  # no rates: unlimited, no DynamoDB call
+    rates = '{"provider-a": {"rate": 10, "burst": 20}}'
+    overridden = Resolver(template, parameter_overrides={"ProviderRates": rates})
+    overridden.refs.update(resolver.refs)
+    overridden_env = overridden.resolve(dict(functions["SenderFunction"].environment))
+    assert overridden_env["SMS_GATEWAY_PROVIDER_RATES"] == rates
+    statements = [
+        s
+        for p in props(template, "SenderFunction")["Policies"]
+        if "Statement" in p
+        for s in p["Statement"]
+    ]
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Action": ["dynamodb:UpdateItem"],
+            "Resource": {"Fn::GetAtt": ["RateLimitTable", "Arn"]},
+        }
+    ]
+    for name, spec in functions.items():
+        if name != "SenderFunction":
+            assert "SMS_GATEWAY_RATE_LIMIT_TABLE" not in spec.environment
+            assert "RateLimitTable" not in json.dumps(props(template, name).get("Policies", []))
+
+
+@pytest.mark.parametrize(
+    ("value", "reserved"), [("none", NO_VALUE), ("0", NO_VALUE), ("1", "1"), ("40", "40")]
+)
+def test_sender_reserved_concurrency_is_a_parameter_none_or_0_unset(
+    template: SamTemplate, value: str, reserved: object
+) -> None:
+    declared = template.parameters["SenderReservedConcurrency"]
+    assert declared["Default"] == "none"
+    import re
+
+    assert re.fullmatch(declared["AllowedPattern"], value)
+    for bad in ("-1", "01", "ten", ""):
+        assert not re.fullmatch(declared["AllowedPattern"], bad)
+    resolver = Resolver(template, parameter_overrides={"SenderReservedConcurrency": value})
+    raw = props(template, "SenderFunction")["ReservedConcurrentExecutions"]
+    assert resolver.resolve(raw) == reserved
+
+
+def test_sender_trigger_maximum_concurrency_is_a_parameter_2_to_1000(
+    template: SamTemplate,
+) -> None:
+    declared = template.parameters["SenderMaxConcurrency"]
+    assert (declared["Type"], declared["MinValue"], declared["MaxValue"]) == ("Number", 2, 1000)
+    assert declared["Default"] == 50
+    event = props(template, "SenderFunction")["Events"]["SendQueueBatch"]["Properties"]
+    assert event["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "SenderMaxConcurrency"}}
+    resolver = Resolver(template, parameter_overrides={"SenderMaxConcurrency": "7"})
+    assert resolver.resolve(event["ScalingConfig"]) == {"MaximumConcurrency": "7"}
