@@ -458,6 +458,74 @@ def test_moto_redrives_on_the_receive_after_max_receive_count(aws: None) -> None
     assert record["attributes"]["ApproximateReceiveCount"] == "3"
 
 
+def test_batching_window_never_outlasts_the_visibility_timeout(aws: None) -> None:
+    # A queue whose visibility timeout (0 s) is shorter than the batching window (2 s): a
+    # batch that kept filling for the whole window would receive the same message again and
+    # again. The window is capped at half the visibility timeout, so the batch holds it once.
+    sqs = boto3.client("sqs", region_name=REGION)
+    url, arn = make_queue(sqs, "short-visibility", VisibilityTimeout="0")
+    message_id = sqs.send_message(QueueUrl=url, MessageBody="once")["MessageId"]
+    events: list[dict[str, Any]] = []
+    poller = SqsPoller(
+        sqs=sqs,
+        queue_url=url,
+        queue_arn=arn,
+        invoke=events.append,
+        batching_window_seconds=2,
+        wait_time_seconds=0,
+    )
+    assert poller.poll_once().deleted == [message_id]
+    assert [record["messageId"] for record in events[0]["Records"]] == [message_id]
+    assert queue_depth(sqs, url) == 0
+    assert poller.filling_seconds() == 0
+
+    _, honest_arn = make_queue(sqs, "honest", VisibilityTimeout="30")
+    honest = SqsPoller(
+        sqs=sqs,
+        queue_url=sqs.get_queue_url(QueueName="honest")["QueueUrl"],
+        queue_arn=honest_arn,
+        invoke=events.append,
+        batching_window_seconds=3,
+    )
+    assert honest.filling_seconds() == 3  # within half of 30 s: the window as declared
+
+
+def test_a_message_that_comes_back_while_the_batch_fills_is_in_it_once(aws: None) -> None:
+    # However the batch is timed, a message whose visibility ends while the batch fills (here
+    # ended at once after each receive, as a slow machine would) is one record, with the
+    # newest receipt handle (so its delete succeeds).
+    sqs = boto3.client("sqs", region_name=REGION)
+    url, arn = make_queue(sqs, "comes-back", VisibilityTimeout="30")
+    message_id = sqs.send_message(QueueUrl=url, MessageBody="once")["MessageId"]
+    receives: list[str] = []
+
+    class SlowMachinePoller(SqsPoller):
+        def _receive(self, count: int, wait_seconds: int) -> list[Any]:
+            messages = super()._receive(count, wait_seconds)
+            for message in messages:
+                receives.append(message["Attributes"]["ApproximateReceiveCount"])
+                sqs.change_message_visibility(
+                    QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            return messages
+
+    events: list[dict[str, Any]] = []
+    poller = SlowMachinePoller(
+        sqs=sqs,
+        queue_url=url,
+        queue_arn=arn,
+        invoke=events.append,
+        batching_window_seconds=1,
+        wait_time_seconds=0,
+    )
+    outcome = poller.poll_once()
+    assert len(receives) >= 2  # it did come back during the window
+    assert outcome.received == outcome.deleted == [message_id]
+    (record,) = events[0]["Records"]
+    assert record["attributes"]["ApproximateReceiveCount"] == receives[-1]
+    assert queue_depth(sqs, url) == 0
+
+
 # -- the whole local stack on a throwaway template -------------------------------------------
 
 THROWAWAY_TEMPLATE = """\

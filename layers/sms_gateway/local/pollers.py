@@ -3,7 +3,12 @@
 What Lambda's SQS poller does, kept here:
 
 - ``ReceiveMessage`` with ``MaxNumberOfMessages = BatchSize``, a 1 s long poll, all system and
-  message attributes; up to ``MaximumBatchingWindowInSeconds`` spent filling the batch.
+  message attributes; up to ``MaximumBatchingWindowInSeconds`` spent filling the batch, but
+  never more than half the queue's visibility timeout: the messages already received must
+  still be hidden when the function gets them, with time left to run (AWS asks for a
+  visibility timeout of at least 6 times the function timeout). A message that comes back
+  while the batch fills (its visibility ended) is in the batch once, with its newest receipt
+  handle; the poller never extends a visibility timeout, as Lambda's does not.
 - The event is Lambda's: ``{"Records": [...]}`` with ``messageId``, ``receiptHandle``, ``body``,
   ``attributes``, ``messageAttributes`` (``stringValue``/``binaryValue``/``stringListValues``/
   ``binaryListValues``/``dataType``), ``md5OfBody``, ``eventSource``, ``eventSourceARN``,
@@ -163,6 +168,7 @@ class SqsPoller:
         self.name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._visibility_timeout: int | None = None
 
     def _receive(self, count: int, wait_seconds: int) -> list[MessageTypeDef]:
         answer = self.sqs.receive_message(
@@ -174,20 +180,56 @@ class SqsPoller:
         )
         return list(answer.get("Messages", []))
 
+    def visibility_timeout(self) -> int:
+        """The queue's ``VisibilityTimeout`` in seconds (read once, then cached)."""
+        if self._visibility_timeout is None:
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
+            )["Attributes"]
+            self._visibility_timeout = int(attributes["VisibilityTimeout"])
+        return self._visibility_timeout
+
+    def filling_seconds(self) -> float:
+        """How long a partial batch may keep filling after the first receive was sent: the
+        batching window, capped at half the queue's visibility timeout (see the module's
+        docstring). 0 without a batching window."""
+        if self.batching_window_seconds <= 0:
+            return 0.0
+        first = self._visibility_timeout is None
+        cap = self.visibility_timeout() / 2
+        if self.batching_window_seconds > cap:
+            if first:  # once per poller, not once per batch
+                logger.warning(
+                    "%s: batching window %gs capped to %gs: the queue's visibility timeout is %ds",
+                    self.name,
+                    self.batching_window_seconds,
+                    cap,
+                    self.visibility_timeout(),
+                )
+            return cap
+        return float(self.batching_window_seconds)
+
     def receive_batch(self) -> list[MessageTypeDef]:
         """One batch: a long poll, then (if a batching window is set and the batch is not
-        full) further polls until the window has passed. Empty when the queue was empty."""
+        full) further polls until :meth:`filling_seconds` have passed since the first poll
+        was sent. Each message is in the batch once. Empty when the queue was empty."""
+        # Taken before the first poll, so no later than SQS started its messages' timeouts
+        # (a long poll that waited for a message only makes the cap more conservative).
+        started = time.monotonic()
         messages = self._receive(self.batch_size, self.wait_time_seconds)
         if not messages or self.batching_window_seconds <= 0:
             return messages
-        deadline = time.monotonic() + self.batching_window_seconds
-        while len(messages) < self.batch_size and time.monotonic() < deadline:
-            more = self._receive(self.batch_size - len(messages), 0)
-            if more:
-                messages += more
-            elif self._stop.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+        deadline = started + self.filling_seconds()
+        by_id = {message["MessageId"]: message for message in messages}
+        while len(by_id) < self.batch_size and time.monotonic() < deadline:
+            more = self._receive(self.batch_size - len(by_id), 0)
+            for message in more:
+                if message["MessageId"] in by_id:
+                    logger.debug("%s: %s came back while batching", self.name, message["MessageId"])
+                by_id[message["MessageId"]] = message  # the newest receipt handle is valid
+            if not more and self._stop.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
                 break
-        return messages
+        return list(by_id.values())
 
     def poll_once(self) -> PollOutcome:
         """Receive one batch, invoke the function once with it, delete what succeeded.
