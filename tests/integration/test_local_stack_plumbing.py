@@ -584,6 +584,9 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       CodeUri: worker/
+      Environment:
+        Variables:
+          WORK_QUEUE_URL: !Ref WorkQueue
       Events:
         Work:
           Type: SQS
@@ -613,7 +616,9 @@ Resources:
   WorkQueue:
     Type: AWS::SQS::Queue
     Properties:
-      VisibilityTimeout: 1
+      # 6 x the function timeout, as AWS recommends (and more than the batching window):
+      # a message received for a batch stays hidden until the batch is done.
+      VisibilityTimeout: 30
       RedrivePolicy:
         deadLetterTargetArn: !GetAtt DeadQueue.Arn
         maxReceiveCount: !Ref MaxReceiveCount
@@ -655,6 +660,8 @@ import json
 import os
 from pathlib import Path
 
+import boto3
+
 
 def lambda_handler(event, context):
     failures = []
@@ -667,6 +674,13 @@ def lambda_handler(event, context):
             }) + "\\n")
             if record["body"].startswith("fail"):
                 failures.append({"itemIdentifier": record["messageId"]})
+                # retry now rather than after the 30 s visibility (the sender's backoff does
+                # the same with its own delay)
+                boto3.client("sqs").change_message_visibility(
+                    QueueUrl=os.environ["WORK_QUEUE_URL"],
+                    ReceiptHandle=record["receiptHandle"],
+                    VisibilityTimeout=0,
+                )
     return {"batchItemFailures": failures}
 """
 
@@ -724,7 +738,7 @@ def call(
     The headers come back both as a case-insensitive mapping (the server may write names in
     its own case, as HTTP allows) and as the (name, value) pairs received, repeats kept."""
     parts = urllib.parse.urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
     try:
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         connection.request(method, target, body=body, headers=headers or {})
@@ -741,7 +755,7 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
