@@ -14,6 +14,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, settings
 from moto import mock_aws
 from sqlalchemy import Engine, delete, text
 
@@ -33,6 +34,12 @@ SERVER_DSNS = {
     "mysql": "SMS_GATEWAY_TEST_MYSQL_DSN",
 }
 _migrated: dict[str, Engine] = {}
+
+# A busy machine must not fail a property test: no per-example deadline, no "too slow" check.
+settings.register_profile(
+    "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 def _fresh_database(kind: str, tmp_path: Path) -> str:
