@@ -3,23 +3,40 @@ and the in-process gateway under moto.
 
 ``SMS_GATEWAY_TEST_POSTGRES_DSN`` / ``SMS_GATEWAY_TEST_MYSQL_DSN`` select the servers (CI sets
 both, to the loopback servers, and fails on any skipped SQL test).
+
+What is built once per session and what once per test:
+
+- SQLite: the Alembic history runs once into a template file; each test gets a copy of it.
+  PostgreSQL / MariaDB: migrated once, every table emptied before each test.
+- AWS: moto's state outlives a test; the template's table and queues are provisioned once and
+  emptied before each test (provisioned again when something reset moto: a test with its own
+  ``mock_aws``, or a local stack stopping). One boto3 session (service models loaded once)
+  serves the fixtures and the handlers' own ``boto3.client`` calls.
+- The four handler modules are loaded once (a warm container); the wiring's containers are
+  rebuilt for every test, as before.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, settings
 from moto import mock_aws
 from sqlalchemy import Engine, delete, text
 
 from sms_gateway import wiring
-from sms_gateway.local.resources import provision
+from sms_gateway.local.resources import LocalResources, provision
 from sms_gateway.local.template import Resolver, SamTemplate
 from sms_gateway.providers import simulator
 from sms_gateway.storage.demo import DEMO_POLICIES
@@ -29,24 +46,35 @@ from sms_gateway.storage.schema import run_migrations
 from sms_gateway.storage.tables import metadata
 from tests.support import REPO_ROOT, FakeClock, Gateway, RecordingProvider, load_handler
 
-SERVER_DSNS = {
-    "postgresql": "SMS_GATEWAY_TEST_POSTGRES_DSN",
-    "mysql": "SMS_GATEWAY_TEST_MYSQL_DSN",
-}
-_migrated: dict[str, Engine] = {}
-
 # A busy machine must not fail a property test: no per-example deadline, no "too slow" check.
 settings.register_profile(
     "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
+SERVER_DSNS = {
+    "postgresql": "SMS_GATEWAY_TEST_POSTGRES_DSN",
+    "mysql": "SMS_GATEWAY_TEST_MYSQL_DSN",
+}
+_migrated: dict[str, Engine] = {}
 
-def _fresh_database(kind: str, tmp_path: Path) -> str:
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file the Alembic history was run into, once per session (copied per test)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "gateway.db"
+    run_migrations(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:  # everything in the main file: a plain copy is whole
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path
+
+
+def _fresh_database(kind: str, tmp_path: Path, sqlite_template: Path) -> str:
     if kind == "sqlite":
-        dsn = f"sqlite:///{tmp_path / 'gateway.db'}"
-        run_migrations(dsn)
-        return dsn
+        path = tmp_path / "gateway.db"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
     dsn = os.environ.get(SERVER_DSNS[kind], "")
     if not dsn:
         if os.environ.get("SMS_GATEWAY_REQUIRE_SQL_SERVERS"):
@@ -66,15 +94,15 @@ def _fresh_database(kind: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
     """A migrated, empty database on each dialect; its DSN."""
-    return _fresh_database(str(request.param), tmp_path)
+    return _fresh_database(str(request.param), tmp_path, sqlite_template)
 
 
 @pytest.fixture
-def sqlite_database(tmp_path: Path) -> str:
+def sqlite_database(tmp_path: Path, sqlite_template: Path) -> str:
     """A migrated, empty SQLite database (for tests whose subject is not the dialect)."""
-    return _fresh_database("sqlite", tmp_path)
+    return _fresh_database("sqlite", tmp_path, sqlite_template)
 
 
 AWS_TEST_ENV = {
@@ -110,74 +138,215 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     set_aws_test_env(monkeypatch)
 
 
-def _gateway(database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
-    with mock_aws():
-        sqs = boto3.client("sqs")
-        template = SamTemplate.from_file(REPO_ROOT / "template.yaml")
-        resolver = Resolver(
-            template,
-            pseudo_parameters={
-                "AWS::Region": "us-east-1",
-                "AWS::Partition": "aws",
-                "AWS::URLSuffix": "amazonaws.com",
-                "AWS::AccountId": "123456789012",
-                "AWS::StackName": "sms-gateway",
-            },
+# Keep moto's state between tests (no reset on start, no removal on stop) and leave
+# boto3.DEFAULT_SESSION alone: the fixtures set it to the session's own.
+_KEEP_STATE: Any = {
+    "core": {
+        "mock_credentials": False,
+        "passthrough": {"urls": [], "services": []},
+        "reset_boto3_session": False,
+        "service_whitelist": None,
+    }
+}
+_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+
+def _resolver(template: SamTemplate) -> Resolver:
+    return Resolver(
+        template,
+        pseudo_parameters={
+            "AWS::Region": "us-east-1",
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::AccountId": "123456789012",
+            "AWS::StackName": "sms-gateway",
+        },
+    )
+
+
+@dataclass
+class SharedAws:
+    """The template's AWS resources in moto, provisioned once and emptied per test."""
+
+    session: boto3.Session
+    sqs: Any
+    dynamodb: Any
+    template: SamTemplate
+    resolver: Resolver
+    resources: LocalResources = field(default_factory=LocalResources)
+
+    def provision(self) -> None:
+        # A fresh resolver: one that remembers the last run's ARNs would create the send queue
+        # before the dead-letter queue its RedrivePolicy names.
+        self.resolver = _resolver(self.template)
+        self.resources = provision(
+            self.template,
+            self.resolver,
+            sqs=self.sqs,
+            dynamodb=self.dynamodb,
+            stack_name="sms-gateway",
         )
-        resources = provision(
-            template, resolver, sqs=sqs, dynamodb=boto3.client("dynamodb"), stack_name="sms-gateway"
-        )
-        env = {
-            "SMS_GATEWAY_AUTH_MODE": "local",
-            "SMS_GATEWAY_IDEMPOTENCY_TABLE": resources.table_names["IdempotencyTable"],
-            "SMS_GATEWAY_SEND_QUEUE_URL": resources.queue_urls["SendQueue"],
-            "SMS_GATEWAY_DEAD_LETTER_QUEUE_URL": resources.queue_urls["DeadLetterQueue"],
-            "SMS_GATEWAY_MESSAGE_DSN": database,
-            "SMS_GATEWAY_MAX_RECEIVE_COUNT": str(resolver.parameter("MaxReceiveCount")),
-            "SMS_GATEWAY_RETRY_BASE_SECONDS": "0",
-            "SMS_GATEWAY_RETRY_MAX_SECONDS": "0",
-            "SMS_GATEWAY_LEASE_SECONDS": "30",
-        }
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        providers = {p.name: RecordingProvider(p) for p in simulator.demo_providers()}
-        monkeypatch.setattr(simulator, "demo_providers", lambda: list(providers.values()))
-        clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-        monkeypatch.setattr(wiring, "utc_now", clock)
-        engine = make_engine(database)
-        now = clock()
-        policies = RoutePolicyRepository(engine)
-        for tenant_id, (strategy, payload) in DEMO_POLICIES.items():
-            policies.put(tenant_id, strategy, payload, now)
-        wiring.reset()
-        gateway = Gateway(
-            sqs=sqs,
-            send_queue_url=resources.queue_urls["SendQueue"],
-            send_queue_arn=resources.queue_arns["SendQueue"],
-            dead_letter_queue_url=resources.queue_urls["DeadLetterQueue"],
-            dead_letter_queue_arn=resources.queue_arns["DeadLetterQueue"],
-            dsn=database,
-            repo=MessageRepository(engine),
-            providers=providers,
-            handlers={name: load_handler(name) for name in ("ingest", "status", "sender", "dlq")},
-            clock=clock,
-        )
+
+    def empty(self) -> None:
+        """Purge every queue and delete every item; provision first if moto was reset."""
         try:
-            yield gateway
-        finally:
-            wiring.reset()
-            engine.dispose()
+            with pytest.MonkeyPatch.context() as env:
+                # moto's setting for SQS's "one purge per queue per 60 s"; a test purges often
+                env.setenv("MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR", "false")
+                for url in self.resources.queue_urls.values():
+                    self.sqs.purge_queue(QueueUrl=url)
+            for table in self.resources.table_names.values():
+                self._clear_table(table)
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code not in _MISSING | {"ResourceNotFoundException"}:
+                raise
+            self.provision()
+        if not self.resources.queue_urls:
+            self.provision()
+
+    def _clear_table(self, table: str) -> None:
+        keys = [
+            element["AttributeName"]
+            for element in self.dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]
+        ]
+        pages = self.dynamodb.get_paginator("scan").paginate(
+            TableName=table,
+            ProjectionExpression=", ".join(f"#k{i}" for i in range(len(keys))),
+            ExpressionAttributeNames={f"#k{i}": key for i, key in enumerate(keys)},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                self.dynamodb.delete_item(TableName=table, Key=item)
+
+
+_shared: list[SharedAws] = []  # the session's SharedAws, once built
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that does not use the shared AWS resources finds moto as a fresh process would
+    (empty), as it did when every test had its own ``mock_aws``."""
+    if (
+        _shared
+        and _shared[0].resources.queue_urls
+        and "moto_resources" not in getattr(item, "fixturenames", ())
+    ):
+        with mock_aws():  # entering and leaving the outermost mock resets moto's state
+            pass
+        _shared[0].resources = LocalResources()
+
+
+@pytest.fixture(scope="session")
+def shared_aws() -> SharedAws:
+    """One boto3 session and the parsed template for the whole session (per worker)."""
+    session = boto3.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        aws_session_token="testing",
+        region_name="us-east-1",
+    )
+    template = SamTemplate.from_file(REPO_ROOT / "template.yaml")
+    shared = SharedAws(
+        session=session,
+        sqs=session.client("sqs"),
+        dynamodb=session.client("dynamodb"),
+        template=template,
+        resolver=_resolver(template),
+    )
+    _shared[:] = [shared]
+    return shared
 
 
 @pytest.fixture
-def gateway(database: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+def moto_resources(
+    shared_aws: SharedAws, aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SharedAws]:
+    """moto active for one test, with the template's table and queues empty."""
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", shared_aws.session)
+    mock = mock_aws(config=_KEEP_STATE)
+    mock.start(reset=False)
+    try:
+        shared_aws.empty()
+        yield shared_aws
+    finally:
+        mock.stop(remove_data=False)
+
+
+@pytest.fixture(scope="session")
+def handler_modules() -> dict[str, ModuleType]:
+    """The four functions' ``app`` modules, loaded once (a warm container's), in the
+    functions' environment (Powertools reads its service and namespace at import)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        set_aws_test_env(monkeypatch)
+        return {name: load_handler(name) for name in ("ingest", "status", "sender", "dlq")}
+
+
+def _gateway(
+    database: str,
+    aws: SharedAws,
+    handlers: dict[str, ModuleType],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Gateway]:
+    resources = aws.resources
+    env = {
+        "SMS_GATEWAY_AUTH_MODE": "local",
+        "SMS_GATEWAY_IDEMPOTENCY_TABLE": resources.table_names["IdempotencyTable"],
+        "SMS_GATEWAY_SEND_QUEUE_URL": resources.queue_urls["SendQueue"],
+        "SMS_GATEWAY_DEAD_LETTER_QUEUE_URL": resources.queue_urls["DeadLetterQueue"],
+        "SMS_GATEWAY_MESSAGE_DSN": database,
+        "SMS_GATEWAY_MAX_RECEIVE_COUNT": str(aws.resolver.parameter("MaxReceiveCount")),
+        "SMS_GATEWAY_RETRY_BASE_SECONDS": "0",
+        "SMS_GATEWAY_RETRY_MAX_SECONDS": "0",
+        "SMS_GATEWAY_LEASE_SECONDS": "30",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    providers = {p.name: RecordingProvider(p) for p in simulator.demo_providers()}
+    monkeypatch.setattr(simulator, "demo_providers", lambda: list(providers.values()))
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    monkeypatch.setattr(wiring, "utc_now", clock)
+    engine = make_engine(database)
+    now = clock()
+    policies = RoutePolicyRepository(engine)
+    for tenant_id, (strategy, payload) in DEMO_POLICIES.items():
+        policies.put(tenant_id, strategy, payload, now)
+    wiring.reset()
+    gateway = Gateway(
+        sqs=aws.sqs,
+        send_queue_url=resources.queue_urls["SendQueue"],
+        send_queue_arn=resources.queue_arns["SendQueue"],
+        dead_letter_queue_url=resources.queue_urls["DeadLetterQueue"],
+        dead_letter_queue_arn=resources.queue_arns["DeadLetterQueue"],
+        dsn=database,
+        repo=MessageRepository(engine),
+        providers=providers,
+        handlers=handlers,
+        clock=clock,
+    )
+    try:
+        yield gateway
+    finally:
+        wiring.reset()
+        engine.dispose()
+
+
+@pytest.fixture
+def gateway(
+    database: str,
+    moto_resources: SharedAws,
+    handler_modules: dict[str, ModuleType],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Gateway]:
     """The gateway over moto, on each SQL dialect."""
-    yield from _gateway(database, monkeypatch)
+    yield from _gateway(database, moto_resources, handler_modules, monkeypatch)
 
 
 @pytest.fixture
 def sqlite_gateway(
-    sqlite_database: str, aws_env: None, monkeypatch: pytest.MonkeyPatch
+    sqlite_database: str,
+    moto_resources: SharedAws,
+    handler_modules: dict[str, ModuleType],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Gateway]:
     """The gateway over moto and SQLite only."""
-    yield from _gateway(sqlite_database, monkeypatch)
+    yield from _gateway(sqlite_database, moto_resources, handler_modules, monkeypatch)
