@@ -13,6 +13,8 @@ PYTHON ?= $(shell for p in python3.12 python3.13 \
 	&& { command -v $$p || echo $$p; } && exit; done)
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (auto: one per core); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 
 .PHONY: help install run test lint format build validate bench events clean
 
@@ -31,8 +33,8 @@ install: $(STAMP) ## Create .venv and install the gateway with its dev tools
 run: $(STAMP) ## Run the local stack on http://127.0.0.1:3000 (moto + SQLite, no Docker)
 	$(BIN)/sms-gateway local $(ARGS)
 
-test: $(STAMP) ## Run the tests (unit, integration, end-to-end)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: $(STAMP) ## Run the tests (unit, integration, end-to-end), on one worker per core
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP) validate ## ruff, mypy and sam validate --lint
 	$(BIN)/ruff check .

@@ -4,10 +4,11 @@ and the in-process gateway under moto.
 ``SMS_GATEWAY_TEST_POSTGRES_DSN`` / ``SMS_GATEWAY_TEST_MYSQL_DSN`` select the servers (CI sets
 both, to the loopback servers, and fails on any skipped SQL test).
 
-What is built once per session and what once per test:
+What is built once per session (per xdist worker) and what once per test:
 
 - SQLite: the Alembic history runs once into a template file; each test gets a copy of it.
-  PostgreSQL / MariaDB: migrated once, every table emptied before each test.
+  PostgreSQL / MariaDB: migrated once, every table emptied before each test (their tests run
+  on one xdist worker per server, see ``pytest_collection_modifyitems``).
 - AWS: moto's state outlives a test; the template's table and queues are provisioned once and
   emptied before each test (provisioned again when something reset moto: a test with its own
   ``mock_aws``, or a local stack stopping). One boto3 session (service models loaded once)
@@ -57,6 +58,19 @@ SERVER_DSNS = {
     "mysql": "SMS_GATEWAY_TEST_MYSQL_DSN",
 }
 _migrated: dict[str, Engine] = {}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep what shares one external thing on one xdist worker (``--dist loadgroup``): the
+    tests of each SQL server (one database, emptied per test) and the end-to-end tests (one
+    local stack per session)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("database") if callspec is not None else None
+        if kind in SERVER_DSNS:
+            item.add_marker(pytest.mark.xdist_group(f"sql-{kind}"))
+        elif "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("e2e-local-stack"))
 
 
 @pytest.fixture(scope="session")
