@@ -238,6 +238,14 @@ class Gateway:
             attrs["ApproximateNumberOfMessagesNotVisible"]
         )
 
+    def visible_messages(self, which: str = "send") -> int:
+        """``ApproximateNumberOfMessages``: those a receive would get now."""
+        url = self.send_queue_url if which == "send" else self.dead_letter_queue_url
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"])
+
     def sends(self, message_id: str) -> list[SendRequest]:
         """Every provider call made for ``message_id``, over all providers."""
         return [c for p in self.providers.values() for c in p.calls if c.message_id == message_id]

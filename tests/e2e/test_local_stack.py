@@ -153,7 +153,7 @@ def test_behaviour_4_receipts_only_move_forward(stack: Stack) -> None:
 def test_behaviour_5_receipt_while_sending(stack: Stack) -> None:
     sent = stack.send("tenant-6", key("b5"), {"to": "+14155550100", "body": "hi"})  # 2 s provider
     message_id = sent.body["message_id"]
-    stack.wait_status("tenant-6", message_id, "sending", timeout=10)
+    stack.wait_status("tenant-6", message_id, "sending")
     early = stack.request("POST", "/v1/receipts", {"message_id": message_id, "status": "delivered"})
     assert early.status == 202
     assert early.body["outcome"] == "pending"

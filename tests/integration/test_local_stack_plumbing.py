@@ -962,7 +962,7 @@ def test_cli_prints_ready_line_and_exits_0_on_sigterm(throwaway_root: Path, tmp_
         # The CLI always migrates and seeds (into the throwaway SQLite file of the env).
         assert process.stdout is not None
         lines: list[str] = []
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             line = process.stdout.readline()
             if not line:

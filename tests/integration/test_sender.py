@@ -181,7 +181,10 @@ def test_crash_between_claim_and_send_is_recovered_after_the_lease(
     assert len(provider.calls) == 1
 
     gateway.clock.advance(2)  # the lease (1 s) has ended on the services' clock...
-    time.sleep(2.2)  # ...and the 2 s visibility the sender set has ended on SQS's
+    deadline = time.monotonic() + 60  # ...and the 2 s visibility the sender set, on SQS's
+    while gateway.visible_messages() == 0:
+        assert time.monotonic() < deadline, "the kept message never became visible again"
+        time.sleep(0.1)
     gateway.run_until_idle()
     view = gateway.get_message("tenant-3", message_id).body
     assert view["status"] == "sent"
