@@ -34,7 +34,7 @@ run: $(STAMP) ## Run the local stack on http://127.0.0.1:3000 (moto + SQLite, no
 	$(BIN)/sms-gateway local $(ARGS)
 
 test: $(STAMP) ## Run the tests (unit, integration, end-to-end), on one worker per core
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP) validate ## ruff, mypy and sam validate --lint
 	$(BIN)/ruff check .

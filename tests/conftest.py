@@ -7,8 +7,8 @@ both, to the loopback servers, and fails on any skipped SQL test).
 What is built once per session (per xdist worker) and what once per test:
 
 - SQLite: the Alembic history runs once into a template file; each test gets a copy of it.
-  PostgreSQL / MariaDB: migrated once, every table emptied before each test (their tests run
-  on one xdist worker per server, see ``pytest_collection_modifyitems``).
+  PostgreSQL / MariaDB: migrated once, every table emptied before each test; each xdist
+  worker uses its own database beside the one named (``<name>_gw0``, ...), created if missing.
 - AWS: moto's state outlives a test; the template's table and queues are provisioned once and
   emptied before each test (provisioned again when something reset moto: a test with its own
   ``mock_aws``, or a local stack stopping). One boto3 session (service models loaded once)
@@ -34,7 +34,7 @@ import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, settings
 from moto import mock_aws
-from sqlalchemy import Engine, delete, text
+from sqlalchemy import Engine, create_engine, delete, make_url, text
 
 from sms_gateway import wiring
 from sms_gateway.local.resources import LocalResources, provision
@@ -57,20 +57,7 @@ SERVER_DSNS = {
     "postgresql": "SMS_GATEWAY_TEST_POSTGRES_DSN",
     "mysql": "SMS_GATEWAY_TEST_MYSQL_DSN",
 }
-_migrated: dict[str, Engine] = {}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep what shares one external thing on one xdist worker (``--dist loadgroup``): the
-    tests of each SQL server (one database, emptied per test) and the end-to-end tests (one
-    local stack per session)."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        kind = callspec.params.get("database") if callspec is not None else None
-        if kind in SERVER_DSNS:
-            item.add_marker(pytest.mark.xdist_group(f"sql-{kind}"))
-        elif "stack" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("e2e-local-stack"))
+_migrated: dict[str, tuple[str, Engine]] = {}  # kind -> (DSN, engine), once per process
 
 
 @pytest.fixture(scope="session")
@@ -95,16 +82,42 @@ def _fresh_database(kind: str, tmp_path: Path, sqlite_template: Path) -> str:
             pytest.fail(f"{SERVER_DSNS[kind]} is not set but SQL servers are required")
         pytest.skip(f"{SERVER_DSNS[kind]} is not set: no {kind} server for this run")
     if kind not in _migrated:
+        dsn = _worker_database(dsn)
         engine = make_engine(dsn)
         with engine.begin() as conn:
             metadata.drop_all(conn)
             conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
         run_migrations(dsn)
-        _migrated[kind] = engine
-    with _migrated[kind].begin() as conn:
+        _migrated[kind] = (dsn, engine)
+    dsn, engine = _migrated[kind]
+    with engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(delete(table))
     return dsn
+
+
+def _worker_database(dsn: str) -> str:
+    """Under pytest-xdist, ``dsn``'s database with the worker's id appended (created when
+    missing), so that workers never empty each other's tables; else ``dsn`` itself."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return dsn
+    url = make_url(dsn)
+    name = f"{url.database}_{worker}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if url.get_backend_name() == "postgresql":
+                exists = conn.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                ).first()
+                if not exists:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+            else:
+                conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"))
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])
