@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import threading
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -148,9 +149,15 @@ def moto_server() -> Iterator[str]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_port}"
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield endpoint
     finally:
+        # moto's backends are process-global: leave no table for a later test (a local stack
+        # started in this process provisions the same names).
+        reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(reset, timeout=10):
+            pass
         server.shutdown()
         thread.join()
 
