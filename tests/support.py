@@ -175,6 +175,20 @@ class Gateway:
             all_headers["Idempotency-Key"] = key
         return self.api("ingest", api_event("POST", "/v1/messages", body=text, headers=all_headers))
 
+    def post_batch(
+        self, tenant: str | None, key: str | None, body: str | dict[str, Any], **headers: str
+    ) -> HttpAnswer:
+        """``POST /v1/messages/batch`` (bulk send) through the ingest handler."""
+        text = body if isinstance(body, str) else json.dumps(body)
+        all_headers = {"Content-Type": "application/json", **headers}
+        if tenant is not None:
+            all_headers["X-Tenant-ID"] = tenant
+        if key is not None:
+            all_headers["Idempotency-Key"] = key
+        return self.api(
+            "ingest", api_event("POST", "/v1/messages/batch", body=text, headers=all_headers)
+        )
+
     def get_message(self, tenant: str, message_id: str) -> HttpAnswer:
         return self.api(
             "status",

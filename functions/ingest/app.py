@@ -1,4 +1,5 @@
-"""IngestFunction: ``POST /v1/messages`` -> idempotency (DynamoDB) -> SendQueue -> 202.
+"""IngestFunction: ``POST /v1/messages`` (one SMS) and ``POST /v1/messages/batch`` (up to
+100) -> idempotency (DynamoDB) -> SendQueue -> 202.
 
 No SQL and no VPC: this function only validates, deduplicates and queues.
 """
@@ -17,6 +18,7 @@ from sms_gateway.api.requests import decode_json_body, idempotency_key_of, reque
 from sms_gateway.api.rest import json_response, make_resolver
 from sms_gateway.api.tenancy import tenant_of_event
 from sms_gateway.observability import logger, metrics, tracer
+from sms_gateway.services.bulk import BatchNotQueued, BatchRefused
 from sms_gateway.services.ingest import IdempotencyInProgress, IdempotencyKeyReused
 
 app = make_resolver(
@@ -30,6 +32,17 @@ app = make_resolver(
             "Request in progress",
             "in flight",
             headers={"Retry-After": "1"},
+        ),
+        # Some messages of a bulk request are queued, some are not: not a 202 for them.
+        BatchNotQueued: Problem(
+            503,
+            "dependency-unavailable",
+            "Service temporarily unavailable",
+            "not every message could be queued",
+            headers={"Retry-After": "2"},
+        ),
+        BatchRefused: Problem(
+            500, "internal-error", "Internal error", "not every message could be queued"
         ),
     }
 )
@@ -47,6 +60,20 @@ def post_message() -> Response[str]:
     headers = {"Location": f"/v1/messages/{accepted.body['message_id']}"}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
+    return json_response(202, accepted.body, headers)
+
+
+@app.post("/v1/messages/batch")
+@tracer.capture_method
+def post_messages_batch() -> Response[str]:
+    """Accept up to 100 SMS under one Idempotency-Key; see
+    :meth:`sms_gateway.services.ingest.IngestService.accept_batch`."""
+    container = wiring.ingest()
+    event = app.current_event
+    tenant_id = tenant_of_event(event, container.settings.auth_mode)
+    key = idempotency_key_of(event.headers.get("Idempotency-Key"))
+    accepted = container.service.accept_batch(tenant_id, key, decode_json_body(request_text(event)))
+    headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
     return json_response(202, accepted.body, headers)
 
 

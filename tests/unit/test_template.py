@@ -258,6 +258,7 @@ def test_api_routes_and_api_key_auth(
     }
     assert routes == {
         ("POST", "/v1/messages", "IngestFunction"),
+        ("POST", "/v1/messages/batch", "IngestFunction"),
         ("GET", "/v1/messages/{message_id}", "StatusFunction"),
         ("POST", "/v1/receipts", "StatusFunction"),
     }
@@ -270,7 +271,9 @@ def test_api_routes_and_api_key_auth(
     # receipts are signed by providers; an API key would make a provider a tenant
     receipt_event = props(template, "StatusFunction")["Events"]["PostReceipt"]["Properties"]
     assert receipt_event["Auth"] == {"ApiKeyRequired": False}
-    assert "Auth" not in props(template, "IngestFunction")["Events"]["SendMessage"]["Properties"]
+    # both ingest routes keep the API's default: an API key is required (it is the tenant)
+    for event_name in ("SendMessage", "SendMessageBatch"):
+        assert "Auth" not in props(template, "IngestFunction")["Events"][event_name]["Properties"]
 
 
 def test_alarms_on_dead_letters_and_sender_errors(template: SamTemplate) -> None:

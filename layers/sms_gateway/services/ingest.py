@@ -9,6 +9,11 @@ whitespace do not matter). Outcomes (DESIGN section 5):
 - same key, different payload: :class:`IdempotencyKeyReused` (422);
 - same key while the first request is still in flight: :class:`IdempotencyInProgress` (409).
 
+A bulk request (:meth:`IngestService.accept_batch`, ``POST /v1/messages/batch``) goes through
+the same idempotent step, so the rules above hold for it as a whole, and a key names one
+request whichever route it came by (reusing a single message's key for a batch is 422: the
+payloads differ). What the step does for a batch is :mod:`sms_gateway.services.bulk`'s.
+
 No SQL here: the ingest function has no database and no VPC.
 """
 
@@ -16,8 +21,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import (
     BasePersistenceLayer,
@@ -30,7 +35,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
-from sms_gateway.api.requests import validate_send_request
+from sms_gateway.api.batch import batch_problem, validate_batch_request
+from sms_gateway.api.requests import ValidatedMessage, validate_send_request
 from sms_gateway.domain.message import (
     QueuedMessage,
     derive_message_id,
@@ -38,7 +44,19 @@ from sms_gateway.domain.message import (
     retention_window,
 )
 from sms_gateway.observability import logger
+from sms_gateway.services.bulk import (
+    BatchEntry,
+    BatchNotQueued,
+    BatchQueue,
+    BatchRefused,
+    batch_answer,
+    derive_batch_message_id,
+)
 from sms_gateway.services.ports import Clock, MessageQueue, MetricsSink
+
+
+class IngestQueue(MessageQueue, BatchQueue, Protocol):
+    """The SendQueue as ingest writes it: one message (single route) or in batches (bulk)."""
 
 
 class IdempotencyKeyReused(Exception):
@@ -97,7 +115,7 @@ class IngestService:
     def __init__(
         self,
         *,
-        queue: MessageQueue,
+        queue: IngestQueue,
         clock: Clock,
         metrics: MetricsSink,
         config: IngestConfig,
@@ -134,17 +152,66 @@ class IngestService:
             "tenant_id": tenant_id,
             "idempotency_key": idempotency_key,
             "payload": payload,
-            "message": {
-                "to": validated.to,
-                "sender_id": validated.sender_id,
-                "body": validated.body,
-                "encoding": validated.content.encoding.value,
-                "segments": validated.content.segments,
-                "max_attempts": validated.max_attempts,
-                "reference": validated.reference,
-                "validity_period": validated.validity_period,
-            },
+            "message": _message_fields(validated),
         }
+        return self._once(request)
+
+    def accept_batch(self, tenant_id: str, idempotency_key: str, payload: Any) -> Accepted:
+        """Accept a bulk request (``{"messages": [...], "all_or_nothing"?}``, the decoded JSON
+        body) for ``tenant_id`` under ``idempotency_key``: one idempotency record for the
+        request, one SQS message per valid message (SendMessageBatch, 10 per call).
+
+        ``body`` of the answer: ``{"messages": [{index, message_id, status: "queued", to,
+        encoding, segments} | {index, status: "rejected", errors: [{field, message}]}],
+        "accepted": n, "rejected": m}``, in request order. An invalid message rejects only
+        itself, unless ``all_or_nothing``.
+
+        Raises:
+            Problem: 422 validation error: the request's own shape (``messages`` missing,
+                empty, over 100, ...); or, naming ``messages[i].field``, any invalid message
+                under ``all_or_nothing``, or every message invalid. Nothing stored or queued.
+            IdempotencyKeyReused: same key, different payload (or a single message's key).
+            IdempotencyInProgress: same key, first request still running.
+            BatchNotQueued: SQS did not take some messages after bounded retries (503);
+                BatchRefused (500) when it refused one as malformed.
+            botocore.exceptions.ClientError: SQS or DynamoDB refused a whole call.
+        """
+        batch = validate_batch_request(
+            payload,
+            max_segments=self._config.max_segments,
+            max_attempts_limit=self._config.max_attempts_limit,
+        )
+        rejected = batch.rejected
+        if rejected and (batch.all_or_nothing or not batch.accepted):
+            raise batch_problem(
+                rejected, total=len(batch.items), all_or_nothing=batch.all_or_nothing
+            )
+        request = {
+            "tenant_id": tenant_id,
+            "idempotency_key": idempotency_key,
+            "payload": payload,
+            "batch": [
+                {
+                    "index": item.index,
+                    "item_hash": payload_fingerprint(canonical_json(item.payload)),
+                    "message": _message_fields(item.message),
+                }
+                for item in batch.accepted
+                if item.message is not None
+            ],
+            "rejected": [
+                {
+                    "index": item.index,
+                    "status": "rejected",
+                    "errors": [{"field": e.field, "message": e.message} for e in item.errors],
+                }
+                for item in rejected
+            ],
+        }
+        return self._once(request)
+
+    def _once(self, request: dict[str, Any]) -> Accepted:
+        """Run the idempotent step; map Powertools' idempotency errors to ours."""
         try:
             answer = self._enqueue_once(request=request)
         except IdempotencyValidationError as exc:
@@ -161,7 +228,10 @@ class IngestService:
         return Accepted(body=answer, replayed=replayed)
 
     def _enqueue(self, request: dict[str, Any]) -> dict[str, Any]:
-        fields = request["message"]
+        """The idempotent step (its qualified name is part of the stored keys: keep it).
+        A bulk request carries ``batch``; a single one ``message``."""
+        if "batch" in request:
+            return self._enqueue_batch(request)
         now = self._clock()
         message_id = derive_message_id(
             request["tenant_id"],
@@ -169,38 +239,13 @@ class IngestService:
             payload_fingerprint(canonical_json(request["payload"])),
             retention_window(now, self._config.idempotency_ttl_seconds),
         )
-        message = QueuedMessage(
-            message_id=message_id,
-            tenant_id=request["tenant_id"],
-            to=fields["to"],
-            sender_id=fields["sender_id"],
-            body=fields["body"],
-            encoding=fields["encoding"],
-            segments=fields["segments"],
-            max_attempts=fields["max_attempts"],
-            reference=fields["reference"],
-            idempotency_key=request["idempotency_key"],
-            created_at=now,
-            expires_at=(
-                now + timedelta(seconds=fields["validity_period"])
-                if fields["validity_period"]
-                else None
-            ),
-        )
+        message = _queued_message(message_id, request, request["message"], now)
         self._queue.send(
             message.model_dump_json(),
             {"message_id": message_id, "tenant_id": message.tenant_id},
         )
         self._metrics.add("MessagesAccepted", 1, "Count")
-        logger.info(
-            "accepted",
-            extra={
-                "message_id": message_id,
-                "tenant_id": message.tenant_id,
-                "segments": message.segments,
-                "encoding": message.encoding.value,
-            },
-        )
+        _log_accepted(message)
         return {
             "message_id": message_id,
             "status": "queued",
@@ -209,3 +254,115 @@ class IngestService:
             "segments": message.segments,
             "created_at": now.isoformat().replace("+00:00", "Z"),
         }
+
+    def _enqueue_batch(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Queue every valid message of a bulk request; see :mod:`sms_gateway.services.bulk`.
+
+        Raises:
+            BatchNotQueued, BatchRefused: some messages could not be queued (the idempotency
+                record is then deleted by Powertools, so the key stays usable).
+        """
+        now = self._clock()
+        window = retention_window(now, self._config.idempotency_ttl_seconds)
+        messages: dict[str, QueuedMessage] = {}
+        for item in request["batch"]:
+            message_id = derive_batch_message_id(
+                request["tenant_id"],
+                request["idempotency_key"],
+                item["index"],
+                item["item_hash"],
+                window,
+            )
+            messages[str(item["index"])] = _queued_message(
+                message_id, request, item["message"], now
+            )
+        result = self._queue.send_batch(
+            [
+                BatchEntry(
+                    entry_id=entry_id,
+                    body=message.model_dump_json(),
+                    attributes={"message_id": message.message_id, "tenant_id": message.tenant_id},
+                )
+                for entry_id, message in messages.items()
+            ]
+        )
+        if result.failed:
+            failures = list(result.failed.values())
+            logger.error(
+                "bulk request not fully queued",
+                extra={
+                    "tenant_id": request["tenant_id"],
+                    "queued": len(result.sent),
+                    "failed_indexes": sorted(int(i) for i in result.failed),
+                    "codes": sorted({f.code for f in failures}),
+                    "calls": result.calls,
+                },
+            )
+            error = BatchRefused if any(f.sender_fault for f in failures) else BatchNotQueued
+            raise error(len(result.sent), len(messages), failures)
+        self._metrics.add("MessagesAccepted", len(messages), "Count")
+        for message in messages.values():
+            _log_accepted(message)
+        accepted = [
+            {
+                "index": int(entry_id),
+                "message_id": message.message_id,
+                "status": "queued",
+                "to": message.to,
+                "encoding": message.encoding.value,
+                "segments": message.segments,
+            }
+            for entry_id, message in messages.items()
+        ]
+        return batch_answer(accepted, request["rejected"])
+
+
+def _message_fields(validated: ValidatedMessage) -> dict[str, Any]:
+    """A validated message as the JSON-able fields the idempotent step reads."""
+    return {
+        "to": validated.to,
+        "sender_id": validated.sender_id,
+        "body": validated.body,
+        "encoding": validated.content.encoding.value,
+        "segments": validated.content.segments,
+        "max_attempts": validated.max_attempts,
+        "reference": validated.reference,
+        "validity_period": validated.validity_period,
+    }
+
+
+def _queued_message(
+    message_id: str, request: dict[str, Any], fields: dict[str, Any], now: datetime
+) -> QueuedMessage:
+    """The SendQueue body of one message (``fields``: :func:`_message_fields`)."""
+    return QueuedMessage(
+        message_id=message_id,
+        tenant_id=request["tenant_id"],
+        to=fields["to"],
+        sender_id=fields["sender_id"],
+        body=fields["body"],
+        encoding=fields["encoding"],
+        segments=fields["segments"],
+        max_attempts=fields["max_attempts"],
+        reference=fields["reference"],
+        idempotency_key=request["idempotency_key"],
+        created_at=now,
+        expires_at=(
+            now + timedelta(seconds=fields["validity_period"])
+            if fields["validity_period"]
+            else None
+        ),
+    )
+
+
+def _log_accepted(message: QueuedMessage) -> None:
+    logger.info(
+        "accepted",
+        extra={
+            "message_id": message.message_id,
+            "tenant_id": message.tenant_id,
+            "segments": message.segments,
+            "encoding": message.encoding.value,
+        },
+        stacklevel=3,  # the line of the service that accepted it, as log_transition does
+    )
