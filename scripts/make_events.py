@@ -121,6 +121,20 @@ def main() -> None:
             {"to": "hello", "body": ""},
             {"Idempotency-Key": "sample-invalid"},
         ),
+        "ingest-post-messages-batch.json": api_event(
+            "POST",
+            "/v1/messages/batch",
+            "/v1/messages/batch",
+            {
+                "messages": [
+                    {"to": "+12025550143", "body": "hello"},
+                    {"to": "+12025550199", "body": "Grüße, €5", "reference": "order-7"},
+                    {"to": "hello", "body": "rejected alone: not a phone number"},
+                ]
+            },
+            {"Idempotency-Key": "sample-bulk-1"},
+            tenant="tenant-3",
+        ),
         "status-get-message.json": api_event(
             "GET",
             "/v1/messages/4f7f2a8e-0000-5000-8000-000000000001",

@@ -22,6 +22,7 @@ EXPECTED = {
     "ingest-post-message.json": 202,
     "ingest-post-message-failing-tenant.json": 202,
     "ingest-post-message-invalid.json": 422,
+    "ingest-post-messages-batch.json": 202,
     "status-get-message.json": 200,
     "status-post-receipt.json": 200,
 }
@@ -44,6 +45,11 @@ def test_sample_replays(gateway: Gateway, name: str) -> None:
     body = json.loads(answer["body"])
     if name == "ingest-post-message-invalid.json":
         assert {e["field"] for e in body["errors"]} == {"to", "body"}
+    if name == "ingest-post-messages-batch.json":
+        assert (body["accepted"], body["rejected"]) == (2, 1)
+        assert [m["status"] for m in body["messages"]] == ["queued", "queued", "rejected"]
+        assert body["messages"][1]["encoding"] == "GSM-7"  # ü and ß are GSM 03.38, € an escape
+        assert {e["field"] for e in body["messages"][2]["errors"]} == {"to"}
     if name == "status-get-message.json":
         assert body["status"] == "sent"
     if name == "status-post-receipt.json":
