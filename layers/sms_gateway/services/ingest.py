@@ -51,6 +51,8 @@ from sms_gateway.services.bulk import (
     BatchRefused,
     batch_answer,
     derive_batch_message_id,
+    pack_answer,
+    unpack_answer,
 )
 from sms_gateway.services.ports import Clock, MessageQueue, MetricsSink
 
@@ -222,6 +224,7 @@ class IngestService:
             raise IdempotencyInProgress(
                 "a request with this Idempotency-Key is still being processed"
             ) from exc
+        answer = unpack_answer(answer)
         replayed = bool(answer.pop("__replayed__", False))
         if replayed:
             self._metrics.add("IdempotentReplays", 1, "Count")
@@ -257,6 +260,8 @@ class IngestService:
 
     def _enqueue_batch(self, request: dict[str, Any]) -> dict[str, Any]:
         """Queue every valid message of a bulk request; see :mod:`sms_gateway.services.bulk`.
+        Returns the 202 body packed (:func:`~sms_gateway.services.bulk.pack_answer`): it is
+        what the idempotency record stores; :meth:`_once` unpacks it.
 
         Raises:
             BatchNotQueued, BatchRefused: some messages could not be queued (the idempotency
@@ -314,7 +319,7 @@ class IngestService:
             }
             for entry_id, message in messages.items()
         ]
-        return batch_answer(accepted, request["rejected"])
+        return pack_answer(batch_answer(accepted, request["rejected"]))
 
 
 def _message_fields(validated: ValidatedMessage) -> dict[str, Any]:
