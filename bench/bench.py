@@ -38,6 +38,7 @@ import boto3
 import pytest
 from sqlalchemy import event
 
+from bench import bulk_figures
 from sms_gateway import wiring
 from tests import conftest  # the bench drives the same in-process harness as the tests
 from tests.support import Gateway
@@ -220,6 +221,7 @@ def main() -> None:
     args = parser.parse_args()
     run_path(args.messages)
     cold_imports(args.repeat)
+    bulk_figures.report()
 
 
 if __name__ == "__main__":
