@@ -431,6 +431,11 @@ def report_run(result: Run) -> tuple[float, Decimal]:
         print(f"  {name:20} {arithmetic:62} = {money(cost)}")
     cost = sum((c for _, _, c in lines), Decimal(0))
     print(f"  {'total':20} {'':62} = {money(cost)}")
+    timed_cost = sum((c for name, _, c in lines if name.endswith("GB-s")), Decimal(0))
+    print(
+        f"  of which from counted requests and units {money(cost - timed_cost)}, "
+        f"from measured durations {money(timed_cost)}"
+    )
     print(
         f"  durations: median of {result.repeats} runs; ingest "
         f"{ingest.billed_ms / max(ingest.invocations, 1):.1f} ms per invocation "
