@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from sms_gateway.services.ports import SendRateLimiter
     from sms_gateway.services.receipts import ReceiptService
     from sms_gateway.services.sender import SenderService
+    from sms_gateway.storage.dead_letters import SqlDeadLetterStore
+    from sms_gateway.storage.receipts import SqlReceiptStore
     from sms_gateway.storage.repository import MessageRepository
+    from sms_gateway.storage.sql import Database
 
 
 class SettingsError(RuntimeError):
@@ -127,7 +130,10 @@ class SqlContainer:
 
     settings: Settings
     engine: Engine
+    database: Database
     repository: MessageRepository
+    receipt_store: SqlReceiptStore
+    dead_letter_store: SqlDeadLetterStore
     sender: SenderService
     receipts: ReceiptService
     dead_letters: DeadLetterService
@@ -135,7 +141,8 @@ class SqlContainer:
 
 @functools.cache
 def sql() -> SqlContainer:
-    """The SQL container: one engine, repositories, the route-policy cache, the services."""
+    """The SQL container: one engine, the stores (one per aggregate, sharing the engine), the
+    route-policy cache, the services."""
     from sms_gateway.observability import PowertoolsMetrics
     from sms_gateway.providers.base import ProviderRegistry
     from sms_gateway.providers.simulator import demo_providers
@@ -144,18 +151,21 @@ def sql() -> SqlContainer:
     from sms_gateway.services.routing import CachedPolicyResolver
     from sms_gateway.services.sender import SenderConfig, SenderService
     from sms_gateway.storage.engine import make_engine
-    from sms_gateway.storage.repository import MessageRepository, RoutePolicyRepository
+    from sms_gateway.storage.policies import SqlPolicyStore
+    from sms_gateway.storage.repository import MessageRepository
+    from sms_gateway.storage.sql import Database
 
     s = settings()
     engine = make_engine(database_dsn(s), pool_recycle_seconds=s.db_pool_recycle_seconds)
-    repository = MessageRepository(engine)
+    database = Database(engine)
+    repository = MessageRepository(database)
     metrics = PowertoolsMetrics()
-    receipts = ReceiptService(repository, metrics, utc_now)
+    receipts = ReceiptService(repository, repository.receipts, metrics, utc_now)
     queue = _sqs_queue()
     sender = SenderService(
-        repository=repository,
+        messages=repository,
         policies=CachedPolicyResolver(
-            RoutePolicyRepository(engine),
+            SqlPolicyStore(database),
             ttl_seconds=s.route_cache_ttl_seconds,
             max_size=s.route_cache_size,
             default_provider=s.default_provider,
@@ -175,10 +185,13 @@ def sql() -> SqlContainer:
     return SqlContainer(
         settings=s,
         engine=engine,
+        database=database,
         repository=repository,
+        receipt_store=repository.receipts,
+        dead_letter_store=repository.dead_letters,
         sender=sender,
         receipts=receipts,
-        dead_letters=DeadLetterService(repository, metrics, utc_now),
+        dead_letters=DeadLetterService(repository, repository.dead_letters, metrics, utc_now),
     )
 
 

@@ -15,7 +15,8 @@ from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.providers.base import ProviderError, SendRequest, SendResult
 from sms_gateway.services.receipts import ReceiptRequest
-from sms_gateway.storage.repository import AttemptResult, MessageRepository
+from sms_gateway.storage.receipts import SqlReceiptStore
+from sms_gateway.storage.repository import AttemptResult
 from tests.support import Gateway, sample
 
 
@@ -145,9 +146,9 @@ def test_receipt_racing_the_sent_commit_is_not_left_behind(
     record = repo.get(message_id)
     assert record is not None
     assert repo.claim(message_id, record.version, 1, "provider-b", now + timedelta(seconds=30), now)
-    original = MessageRepository.add_receipt
+    original = SqlReceiptStore.add
 
-    def sender_commits_first(self: MessageRepository, **kwargs: Any) -> int:
+    def sender_commits_first(self: SqlReceiptStore, **kwargs: Any) -> int:
         if kwargs["outcome"] == "pending":
             # between the receipt's read (sending) and its insert, the sender finishes
             repo.finish_attempt(
@@ -160,7 +161,7 @@ def test_receipt_racing_the_sent_commit_is_not_left_behind(
             assert sql.receipts.apply_waiting(message_id, "pid-1", "provider-b") is False
         return original(self, **kwargs)
 
-    monkeypatch.setattr(MessageRepository, "add_receipt", sender_commits_first)
+    monkeypatch.setattr(SqlReceiptStore, "add", sender_commits_first)
     outcome = sql.receipts.handle(ReceiptRequest(message_id=message_id, status="delivered"))
     assert outcome.status is MessageStatus.DELIVERED
     assert repo.get(message_id).status is MessageStatus.DELIVERED  # type: ignore[union-attr]
@@ -282,16 +283,16 @@ def test_waiting_receipt_survives_a_blip_after_sent(
             return result
 
     provider.inner = ReceiptFirst()
-    original = MessageRepository.waiting_receipts
+    original = SqlReceiptStore.take_waiting
     blips = {"left": 1}
 
-    def blip_once(self: MessageRepository, *args: Any, **kwargs: Any) -> Any:
+    def blip_once(self: SqlReceiptStore, *args: Any, **kwargs: Any) -> Any:
         if blips["left"]:
             blips["left"] -= 1
             raise StorageUnavailable("database unavailable: blip")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(MessageRepository, "waiting_receipts", blip_once)
+    monkeypatch.setattr(SqlReceiptStore, "take_waiting", blip_once)
     message_id = post(gateway, "tenant-3", "blip", {"to": "+14155550100", "body": "hi"})
     gateway.run_until_idle()
     assert gateway.get_message("tenant-3", message_id).body["status"] == "delivered"

@@ -20,8 +20,7 @@ from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.observability import log_transition
-from sms_gateway.services.ports import Clock, MetricsSink
-from sms_gateway.storage.repository import MessageRepository
+from sms_gateway.services.ports import Clock, DeadLetterStore, MessageStore, MetricsSink
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +36,15 @@ class DeadLetter:
 class DeadLetterService:
     """Records dead letters; see the module docstring."""
 
-    def __init__(self, repository: MessageRepository, metrics: MetricsSink, clock: Clock) -> None:
-        self._repo = repository
+    def __init__(
+        self,
+        messages: MessageStore,
+        dead_letters: DeadLetterStore,
+        metrics: MetricsSink,
+        clock: Clock,
+    ) -> None:
+        self._repo = messages
+        self._letters = dead_letters
         self._metrics = metrics
         self._clock = clock
 
@@ -56,7 +62,7 @@ class DeadLetterService:
                 f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
                 for err in exc.errors()[:5]
             )
-            stored = self._repo.record_dead_letter(
+            stored = self._letters.record(
                 sqs_message_id=letter.sqs_message_id,
                 message_id=None,
                 tenant_id=None,
@@ -65,7 +71,6 @@ class DeadLetterService:
                 detail=f"malformed payload: {problems}",
                 raw_payload=letter.body,
                 now=now,
-                fail_message=False,
             )
         else:
             if self._repo.record_queued(msg, now):  # a message that never reached the sender
@@ -73,7 +78,7 @@ class DeadLetterService:
                     msg.message_id, msg.tenant_id, MessageStatus.ACCEPTED, MessageStatus.QUEUED
                 )
             detail = self._last_error(msg.message_id, letter)
-            stored = self._repo.record_dead_letter(
+            stored = self._letters.record(
                 sqs_message_id=letter.sqs_message_id,
                 message_id=msg.message_id,
                 tenant_id=msg.tenant_id,
@@ -82,11 +87,10 @@ class DeadLetterService:
                 detail=detail,
                 raw_payload=letter.body,
                 now=now,
-                fail_message=False,
             )
             # even for a second copy: the first may have met a live sender that has since
             # put the message back to queued
-            left = self._repo.fail_dead_letter(msg.message_id, ReasonCode.DEAD_LETTER, detail, now)
+            left = self._letters.fail_message(msg.message_id, ReasonCode.DEAD_LETTER, detail, now)
             if left is not None:
                 log_transition(
                     msg.message_id,

@@ -1,13 +1,32 @@
-"""What the services need from the outside world, as protocols (fakes in unit tests)."""
+"""What the services need from the outside world, as protocols (ports).
+
+Each store port has a SQL implementation (``sms_gateway.storage.{messages,receipts,
+dead_letters,policies}``) and an in-memory fake (:mod:`sms_gateway.storage.memory`) that pass
+one shared contract suite (``tests/contract``); service rules are unit-tested on the fakes.
+Every store method may raise :class:`~sms_gateway.storage.errors.StorageUnavailable`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from sms_gateway.domain.message import QueuedMessage
     from sms_gateway.domain.ratelimit import ConditionalTake, Grant
+    from sms_gateway.domain.reasons import ReasonCode
+    from sms_gateway.domain.routing import RoutePolicy
+    from sms_gateway.domain.states import MessageStatus
+    from sms_gateway.storage.records import (
+        AttemptRecord,
+        Claim,
+        Finish,
+        Finished,
+        IntakeResult,
+        MessageRecord,
+        ReceiptRecord,
+    )
 
 Clock = Callable[[], datetime]
 """Returns the current time as an aware UTC datetime."""
@@ -90,4 +109,161 @@ class BucketStore(Protocol):
     def hold(self, provider: str, until_ns: int) -> None:
         """Set the stored value to ``max(stored, until_ns)``, atomically (no tokens before
         ``until_ns``)."""
+
+
+class MessageStore(Protocol):
+    """Messages, their attempts and their audit events (the message aggregate)."""
+
+    def get(self, message_id: str) -> MessageRecord | None:
+        """The message, or None."""
+        ...
+
+    def get_for_tenant(self, tenant_id: str, message_id: str) -> MessageRecord | None:
+        """The message if it is ``tenant_id``'s, else None (unknown and foreign alike)."""
+        ...
+
+    def find_by_provider_message_id(
+        self, provider_message_id: str, provider: str | None = None
+    ) -> MessageRecord | None:
+        """The message ``provider`` knows as ``provider_message_id``, or None."""
+        ...
+
+    def attempts(self, message_id: str) -> list[AttemptRecord]:
+        """Its provider calls, oldest first."""
+        ...
+
+    def events(self, message_id: str) -> list[tuple[str | None, str, str | None]]:
+        """Its audit trail, ``(from, to, reason_code)`` in order."""
+        ...
+
+    def intake(
+        self,
+        batch: Sequence[QueuedMessage],
+        plan: Callable[[dict[str, MessageRecord]], Sequence[Claim]],
+        lease_until: datetime,
+        now: datetime,
+    ) -> IntakeResult:
+        """Record new messages (``queued``) and make the claims ``plan`` decides from the
+        rows (``queued -> sending``, in-flight attempt rows, events); a claim on a row that
+        changed since it was read is not made."""
+        ...
+
+    def finish_many(self, finishes: Sequence[Finish], now: datetime) -> Finished:
+        """Close attempts and move messages still ``sending`` on them to their target."""
+        ...
+
+    def record_queued(self, msg: QueuedMessage, now: datetime) -> bool:
+        """Insert one message as ``queued`` unless it exists; whether this call inserted it."""
+        ...
+
+    def transition(
+        self,
+        message_id: str,
+        current: MessageStatus,
+        target: MessageStatus,
+        now: datetime,
+        *,
+        reason: ReasonCode | None = None,
+        detail: str | None = None,
+        **values: Any,
+    ) -> bool:
+        """``current -> target`` if still ``current`` (+ event); whether it moved."""
+        ...
+
+    def release_expired_lease(self, message_id: str, now: datetime) -> bool:
+        """``sending -> queued`` once the lease ended, closing the in-flight attempt."""
+        ...
+
+    def note_problem(self, message_id: str, reason: ReasonCode, detail: str, now: datetime) -> None:
+        """Record why a queued message could not be attempted (no status change)."""
+        ...
+
+
+class ReceiptStore(Protocol):
+    """Delivery receipts (DLRs) as received, and their application to messages."""
+
+    def add(
+        self,
+        *,
+        message_id: str | None,
+        provider_message_id: str | None,
+        status: str,
+        error_code: str | None,
+        delivered_at: datetime | None,
+        raw: str,
+        outcome: str,
+        now: datetime,
+        provider: str | None = None,
+        attempt: int | None = None,
+    ) -> int:
+        """Store a receipt; a ``pending`` one flags its message. Returns its id."""
+        ...
+
+    def apply(
+        self,
+        message_id: str,
+        target: MessageStatus,
+        now: datetime,
+        *,
+        receipt_id: int,
+        delivered_at: datetime | None,
+        reason: ReasonCode | None,
+        detail: str | None,
+    ) -> bool:
+        """``sent -> target``, marking the receipt applied or stale; whether it moved."""
+        ...
+
+    def take_waiting(
+        self,
+        message_id: str,
+        provider_message_id: str | None,
+        provider: str | None = None,
+        attempt: int | None = None,
+    ) -> list[ReceiptRecord]:
+        """Clear the message's waiting flag; the receipts kept for it, oldest first."""
+        ...
+
+    def mark(self, receipt_id: int, outcome: str) -> None:
+        """Set an open receipt's outcome."""
+        ...
+
+
+class DeadLetterStore(Protocol):
+    """Dead letters and the move of their messages to ``failed``."""
+
+    def record(
+        self,
+        *,
+        sqs_message_id: str,
+        message_id: str | None,
+        tenant_id: str | None,
+        receive_count: int,
+        reason: ReasonCode,
+        detail: str | None,
+        raw_payload: str,
+        now: datetime,
+    ) -> bool:
+        """Store a dead letter unless this one (or this message's) is stored; whether it was."""
+        ...
+
+    def fail_message(
+        self, message_id: str, reason: ReasonCode, detail: str | None, now: datetime
+    ) -> MessageStatus | None:
+        """``queued|sending (lease over) -> failed``; the status it left, or None."""
+        ...
+
+    def list_for(self, message_id: str | None = None) -> list[dict[str, Any]]:
+        """Dead-letter rows (all or one message's), oldest first."""
+        ...
+
+
+class PolicyStore(Protocol):
+    """Tenant route policies."""
+
+    def get(self, tenant_id: str) -> RoutePolicy | None:
+        """The tenant's policy or None."""
+        ...
+
+    def put(self, tenant_id: str, strategy: str, payload: dict[str, Any], now: datetime) -> int:
+        """Create or replace the tenant's policy; its new version."""
         ...

@@ -23,8 +23,8 @@ from sms_gateway.domain.content import CarriableText
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.observability import log_transition
-from sms_gateway.services.ports import Clock, MetricsSink
-from sms_gateway.storage.repository import MessageRecord, MessageRepository
+from sms_gateway.services.ports import Clock, MessageStore, MetricsSink, ReceiptStore
+from sms_gateway.storage.records import MessageRecord
 
 ReceiptStatus = Literal[
     "delivered",
@@ -100,8 +100,15 @@ class ReceiptOutcome:
 class ReceiptService:
     """Applies receipts; see the module docstring."""
 
-    def __init__(self, repository: MessageRepository, metrics: MetricsSink, clock: Clock) -> None:
-        self._repo = repository
+    def __init__(
+        self,
+        messages: MessageStore,
+        receipts: ReceiptStore,
+        metrics: MetricsSink,
+        clock: Clock,
+    ) -> None:
+        self._repo = messages
+        self._receipts = receipts
         self._metrics = metrics
         self._clock = clock
 
@@ -131,7 +138,7 @@ class ReceiptService:
         target = RECEIPT_TARGETS.get(request.status)
 
         def store(message_id: str | None, outcome: str, attempt: int | None = None) -> int:
-            return self._repo.add_receipt(
+            return self._receipts.add(
                 message_id=message_id,
                 provider_message_id=request.provider_message_id,
                 status=request.status,
@@ -186,7 +193,7 @@ class ReceiptService:
         detail = None
         if target is not MessageStatus.DELIVERED:
             detail = f"receipt: {target.value}" + (f" ({error_code})" if error_code else "")
-        moved = self._repo.apply_receipt(
+        moved = self._receipts.apply(
             message.id,
             target,
             now,
@@ -220,11 +227,13 @@ class ReceiptService:
         attempt: int | None = None,
     ) -> bool:
         """Apply the oldest receipt kept while ``message_id`` was not yet ``sent`` (called by
-        the sender right after ``sending -> sent``); later ones become ``stale``. Only
+        the sender right after ``sending -> sent`` when the message's ``receipt_waiting`` flag
+        was set, or for a duplicate of a sent message with the flag); later ones become
+        ``stale``. Only
         receipts signed by ``provider`` (the one that sent it) or unsigned ones (local mode)
         count, and (given ``attempt``, the one that was sent) only those kept during it.
         Returns whether a receipt moved the message."""
-        waiting = self._repo.waiting_receipts(message_id, provider_message_id, provider, attempt)
+        waiting = self._receipts.take_waiting(message_id, provider_message_id, provider, attempt)
         if not waiting:
             return False
         message = self._repo.get(message_id)
@@ -234,7 +243,7 @@ class ReceiptService:
         for receipt in waiting:
             target = RECEIPT_TARGETS.get(receipt.status)
             if target is None or moved:
-                self._repo.mark_receipt(receipt.id, "stale")
+                self._receipts.mark(receipt.id, "stale")
                 continue
             moved = self._apply(
                 message, receipt.id, target, receipt.delivered_at, receipt.error_code

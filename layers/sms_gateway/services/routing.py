@@ -16,12 +16,16 @@ from cachetools import LRUCache, TTLCache
 from sms_gateway.domain.routing import RoutePolicy, Strategy
 
 
-class PolicyStore(Protocol):
-    """Where policies live (SQL in production)."""
+class PolicyReader(Protocol):
+    """Where policies are read from (the read half of
+    :class:`~sms_gateway.services.ports.PolicyStore`)."""
 
     def get(self, tenant_id: str) -> RoutePolicy | None:
         """The tenant's policy or None. May raise on storage failure."""
         ...
+
+
+PolicyStore = PolicyReader
 
 
 class NoRoutePolicy(LookupError):
@@ -37,7 +41,7 @@ class CachedPolicyResolver:
 
     def __init__(
         self,
-        store: PolicyStore,
+        store: PolicyReader,
         *,
         ttl_seconds: float,
         max_size: int,

@@ -1,13 +1,24 @@
-"""The sender: one SQS record of the SendQueue -> at most one provider call -> recorded state.
+"""The sender: a batch of SendQueue records -> at most one provider call per message -> recorded
+state, set-based (issue 6).
 
-Steps (DESIGN section 2): record the message (``queued``, insert-if-absent) -> route policy ->
-claim (``queued -> sending`` + an ``in_flight`` attempt row, before the provider is called) ->
-provider -> ``sent`` | retry later (``queued``, visibility-timeout backoff) | ``failed``.
+One invocation runs in two database phases around the provider calls (DESIGN section 2):
 
-Exactly-once rules:
+1. **intake** (:meth:`MessageStore.intake`): record the batch's new messages (``queued``) and
+   claim the claimable ones (``queued -> sending`` + an ``in_flight`` attempt row each), in as
+   few statements as the dialect allows. The claim is committed before any provider call.
+2. **provider calls**, in parallel (a thread pool), at most ``provider_concurrency`` at a time
+   per provider, so a slow provider does not serialize the batch.
+3. **outcomes** (:meth:`MessageStore.finish_many`): every attempt closed and every message
+   moved in one write; receipts that arrived during the send are applied for the messages
+   whose row says one is waiting (a flag, not a query per SMS).
+
+What happens to each record and after each attempt is decided by the pure functions of
+:mod:`sms_gateway.domain.decisions`; this module performs those decisions. The exactly-once
+rules they encode:
 
 - A record whose message is already past ``queued`` (sent, delivered, failed, ...) is a
-  duplicate delivery: it is acknowledged and nothing is sent.
+  duplicate delivery: it is acknowledged and nothing is sent. Copies of one message within a
+  batch are sent once (the other copies are acknowledged as duplicates).
 - A message in ``sending`` whose lease has not expired is being sent by another invocation:
   this copy is kept (hidden until the lease ends), never deleted, in case that invocation
   crashed. Once the lease expired, the message goes back to ``queued`` and is claimed again.
@@ -15,12 +26,19 @@ Exactly-once rules:
   itself, so every dead letter reaches the DLQ function the same way.
 - A malformed record is reported as a batch item failure with visibility 0, so SQS redrives it
   to the DLQ after ``maxReceiveCount`` receives (no time wasted waiting on it).
+- The invocation claims a record only if its remaining time covers the send and the write
+  after it (:func:`~sms_gateway.domain.decisions.fits_in_time`); the others stay unclaimed
+  and are reported as batch item failures, for redelivery.
+- A database outage does not spend receives: the records are put back as fresh copies.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -28,18 +46,32 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from sms_gateway.domain.content import text_defect
+from sms_gateway.domain.decisions import (
+    AttemptOutcome,
+    IntakeKind,
+    NextKind,
+    decide_after_attempt,
+    decide_intake,
+    fits_in_time,
+)
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.retry import backoff_seconds
 from sms_gateway.domain.routing import choose_provider
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.observability import log_transition, logger
-from sms_gateway.providers.base import ProviderError, ProviderRegistry, SendRequest, UnknownProvider
-from sms_gateway.services.ports import Clock, MessageQueue, MetricsSink
+from sms_gateway.providers.base import (
+    Provider,
+    ProviderError,
+    ProviderRegistry,
+    SendRequest,
+    UnknownProvider,
+)
+from sms_gateway.services.ports import Clock, MessageQueue, MessageStore, MetricsSink
 from sms_gateway.services.receipts import ReceiptService
 from sms_gateway.services.routing import CachedPolicyResolver, NoRoutePolicy
 from sms_gateway.storage.errors import StorageUnavailable
-from sms_gateway.storage.repository import AttemptResult, MessageRepository
+from sms_gateway.storage.records import AttemptResult, Claim, Finish, Finished, MessageRecord
 
 # Message attribute counting the requeues of a record during a database outage.
 OUTAGE_REQUEUES = "outage_requeues"
@@ -127,21 +159,72 @@ class SqsRecord:
 class SenderConfig:
     """Retry backoff ``retry_base_seconds`` * 2^(n-1) capped at ``retry_max_seconds``;
     ``lease_seconds``: how long a claim holds ``sending`` (the function's timeout);
-    ``outage_requeue_limit``: how often a record is put back during a database outage."""
+    ``outage_requeue_limit``: how often a record is put back during a database outage;
+    ``provider_concurrency``: provider calls in flight at once per provider (>= 1);
+    ``send_budget_ms`` / ``write_budget_ms``: the time one provider call / the outcome write
+    may take, for the remaining-time rule (milliseconds)."""
 
     retry_base_seconds: int
     retry_max_seconds: int
     lease_seconds: int
     outage_requeue_limit: int = 10
+    provider_concurrency: int = 10
+    send_budget_ms: int = 5_000
+    write_budget_ms: int = 1_000
+
+
+@dataclass
+class BatchReport:
+    """What a batch came to: ``outcomes`` (acknowledged records) and ``kept`` (records to
+    report as batch item failures, with why), both by SQS message id."""
+
+    outcomes: dict[str, SendOutcome] = field(default_factory=dict)
+    kept: dict[str, RetryLater] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[str]:
+        """SQS message ids for ``batchItemFailures``."""
+        return list(self.kept)
+
+    def settled(self, record: SqsRecord) -> bool:
+        """Whether ``record`` already has its outcome."""
+        return record.sqs_message_id in self.outcomes or record.sqs_message_id in self.kept
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    """A claimed message on its way to ``provider``."""
+
+    record: SqsRecord
+    msg: QueuedMessage
+    row: MessageRecord
+    attempt: int
+    provider_name: str
+    provider: Provider
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What a provider call came to: ``result`` stored; ``outcome`` for the decision;
+    ``error`` the provider's error (None when accepted)."""
+
+    send: _Send
+    result: AttemptResult
+    outcome: AttemptOutcome
+    error: ProviderError | None
 
 
 class SenderService:
-    """Processes SendQueue records; see the module docstring for the rules."""
+    """Processes SendQueue batches; see the module docstring for the rules.
+
+    ``executor``: runs provider calls (a thread pool of its own when None, reused by warm
+    invocations).
+    """
 
     def __init__(
         self,
         *,
-        repository: MessageRepository,
+        messages: MessageStore,
         policies: CachedPolicyResolver,
         providers: ProviderRegistry,
         queue: MessageQueue,
@@ -149,8 +232,9 @@ class SenderService:
         metrics: MetricsSink,
         clock: Clock,
         config: SenderConfig,
+        executor: Executor | None = None,
     ) -> None:
-        self._repo = repository
+        self._store = messages
         self._policies = policies
         self._providers = providers
         self._queue = queue
@@ -158,85 +242,196 @@ class SenderService:
         self._metrics = metrics
         self._clock = clock
         self._config = config
+        self._executor = executor
+        self._limits: dict[str, threading.BoundedSemaphore] = {}
+        self._limits_lock = threading.Lock()
+
+    # ---- entry points --------------------------------------------------------------------
 
     def process(self, record: SqsRecord) -> SendOutcome:
-        """Handle one record (see :meth:`_process`).
-
-        A database outage must not use up the record's SQS receives (``maxReceiveCount`` would
-        dead-letter it without a single attempt during an RDS failover): the record is put
-        back on the SendQueue as a fresh copy, delayed by the retry backoff, and this one is
-        acknowledged, up to ``outage_requeue_limit`` times. The copy has the same body, so the
-        same message id: if both ever exist, the sender sends once.
+        """Handle one record (a batch of one).
 
         Raises:
-            RetryLater: keep the record (a transient failure, backoff applied; or an outage
-                past the requeue limit).
-            MalformedRecord: the body is not a queued message.
+            RetryLater: keep the record (see :meth:`process_batch`).
         """
-        try:
-            return self._process(record)
-        except StorageUnavailable as exc:
-            requeues = record.outage_requeues
-            delay = backoff_seconds(
-                requeues + 1, self._config.retry_base_seconds, self._config.retry_max_seconds
-            )
-            logger.warning(
-                "message store unavailable", extra={"error": str(exc), "requeues": requeues}
-            )
-            if requeues < self._config.outage_requeue_limit:
-                self._queue.send(
-                    record.body,
-                    {**record.attributes, OUTAGE_REQUEUES: str(requeues + 1)},
-                    delay_seconds=min(delay, SQS_MAX_DELAY_SECONDS),
-                )
-                return SendOutcome.REQUEUED
+        report = self.process_batch([record])
+        if record.sqs_message_id in report.kept:
+            raise report.kept[record.sqs_message_id]
+        return report.outcomes[record.sqs_message_id]
+
+    def process_batch(
+        self,
+        records: Sequence[SqsRecord],
+        remaining_ms: Callable[[], int] | None = None,
+    ) -> BatchReport:
+        """Handle a batch (SQS delivers at most 10).
+
+        ``remaining_ms``: the invocation's remaining time in milliseconds (Lambda's
+        ``context.get_remaining_time_in_millis``); None: unlimited.
+
+        Returns which records are done and which to keep (batch item failures): malformed
+        ones (visibility 0), transient failures (visibility = backoff), messages another
+        sender holds (visibility = rest of its lease), records left unclaimed for lack of
+        time, and, during a database outage past ``outage_requeue_limit``, all of them.
+
+        A database outage must not use up the records' SQS receives (``maxReceiveCount``
+        would dead-letter them without a single attempt during an RDS failover): each is put
+        back on the SendQueue as a fresh copy, delayed by the retry backoff, and acknowledged,
+        up to ``outage_requeue_limit`` times. The copy has the same body, so the same message
+        id: if both ever exist, the sender sends once.
+        """
+        report = BatchReport()
+        primaries: dict[str, tuple[SqsRecord, QueuedMessage]] = {}
+        for record in records:
             try:
-                self._queue.change_visibility(record.receipt_handle, delay)
-            except Exception:
-                logger.warning("could not set the visibility of a record during an outage")
-            raise RetryLater("message store unavailable", delay) from exc
-
-    def _process(self, record: SqsRecord) -> SendOutcome:
-        """Handle one record.
-
-        Returns the outcome when the record may be deleted from the queue.
-
-        Raises:
-            RetryLater: keep the record (a transient failure, with backoff already applied).
-            MalformedRecord: the body is not a queued message.
-            StorageUnavailable: the database is down.
-        """
+                msg = QueuedMessage.model_validate_json(record.body)
+            except ValidationError as exc:
+                logger.warning(
+                    "malformed SendQueue record",
+                    extra={"sqs_message_id": record.sqs_message_id, "errors": exc.error_count()},
+                )
+                try:  # best effort: without it the record just waits out its visibility
+                    self._queue.change_visibility(record.receipt_handle, 0)
+                except Exception:
+                    logger.warning("could not reset the visibility of a malformed record")
+                report.kept[record.sqs_message_id] = MalformedRecord("malformed payload", 0)
+                continue
+            if msg.message_id in primaries:
+                # another copy of a message this batch handles: that copy carries it
+                logger.info("duplicate delivery within the batch")
+                report.outcomes[record.sqs_message_id] = SendOutcome.DUPLICATE
+                continue
+            primaries[msg.message_id] = (record, msg)
         try:
-            msg = QueuedMessage.model_validate_json(record.body)
-        except ValidationError as exc:
-            logger.warning(
-                "malformed SendQueue record",
-                extra={"sqs_message_id": record.sqs_message_id, "errors": exc.error_count()},
-            )
-            try:  # best effort: without it the record just waits out its visibility timeout
-                self._queue.change_visibility(record.receipt_handle, 0)
-            except Exception:
-                logger.warning("could not reset the visibility of a malformed record")
-            raise MalformedRecord("malformed payload", 0) from exc
+            self._run(primaries, report, remaining_ms)
+        except StorageUnavailable as exc:
+            for record, _ in primaries.values():
+                if not report.settled(record):
+                    self._outage(record, exc, report)
+        return report
 
+    # ---- the phases ----------------------------------------------------------------------
+
+    def _run(
+        self,
+        primaries: dict[str, tuple[SqsRecord, QueuedMessage]],
+        report: BatchReport,
+        remaining_ms: Callable[[], int] | None,
+    ) -> None:
+        sends: list[_Send] = []
+        pending = dict(primaries)
+        for _ in range(2):  # a second round for messages whose expired lease was released
+            if not pending:
+                break
+            pending = self._intake(pending, report, remaining_ms, sends)
+        for record, _msg in pending.values():  # released twice in one invocation: leave it
+            report.kept[record.sqs_message_id] = RetryLater("lease changed hands", None)
+        if sends:
+            answers = self._send_all(sends)
+            self._finish(answers, report)
+
+    def _intake(
+        self,
+        batch: dict[str, tuple[SqsRecord, QueuedMessage]],
+        report: BatchReport,
+        remaining_ms: Callable[[], int] | None,
+        sends: list[_Send],
+    ) -> dict[str, tuple[SqsRecord, QueuedMessage]]:
+        """Phase 1 for ``batch``; appends the claimed messages to ``sends`` and returns the
+        messages released from an expired lease (to be taken in again)."""
         now = self._clock()
-        if self._repo.record_queued(msg, now):
-            log_transition(
-                msg.message_id, msg.tenant_id, MessageStatus.ACCEPTED, MessageStatus.QUEUED
-            )
-        row = self._repo.get(msg.message_id)
-        if row is None:  # pragma: no cover - just inserted; only a concurrent delete could do it
-            raise RetryLater("message row vanished", None)
+        lease_until = now + timedelta(seconds=self._config.lease_seconds)
+        routed: dict[str, tuple[str, Provider]] = {}
+        no_route: dict[str, Exception] = {}
+        out_of_time: set[str] = set()
 
-        if row.status is MessageStatus.SENDING:
-            if row.lease_expires_at is not None and row.lease_expires_at > now:
-                # Another invocation holds the claim. Keep this copy until the lease ends:
-                # if that sender crashed, this copy is what brings the message back.
-                remaining = int((row.lease_expires_at - now).total_seconds()) + 1
-                self._queue.change_visibility(record.receipt_handle, remaining)
-                raise RetryLater("claimed by another sender", remaining)
-            if not self._repo.release_expired_lease(msg.message_id, now):
-                raise RetryLater("lease changed hands", None)
+        def plan(rows: dict[str, MessageRecord]) -> list[Claim]:
+            remaining = remaining_ms() if remaining_ms is not None else None
+            per_provider: Counter[str] = Counter()
+            claims = []
+            for message_id, (_record, msg) in batch.items():
+                row = rows.get(message_id)
+                if row is None:
+                    continue
+                decision = decide_intake(row.state, now)
+                if decision.kind is not IntakeKind.ATTEMPT:
+                    continue
+                try:
+                    policy = self._policies.resolve(msg.tenant_id)
+                    name = choose_provider(policy, message_id, decision.attempt)
+                    provider = self._providers.get(name)
+                except (NoRoutePolicy, UnknownProvider) as exc:
+                    no_route[message_id] = exc
+                    continue
+                if remaining is not None and not fits_in_time(
+                    remaining,
+                    per_provider[name],
+                    self._config.provider_concurrency,
+                    self._config.send_budget_ms,
+                    self._config.write_budget_ms,
+                ):
+                    out_of_time.add(message_id)
+                    continue
+                per_provider[name] += 1
+                routed[message_id] = (name, provider)
+                claims.append(Claim(message_id, row.version, decision.attempt, name))
+            return claims
+
+        messages = [msg for _record, msg in batch.values()]
+        taken = self._store.intake(messages, plan, lease_until, now)
+        released: dict[str, tuple[SqsRecord, QueuedMessage]] = {}
+        for message_id, (record, msg) in batch.items():
+            if message_id in taken.new:
+                log_transition(
+                    message_id, msg.tenant_id, MessageStatus.ACCEPTED, MessageStatus.QUEUED
+                )
+            row = taken.rows.get(message_id)
+            if row is None:  # pragma: no cover - just inserted; only a delete could do it
+                report.kept[record.sqs_message_id] = RetryLater("message row vanished", None)
+                continue
+            if message_id in taken.claimed:
+                name, provider = routed[message_id]
+                attempt = row.attempts + 1
+                self._metrics.add("StatusTransitions", 1, "Count", status="sending")
+                log_transition(
+                    message_id,
+                    msg.tenant_id,
+                    MessageStatus.QUEUED,
+                    MessageStatus.SENDING,
+                    attempt=attempt,
+                    provider=name,
+                )
+                sends.append(_Send(record, msg, row, attempt, name, provider))
+                continue
+            if self._settle_unclaimed(record, msg, row, now, no_route, out_of_time, report):
+                released[message_id] = (record, msg)
+        return released
+
+    def _settle_unclaimed(
+        self,
+        record: SqsRecord,
+        msg: QueuedMessage,
+        row: MessageRecord,
+        now: datetime,
+        no_route: Mapping[str, Exception],
+        out_of_time: set[str],
+        report: BatchReport,
+    ) -> bool:
+        """Perform the decision for a record that was not claimed; True when its expired
+        lease was released (take it in again)."""
+        key = record.sqs_message_id
+        decision = decide_intake(row.state, now)
+        kind = decision.kind
+        if kind is IntakeKind.WAIT_FOR_LEASE:
+            # Another invocation holds the claim. Keep this copy until the lease ends: if
+            # that sender crashed, this copy is what brings the message back.
+            self._queue.change_visibility(record.receipt_handle, decision.wait_seconds)
+            report.kept[key] = RetryLater("claimed by another sender", decision.wait_seconds)
+            return False
+        if kind is IntakeKind.RELEASE_LEASE:
+            if not self._store.release_expired_lease(msg.message_id, now):
+                report.kept[key] = RetryLater("lease changed hands", None)
+                return False
             self._metrics.add("StatusTransitions", 1, "Count", status="queued")
             log_transition(
                 msg.message_id,
@@ -247,19 +442,18 @@ class SenderService:
                 provider=row.provider,
                 reason_code=ReasonCode.TIMEOUT,
             )
-            row = self._repo.get(msg.message_id)
-            assert row is not None
-        if row.status is not MessageStatus.QUEUED:
+            return True
+        if kind is IntakeKind.DUPLICATE:
             logger.info("duplicate delivery", extra={"status": row.status.value})
-            if row.status is MessageStatus.SENT:
+            if row.status is MessageStatus.SENT and row.receipt_waiting:
                 # the copy that sent it may have died before applying waiting receipts
                 self._receipts.apply_waiting(
                     row.id, row.provider_message_id, row.provider, row.attempts
                 )
-            return SendOutcome.DUPLICATE
-
-        if row.expires_at is not None and row.expires_at <= now:
-            if self._repo.transition(
+            report.outcomes[key] = SendOutcome.DUPLICATE
+            return False
+        if kind is IntakeKind.EXPIRE:
+            if self._store.transition(
                 msg.message_id,
                 MessageStatus.QUEUED,
                 MessageStatus.EXPIRED,
@@ -270,170 +464,228 @@ class SenderService:
                 log_transition(
                     msg.message_id, msg.tenant_id, MessageStatus.QUEUED, MessageStatus.EXPIRED
                 )
-            return SendOutcome.EXPIRED
-
-        if row.attempts >= row.max_attempts:
-            return self._hand_to_dead_letter(record, row.reason_detail, row.attempts)
-
-        attempt = row.attempts + 1
-        try:
-            policy = self._policies.resolve(msg.tenant_id)
-            provider_name = choose_provider(policy, msg.message_id, attempt)
-            provider = self._providers.get(provider_name)
-        except (NoRoutePolicy, UnknownProvider) as exc:
+            report.outcomes[key] = SendOutcome.EXPIRED
+            return False
+        if kind is IntakeKind.DEAD_LETTER:
+            report.outcomes[key] = self._hand_to_dead_letter(
+                record, row.reason_detail, row.attempts
+            )
+            return False
+        # ATTEMPT, not claimed: no route, no time, or another sender claimed it first
+        if msg.message_id in no_route:
             # A configuration gap: keep the message (it burns no attempt) until an operator
             # fixes the policy; SQS redrives it to the DLQ after maxReceiveCount receives.
-            self._repo.note_problem(msg.message_id, ReasonCode.UNKNOWN, str(exc), now)
+            exc = no_route[msg.message_id]
+            self._store.note_problem(msg.message_id, ReasonCode.UNKNOWN, str(exc), now)
             delay = backoff_seconds(
-                record.receive_count,
+                max(1, record.receive_count),
                 self._config.retry_base_seconds,
                 self._config.retry_max_seconds,
             )
             self._queue.change_visibility(record.receipt_handle, delay)
-            raise RetryLater(str(exc), delay) from exc
+            report.kept[key] = RetryLater(str(exc), delay)
+        elif msg.message_id in out_of_time:
+            logger.info("not enough time left in the invocation: left unclaimed")
+            report.kept[key] = RetryLater("not enough time left to send", None)
+        else:
+            report.outcomes[key] = SendOutcome.DUPLICATE
+        return False
 
-        lease_until = now + timedelta(seconds=self._config.lease_seconds)
-        if not self._repo.claim(
-            msg.message_id, row.version, attempt, provider_name, lease_until, now
-        ):
-            return SendOutcome.DUPLICATE
-        self._metrics.add("StatusTransitions", 1, "Count", status="sending")
-        log_transition(
-            msg.message_id,
-            msg.tenant_id,
-            MessageStatus.QUEUED,
-            MessageStatus.SENDING,
-            attempt=attempt,
-            provider=provider_name,
-        )
+    def _limit(self, provider: str) -> threading.BoundedSemaphore:
+        with self._limits_lock:
+            if provider not in self._limits:
+                self._limits[provider] = threading.BoundedSemaphore(
+                    self._config.provider_concurrency
+                )
+            return self._limits[provider]
 
+    def _call(self, send: _Send) -> _Answer:
+        """One provider call (in a worker thread), bounded per provider."""
         request = SendRequest(
-            message_id=msg.message_id,
-            attempt=attempt,
-            to=row.to_number,
-            sender_id=row.sender_id,
-            body=row.body,
-            encoding=row.encoding,
-            segments=row.segments,
+            message_id=send.msg.message_id,
+            attempt=send.attempt,
+            to=send.row.to_number,
+            sender_id=send.row.sender_id,
+            body=send.row.body,
+            encoding=send.row.encoding,
+            segments=send.row.segments,
         )
-        started = time.perf_counter()
-        try:
-            result = provider.send(request)
-        except ProviderError as exc:
-            latency_ms = int((time.perf_counter() - started) * 1000)
-            return self._on_error(record, msg, attempt, provider_name, latency_ms, exc)
-        except Exception as exc:  # an adapter bug must not lose the message: retry it
-            latency_ms = int((time.perf_counter() - started) * 1000)
-            logger.exception("provider adapter raised an unexpected error")
-            error = ProviderError(ReasonCode.UNKNOWN, f"{provider_name}: {type(exc).__name__}")
-            return self._on_error(record, msg, attempt, provider_name, latency_ms, error)
-
+        with self._limit(send.provider_name):
+            started = time.perf_counter()
+            try:
+                accepted = send.provider.send(request)
+            except ProviderError as exc:
+                error = exc
+                outcome = AttemptOutcome.TRANSIENT if exc.retryable else AttemptOutcome.PERMANENT
+            except Exception as exc:  # an adapter bug must not lose the message: retry it
+                logger.exception("provider adapter raised an unexpected error")
+                error = ProviderError(
+                    ReasonCode.UNKNOWN, f"{send.provider_name}: {type(exc).__name__}"
+                )
+                outcome = AttemptOutcome.UNKNOWN
+            else:
+                latency_ms = int((time.perf_counter() - started) * 1000)
+                result = AttemptResult(
+                    "sent", latency_ms, provider_message_id=accepted.provider_message_id
+                )
+                return _Answer(send, bounded(result), AttemptOutcome.ACCEPTED, None)
         latency_ms = int((time.perf_counter() - started) * 1000)
-        self._metrics.add("SendLatency", latency_ms, "Milliseconds", provider=provider_name)
-        self._metrics.add("ProviderResults", 1, "Count", provider=provider_name, outcome="sent")
-        done = self._clock()
-        sent = bounded(
-            AttemptResult("sent", latency_ms, provider_message_id=result.provider_message_id)
-        )
-        if self._finish(msg.message_id, attempt, sent, MessageStatus.SENT, done):
-            log_transition(
-                msg.message_id,
-                msg.tenant_id,
-                MessageStatus.SENDING,
-                MessageStatus.SENT,
-                attempt=attempt,
-                provider=provider_name,
-                latency_ms=latency_ms,
-            )
-        self._metrics.add("StatusTransitions", 1, "Count", status="sent")
-        self._receipts.apply_waiting(
-            msg.message_id, sent.provider_message_id, provider_name, attempt
-        )
-        return SendOutcome.SENT
-
-    def _on_error(
-        self,
-        record: SqsRecord,
-        msg: QueuedMessage,
-        attempt: int,
-        provider_name: str,
-        latency_ms: int,
-        error: ProviderError,
-    ) -> SendOutcome:
-        outcome = "transient_error" if error.retryable else "permanent_error"
-        self._metrics.add("SendLatency", latency_ms, "Milliseconds", provider=provider_name)
-        self._metrics.add("ProviderResults", 1, "Count", provider=provider_name, outcome=outcome)
         result = AttemptResult(
-            outcome,
+            "transient_error" if error.retryable else "permanent_error",
             latency_ms,
             reason_code=error.reason,
             error_code=error.error_code,
             error_detail=error.detail,
         )
-        now = self._clock()
-        target = MessageStatus.QUEUED if error.retryable else MessageStatus.FAILED
-        if self._finish(msg.message_id, attempt, result, target, now):
-            log_transition(
-                msg.message_id,
-                msg.tenant_id,
-                MessageStatus.SENDING,
-                target,
-                attempt=attempt,
-                provider=provider_name,
-                reason_code=error.reason,
-                latency_ms=latency_ms,
-            )
-        self._metrics.add("StatusTransitions", 1, "Count", status=target.value)
-        if not error.retryable:
-            return SendOutcome.FAILED
-        if attempt >= msg.max_attempts:
-            return self._hand_to_dead_letter(record, error.detail, attempt)
-        delay = backoff_seconds(
-            attempt, self._config.retry_base_seconds, self._config.retry_max_seconds
-        )
-        self._queue.change_visibility(record.receipt_handle, delay)
-        self._metrics.add("Retries", 1, "Count", provider=provider_name)
-        raise RetryLater(error.detail, delay)
+        return _Answer(send, bounded(result), outcome, error)
 
-    def _finish(
-        self,
-        message_id: str,
-        attempt: int,
-        result: AttemptResult,
-        target: MessageStatus,
-        now: datetime,
-    ) -> bool:
-        """Record what the provider answered. The provider has already acted, so a failed write
-        here would mean a second send after the lease: retry it in-process first (a database
-        blip), then give up to the lease mechanism."""
-        result = bounded(result)
+    def _send_all(self, sends: list[_Send]) -> list[_Answer]:
+        """Phase 2: every provider call, in parallel when there are several."""
+        if len(sends) == 1:
+            return [self._call(sends[0])]
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=10, thread_name_prefix="send")
+        return list(self._executor.map(self._call, sends))
+
+    def _finish(self, answers: list[_Answer], report: BatchReport) -> None:
+        """Phase 3: write every outcome, then act on each (receipts, DLQ, visibility)."""
+        nexts = {
+            a.send.msg.message_id: decide_after_attempt(
+                a.send.attempt,
+                a.send.msg.max_attempts,
+                a.outcome,
+                retry_base_seconds=self._config.retry_base_seconds,
+                retry_max_seconds=self._config.retry_max_seconds,
+            )
+            for a in answers
+        }
+        now = self._clock()
+        finishes = [
+            Finish(
+                a.send.msg.message_id, a.send.attempt, a.result, nexts[a.send.msg.message_id].target
+            )
+            for a in answers
+        ]
+        done = self._write_outcomes(finishes, now)
+        for answer in answers:
+            send = answer.send
+            message_id = send.msg.message_id
+            decided = nexts[message_id]
+            provider_outcome = {
+                AttemptOutcome.ACCEPTED: "sent",
+                AttemptOutcome.PERMANENT: "permanent_error",
+            }.get(answer.outcome, "transient_error")
+            self._metrics.add(
+                "SendLatency", answer.result.latency_ms, "Milliseconds", provider=send.provider_name
+            )
+            self._metrics.add(
+                "ProviderResults", 1, "Count", provider=send.provider_name, outcome=provider_outcome
+            )
+            if message_id in done.moved:
+                log_transition(
+                    message_id,
+                    send.msg.tenant_id,
+                    MessageStatus.SENDING,
+                    decided.target,
+                    attempt=send.attempt,
+                    provider=send.provider_name,
+                    reason_code=answer.error.reason if answer.error else None,
+                    latency_ms=answer.result.latency_ms,
+                )
+            else:
+                logger.error(
+                    "attempt finished after the message left 'sending' (lease lost)",
+                    extra={"attempt": send.attempt, "target": decided.target.value},
+                )
+            self._metrics.add("StatusTransitions", 1, "Count", status=decided.target.value)
+            key = send.record.sqs_message_id
+            if decided.kind is NextKind.SENT:
+                if message_id in done.receipts_waiting:
+                    self._apply_waiting(send, answer.result.provider_message_id)
+                report.outcomes[key] = SendOutcome.SENT
+            elif decided.kind is NextKind.FAIL:
+                report.outcomes[key] = SendOutcome.FAILED
+            elif decided.kind is NextKind.DEAD_LETTER:
+                detail = answer.error.detail if answer.error else None
+                report.outcomes[key] = self._hand_to_dead_letter(send.record, detail, send.attempt)
+            else:
+                self._queue.change_visibility(send.record.receipt_handle, decided.delay_seconds)
+                self._metrics.add("Retries", 1, "Count", provider=send.provider_name)
+                detail = answer.error.detail if answer.error else "retry"
+                report.kept[key] = RetryLater(detail, decided.delay_seconds)
+
+    def _apply_waiting(self, send: _Send, provider_message_id: str | None) -> None:
+        """Apply receipts kept while the message was in flight. A failure here is not the
+        send's: the flag stays set, and the next copy of the record (or the receipt's own
+        retry) applies them."""
+        try:
+            self._receipts.apply_waiting(
+                send.msg.message_id, provider_message_id, send.provider_name, send.attempt
+            )
+        except StorageUnavailable:
+            logger.warning("could not apply waiting receipts now; kept for the next delivery")
+            try:
+                self._queue.send(send.record.body, dict(send.record.attributes), delay_seconds=0)
+            except Exception:
+                logger.warning("could not requeue the record to apply its waiting receipts")
+
+    def _write_outcomes(self, finishes: list[Finish], now: datetime) -> Finished:
+        """Record what the providers answered. They have already acted, so a failed write here
+        would mean second sends after the lease: retry it in-process first (a database blip),
+        then give up to the lease mechanism; a value the database refuses is dropped (the
+        outcome kept) rather than leave the message to be sent again."""
         pauses = list(FINISH_RETRY_PAUSES)
-        stripped = False
         while True:
             try:
-                moved = self._repo.finish_attempt(message_id, attempt, result, target, now)
+                return self._store.finish_many(finishes, now)
             except StorageUnavailable:
                 if not pauses:
                     raise
                 time.sleep(pauses.pop(0))
-                continue
             except Exception:
-                if stripped:
-                    raise
-                # the database refused one of the provider's values: keep the outcome, drop
-                # the values, rather than leave the message to be sent again
+                logger.exception("post-send write refused; writing the outcomes one by one")
+                break
+        moved: set[str] = set()
+        waiting: set[str] = set()
+        for finish in finishes:
+            try:
+                done = self._store.finish_many([finish], now)
+            except StorageUnavailable:
+                raise
+            except Exception:
                 logger.exception("post-send write refused; recording the outcome without details")
-                result = replace(
-                    result, provider_message_id=None, error_code=None, error_detail="(unstorable)"
+                stripped = replace(
+                    finish.result,
+                    provider_message_id=None,
+                    error_code=None,
+                    error_detail="(unstorable)",
                 )
-                stripped = True
-                continue
-            if not moved:
-                logger.error(
-                    "attempt finished after the message left 'sending' (lease lost)",
-                    extra={"attempt": attempt, "target": target.value},
-                )
-            return moved
+                done = self._store.finish_many([replace(finish, result=stripped)], now)
+            moved |= done.moved
+            waiting |= done.receipts_waiting
+        return Finished(frozenset(moved), frozenset(waiting))
+
+    # ---- hand-offs -----------------------------------------------------------------------
+
+    def _outage(self, record: SqsRecord, exc: StorageUnavailable, report: BatchReport) -> None:
+        requeues = record.outage_requeues
+        delay = backoff_seconds(
+            requeues + 1, self._config.retry_base_seconds, self._config.retry_max_seconds
+        )
+        logger.warning("message store unavailable", extra={"error": str(exc), "requeues": requeues})
+        if requeues < self._config.outage_requeue_limit:
+            self._queue.send(
+                record.body,
+                {**record.attributes, OUTAGE_REQUEUES: str(requeues + 1)},
+                delay_seconds=min(delay, SQS_MAX_DELAY_SECONDS),
+            )
+            report.outcomes[record.sqs_message_id] = SendOutcome.REQUEUED
+            return
+        try:
+            self._queue.change_visibility(record.receipt_handle, delay)
+        except Exception:
+            logger.warning("could not set the visibility of a record during an outage")
+        report.kept[record.sqs_message_id] = RetryLater("message store unavailable", delay)
 
     def _hand_to_dead_letter(
         self, record: SqsRecord, last_error: str | None, attempts: int

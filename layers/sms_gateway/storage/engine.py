@@ -1,5 +1,7 @@
-"""Engine creation: one per container, small pool, pre-ping, recycled under the RDS Proxy idle
-timeout; SQLite tuned for several threads of the local stack."""
+"""Engine creation: one per container, small pool, recycled under the RDS Proxy idle timeout,
+no per-checkout ping (a dropped connection is retried once by
+:class:`sms_gateway.storage.sql.Database`); PostgreSQL in autocommit so that a one-statement
+unit costs one statement on the server; SQLite tuned for several threads of the local stack."""
 
 from __future__ import annotations
 
@@ -45,8 +47,9 @@ def dsn_from_secret(secret: dict[str, Any]) -> str:
 def make_engine(dsn: str, *, pool_recycle_seconds: int = 240) -> Engine:
     """An engine for ``dsn`` (``sqlite:///file``, ``postgresql+pg8000://``, ``mysql+pymysql://``).
 
-    MySQL connections get ``charset=utf8mb4``; SQLite gets WAL and a 30 s busy timeout so the
-    local stack's HTTP and poller threads can share one file.
+    PostgreSQL connections are in autocommit: use :class:`~sms_gateway.storage.sql.Database`
+    for transactions. MySQL connections get ``charset=utf8mb4``; SQLite gets WAL and a 30 s
+    busy timeout so the local stack's HTTP and poller threads can share one file.
 
     Raises:
         UnsupportedDsn: any other driver.
@@ -58,9 +61,7 @@ def make_engine(dsn: str, *, pool_recycle_seconds: int = 240) -> Engine:
             f"SMS_GATEWAY_MESSAGE_DSN driver {name!r} is not one of {', '.join(SUPPORTED_DRIVERS)}"
         )
     if name == "sqlite":
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -74,11 +75,15 @@ def make_engine(dsn: str, *, pool_recycle_seconds: int = 240) -> Engine:
         return engine
     if name == "mysql+pymysql" and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
+    extra: dict[str, Any] = {}
+    if name == "postgresql+pg8000":
+        # BEGIN/COMMIT are sent by Database.tx where a unit has several statements
+        extra["isolation_level"] = "AUTOCOMMIT"
     return create_engine(
         url,
         pool_size=2,
         max_overflow=2,
-        pool_pre_ping=True,
         pool_recycle=pool_recycle_seconds,
         pool_timeout=10,
+        **extra,
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
@@ -98,6 +100,10 @@ messages = Table(
     Column("sent_at", UTCDateTime()),
     Column("delivered_at", UTCDateTime()),
     Column("expires_at", UTCDateTime()),
+    # set when a receipt is parked (pending) for this message, cleared when the kept receipts
+    # are applied: the sender learns from the row it updates whether to look, instead of
+    # querying the receipts of every message it sends (issue 6)
+    Column("receipt_waiting", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_messages_tenant_created", "tenant_id", "created_at"),
     Index("ix_messages_provider_message_id", "provider_message_id"),
     Index("ix_messages_status", "status"),

@@ -1,0 +1,85 @@
+"""The route-policy aggregate in SQL: ``tenant_route_policies``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from sms_gateway.domain.routing import RoutePolicy, parse_policy
+from sms_gateway.storage.sql import Database
+from sms_gateway.storage.tables import tenant_route_policies
+
+
+class SqlPolicyStore:
+    """The :class:`~sms_gateway.services.ports.PolicyStore` port over SQL.
+
+    Accepts a :class:`Database` or (for scripts and the local stack) an ``Engine``.
+    """
+
+    def __init__(self, db: Database | Engine) -> None:
+        self._db = db if isinstance(db, Database) else Database(db)
+
+    def get(self, tenant_id: str) -> RoutePolicy | None:
+        """The tenant's parsed policy, or None when it has none.
+
+        Raises:
+            InvalidRoutePolicy: the stored row is malformed.
+            StorageUnavailable: the database cannot be reached.
+        """
+
+        def unit(conn: Connection) -> Any:
+            return conn.execute(
+                select(
+                    tenant_route_policies.c.strategy,
+                    tenant_route_policies.c.payload,
+                    tenant_route_policies.c.version,
+                ).where(tenant_route_policies.c.tenant_id == tenant_id)
+            ).first()
+
+        row = self._db.single(unit)
+        if row is None:
+            return None
+        return parse_policy(tenant_id, row.strategy, row.payload, row.version)
+
+    def put(self, tenant_id: str, strategy: str, payload: dict[str, Any], now: datetime) -> int:
+        """Create or replace the tenant's policy (validated first); returns its new version.
+
+        Raises:
+            InvalidRoutePolicy: ``strategy``/``payload`` is not a contract shape.
+            StorageUnavailable: the database cannot be reached.
+        """
+        parse_policy(tenant_id, strategy, payload)
+        text = json.dumps(payload, sort_keys=True)
+
+        def unit(conn: Connection) -> int:
+            result = conn.execute(
+                update(tenant_route_policies)
+                .where(tenant_route_policies.c.tenant_id == tenant_id)
+                .values(
+                    strategy=strategy,
+                    payload=text,
+                    version=tenant_route_policies.c.version + 1,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount == 0:
+                conn.execute(
+                    insert(tenant_route_policies).values(
+                        tenant_id=tenant_id,
+                        strategy=strategy,
+                        payload=text,
+                        version=1,
+                        updated_at=now,
+                    )
+                )
+            version = conn.execute(
+                select(tenant_route_policies.c.version).where(
+                    tenant_route_policies.c.tenant_id == tenant_id
+                )
+            ).scalar_one()
+            return int(version)
+
+        return self._db.tx(unit)
