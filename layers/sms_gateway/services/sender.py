@@ -345,14 +345,24 @@ class SenderService:
         no_route: dict[str, Exception] = {}
         out_of_time: set[str] = set()
 
+        per_provider: Counter[str] = Counter()
+        deadline: list[int | None] = []  # the remaining time, read once per intake
+
         def plan(rows: dict[str, MessageRecord]) -> list[Claim]:
-            remaining = remaining_ms() if remaining_ms is not None else None
-            per_provider: Counter[str] = Counter()
+            # May be called twice (PostgreSQL: the rows assumed new, then those that
+            # existed); the per-provider counts carry over, so the time rule stays whole.
+            if not deadline:
+                deadline.append(remaining_ms() if remaining_ms is not None else None)
+            remaining = deadline[0]
             claims = []
-            for message_id, (_record, msg) in batch.items():
-                row = rows.get(message_id)
-                if row is None:
+            for message_id, row in rows.items():
+                if message_id not in batch:
                     continue
+                no_route.pop(message_id, None)
+                out_of_time.discard(message_id)
+                if message_id in routed:  # assumed new, but it existed: undo its count
+                    per_provider[routed.pop(message_id)[0]] -= 1
+                msg = batch[message_id][1]
                 decision = decide_intake(row.state, now)
                 if decision.kind is not IntakeKind.ATTEMPT:
                     continue

@@ -24,20 +24,25 @@ PostgreSQL and SQLite use ``RETURNING``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Connection,
+    DateTime,
     Integer,
     String,
     Text,
     and_,
+    bindparam,
     case,
     cast,
     exists,
+    func,
     insert,
     literal,
     null,
@@ -46,6 +51,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from sms_gateway.domain.message import QueuedMessage
@@ -309,6 +315,325 @@ def _claim_update(claims: Sequence[Claim], lease_until: datetime, now: datetime)
     )
 
 
+# The batch's rows travel as one array per column (``unnest``), so the statement's text is the
+# same for every batch size: SQLAlchemy compiles it once and pg8000 sends one statement.
+_UNNEST_COLUMNS: dict[str, Any] = {
+    "id": String,
+    "tenant_id": String,
+    "to_number": String,
+    "sender_id": String,
+    "body": Text,
+    "encoding": String,
+    "segments": Integer,
+    "max_attempts": Integer,
+    "idempotency_key": String,
+    "reference": String,
+    "created_at": DateTime,
+    "expires_at": DateTime,
+}
+_CLAIM_COLUMNS: dict[str, Any] = {
+    "id": String,
+    "version": Integer,
+    "attempt": Integer,
+    "provider": String,
+}
+_CLAIMED_COLUMNS: dict[str, Any] = {
+    "status": String,
+    "attempts": Integer,
+    "version": Integer,
+    "provider": String,
+    "lease_expires_at": DateTime,
+}
+_CONSTANT_COLUMNS = ("updated_at", "receipt_waiting")
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
+
+
+def _arrays(name: str, columns: dict[str, Any]) -> Any:
+    """``unnest(:name_col1, :name_col2, ...) AS name(col1, col2, ...)``: rows passed as one
+    array per column, so the statement's text does not depend on how many rows there are
+    (SQLAlchemy builds and compiles it once; see :func:`_array_params`)."""
+    binds = [bindparam(f"{name}_{col}", type_=ARRAY(type_())) for col, type_ in columns.items()]
+    return func.unnest(*binds).table_valued(*columns).render_derived(name=name)
+
+
+def _array_params(
+    name: str, columns: dict[str, Any], rows: Sequence[dict[str, Any]]
+) -> dict[str, list[Any]]:
+    """The parameters of :func:`_arrays` ``name`` for ``rows`` (times as naive UTC)."""
+    return {
+        f"{name}_{col}": [_naive_utc(r[col]) if type_ is DateTime else r[col] for r in rows]
+        for col, type_ in columns.items()
+    }
+
+
+_NOW = bindparam("now", type_=UTCDateTime())
+_LEASE = bindparam("lease_until", type_=UTCDateTime())
+_NEW_COLUMNS = _UNNEST_COLUMNS | _CLAIMED_COLUMNS
+
+
+@functools.cache
+def _pg_intake() -> Any:
+    """One statement: insert the batch's new messages (those the plan claimed already
+    ``sending``), their events and in-flight attempt rows; returns ``(id, status)`` of each
+    row inserted (PostgreSQL data-modifying CTEs)."""
+    source = _arrays("b", _NEW_COLUMNS)
+    rows = select(*(source.c[name] for name in _NEW_COLUMNS), _NOW, literal(False, Boolean))
+    ins = (
+        pg_insert(messages)
+        .from_select([*_NEW_COLUMNS, *_CONSTANT_COLUMNS], rows)
+        .on_conflict_do_nothing(index_elements=[messages.c.id])
+        .returning(
+            messages.c.id,
+            messages.c.created_at,
+            messages.c.status,
+            messages.c.attempts,
+            messages.c.provider,
+        )
+        .cte("ins")
+    )
+
+    def event(src: str | None, dst: str, at: Any) -> Any:
+        return select(
+            ins.c.id,
+            cast(null(), String(16)) if src is None else literal(src, String(16)),
+            literal(dst, String(16)),
+            at,
+        )
+
+    sending = ins.c.status == MessageStatus.SENDING.value
+    events = union_all(
+        event(None, MessageStatus.ACCEPTED.value, ins.c.created_at),
+        event(MessageStatus.ACCEPTED.value, MessageStatus.QUEUED.value, _NOW),
+        event(MessageStatus.QUEUED.value, MessageStatus.SENDING.value, _NOW).where(sending),
+    )
+    ev = (
+        insert(message_events)
+        .from_select(["message_id", "from_status", "to_status", "at"], events)
+        .cte("ev")
+    )
+    att = (
+        insert(message_attempts)
+        .from_select(
+            ["message_id", "attempt_number", "provider", "outcome", "started_at"],
+            select(
+                ins.c.id, ins.c.attempts, ins.c.provider, literal("in_flight", String(32)), _NOW
+            ).where(sending),
+        )
+        .cte("att")
+    )
+    return select(ins.c.id, ins.c.status).add_cte(ev).add_cte(att)
+
+
+def _pg_intake_params(
+    batch: Sequence[QueuedMessage], claims: dict[str, Claim], lease_until: datetime, now: datetime
+) -> dict[str, Any]:
+    rows = []
+    for m in batch:
+        row = new_row(m, now)
+        claim = claims.get(m.message_id)
+        if claim is not None:  # inserted and claimed at once: version 2, as after a claim
+            row |= {
+                "status": MessageStatus.SENDING.value,
+                "attempts": claim.attempt,
+                "version": 2,
+                "provider": claim.provider,
+                "lease_expires_at": lease_until,
+            }
+        else:
+            row |= {"provider": None, "lease_expires_at": None}
+        rows.append(row)
+    return _array_params("b", _NEW_COLUMNS, rows) | {"now": now}
+
+
+@functools.cache
+def _pg_claim() -> Any:
+    """One statement: claim messages ``queued -> sending`` at the versions they were read,
+    with their in-flight attempt rows and events; returns the claimed ids."""
+    v = _arrays("v", _CLAIM_COLUMNS)
+    claim = (
+        update(messages)
+        .where(
+            messages.c.id == v.c.id,
+            messages.c.version == v.c.version,
+            messages.c.status == MessageStatus.QUEUED.value,
+        )
+        .values(
+            status=MessageStatus.SENDING.value,
+            attempts=v.c.attempt,
+            provider=v.c.provider,
+            lease_expires_at=_LEASE,
+            updated_at=_NOW,
+            version=messages.c.version + 1,
+        )
+        .returning(messages.c.id, messages.c.attempts, messages.c.provider)
+        .cte("c")
+    )
+    attempts = (
+        insert(message_attempts)
+        .from_select(
+            ["message_id", "attempt_number", "provider", "outcome", "started_at"],
+            select(
+                claim.c.id,
+                claim.c.attempts,
+                claim.c.provider,
+                literal("in_flight", String(32)),
+                _NOW,
+            ),
+        )
+        .cte("a")
+    )
+    audit = (
+        insert(message_events)
+        .from_select(
+            ["message_id", "from_status", "to_status", "at"],
+            select(
+                claim.c.id,
+                literal(MessageStatus.QUEUED.value, String(16)),
+                literal(MessageStatus.SENDING.value, String(16)),
+                _NOW,
+            ),
+        )
+        .cte("e")
+    )
+    return select(claim.c.id).add_cte(attempts).add_cte(audit)
+
+
+def _pg_claim_params(
+    claims: Sequence[Claim], lease_until: datetime, now: datetime
+) -> dict[str, Any]:
+    rows = [
+        {"id": c.message_id, "version": c.version, "attempt": c.attempt, "provider": c.provider}
+        for c in claims
+    ]
+    return _array_params("v", _CLAIM_COLUMNS, rows) | {"now": now, "lease_until": lease_until}
+
+
+_ATTEMPT_COLUMNS: dict[str, Any] = {
+    "id": String,
+    "attempt": Integer,
+    "outcome": String,
+    "attempt_reason": String,
+    "error_code": String,
+    "error_detail": Text,
+    "latency_ms": Integer,
+}
+
+
+@functools.cache
+def _pg_finish() -> Any:
+    """One statement: move every message still ``sending`` on its attempt to its target,
+    close every attempt row, one event per move; returns ``(id, receipts waiting)`` of each
+    message moved (waiting: the parked flag, or an unmatched receipt for a sent one)."""
+    v = _arrays("v", _FINISH_COLUMNS)
+    sent = v.c.status == MessageStatus.SENT.value
+    moved = (
+        update(messages)
+        .where(
+            messages.c.id == v.c.id,
+            messages.c.status == MessageStatus.SENDING.value,
+            messages.c.attempts == v.c.attempt,
+        )
+        .values(
+            status=v.c.status,
+            lease_expires_at=None,
+            updated_at=_NOW,
+            version=messages.c.version + 1,
+            provider_message_id=case(
+                (sent, v.c.provider_message_id), else_=messages.c.provider_message_id
+            ),
+            sent_at=case((sent, _NOW), else_=messages.c.sent_at),
+            reason_code=v.c.reason_code,
+            reason_detail=v.c.reason_detail,
+        )
+        .returning(
+            messages.c.id,
+            messages.c.status,
+            messages.c.reason_code,
+            messages.c.reason_detail,
+            messages.c.receipt_waiting,
+            messages.c.provider_message_id,
+        )
+        .cte("u")
+    )
+    w = _arrays("w", _ATTEMPT_COLUMNS)
+    closed = (
+        update(message_attempts)
+        .where(
+            message_attempts.c.message_id == w.c.id,
+            message_attempts.c.attempt_number == w.c.attempt,
+        )
+        .values(
+            outcome=w.c.outcome,
+            reason_code=w.c.attempt_reason,
+            error_code=w.c.error_code,
+            error_detail=w.c.error_detail,
+            latency_ms=w.c.latency_ms,
+            finished_at=_NOW,
+        )
+        .cte("a")
+    )
+    audit = (
+        insert(message_events)
+        .from_select(
+            ["message_id", "from_status", "to_status", "reason_code", "detail", "at"],
+            select(
+                moved.c.id,
+                literal(MessageStatus.SENDING.value, String(16)),
+                moved.c.status,
+                moved.c.reason_code,
+                moved.c.reason_detail,
+                _NOW,
+            ),
+        )
+        .cte("e")
+    )
+    unmatched = exists().where(
+        receipts.c.provider_message_id == moved.c.provider_message_id,
+        receipts.c.outcome == "unmatched",
+    )
+    waiting = or_(
+        moved.c.receipt_waiting,
+        and_(moved.c.status == MessageStatus.SENT.value, unmatched),
+    )
+    return select(moved.c.id, waiting).add_cte(closed).add_cte(audit)
+
+
+_FINISH_COLUMNS: dict[str, Any] = {
+    "id": String,
+    "attempt": Integer,
+    "status": String,
+    "provider_message_id": String,
+    "reason_code": String,
+    "reason_detail": Text,
+}
+
+
+def _finish_rows(finishes: Sequence[Finish]) -> list[dict[str, Any]]:
+    rows = []
+    for f in finishes:
+        sent = f.target is MessageStatus.SENT
+        reason = f.result.reason_code.value if f.result.reason_code else None
+        rows.append(
+            {
+                "id": f.message_id,
+                "attempt": f.attempt,
+                "status": f.target.value,
+                "provider_message_id": f.result.provider_message_id,
+                "reason_code": None if sent else reason,
+                "reason_detail": None if sent else f.result.error_detail,
+                "outcome": f.result.outcome,
+                "error_code": f.result.error_code,
+                "latency_ms": f.result.latency_ms,
+                "attempt_reason": reason,
+                "error_detail": f.result.error_detail,
+            }
+        )
+    return rows
+
+
 class SqlMessageStore:
     """The :class:`~sms_gateway.services.ports.MessageStore` port over SQL.
 
@@ -415,76 +740,28 @@ class SqlMessageStore:
         lease_until: datetime,
         now: datetime,
     ) -> IntakeResult:
-        ins = (
-            pg_insert(messages)
-            .values([new_row(m, now) for m in batch])
-            .on_conflict_do_nothing(index_elements=[messages.c.id])
-            .returning(messages.c.id, messages.c.created_at)
-            .cte("ins")
-        )
-        events = union_all(
-            select(
-                ins.c.id,
-                cast(null(), String(16)),
-                literal(MessageStatus.ACCEPTED.value, String(16)),
-                ins.c.created_at,
-            ),
-            select(
-                ins.c.id,
-                literal(MessageStatus.ACCEPTED.value, String(16)),
-                literal(MessageStatus.QUEUED.value, String(16)),
-                literal(now, UTCDateTime()),
-            ),
-        )
-        ev = (
-            insert(message_events)
-            .from_select(["message_id", "from_status", "to_status", "at"], events)
-            .cte("ev")
-        )
-        record = select(ins.c.id).add_cte(ev)
-        new = frozenset(self._db.single(lambda conn: list(conn.execute(record).scalars())))
-        rows = {m.message_id: new_record(m, now) for m in batch if m.message_id in new}
+        # Messages are assumed new (the common case): the plan's claims for them are made
+        # by the INSERT itself. Those that existed are read and claimed afterwards.
+        assumed = {m.message_id: new_record(m, now) for m in batch}
+        first = {c.message_id: c for c in plan(assumed) if c.attempt == 1 and c.version == 1}
+        params = _pg_intake_params(batch, first, lease_until, now)
+        inserted = self._db.single(lambda conn: conn.execute(_pg_intake(), params).all())
+        new = frozenset(r[0] for r in inserted)
+        made = frozenset(r[0] for r in inserted if r[1] == MessageStatus.SENDING.value)
+        rows = {i: assumed[i] for i in new}
         existing = [m.message_id for m in batch if m.message_id not in new]
-        if existing:
-            rows |= self._db.single(lambda conn: self._rows(conn, existing, lock=False))
-        claims = list(plan(rows))
+        if not existing:
+            return IntakeResult(rows, new, made)
+        found = self._db.single(lambda conn: self._rows(conn, existing, lock=False))
+        rows |= found
+        claims = list(plan(found))
         if not claims:
-            return IntakeResult(rows, new, frozenset())
-        claim = (
-            _claim_update(claims, lease_until, now)
-            .returning(messages.c.id, messages.c.attempts, messages.c.provider)
-            .cte("c")
+            return IntakeResult(rows, new, made)
+        claim_params = _pg_claim_params(claims, lease_until, now)
+        claimed = frozenset(
+            self._db.single(lambda conn: list(conn.execute(_pg_claim(), claim_params).scalars()))
         )
-        attempts = (
-            insert(message_attempts)
-            .from_select(
-                ["message_id", "attempt_number", "provider", "outcome", "started_at"],
-                select(
-                    claim.c.id,
-                    claim.c.attempts,
-                    claim.c.provider,
-                    literal("in_flight", String(32)),
-                    literal(now, UTCDateTime()),
-                ),
-            )
-            .cte("a")
-        )
-        sending = (
-            insert(message_events)
-            .from_select(
-                ["message_id", "from_status", "to_status", "at"],
-                select(
-                    claim.c.id,
-                    literal(MessageStatus.QUEUED.value, String(16)),
-                    literal(MessageStatus.SENDING.value, String(16)),
-                    literal(now, UTCDateTime()),
-                ),
-            )
-            .cte("e")
-        )
-        stmt = select(claim.c.id).add_cte(attempts).add_cte(sending)
-        claimed = frozenset(self._db.single(lambda conn: list(conn.execute(stmt).scalars())))
-        return IntakeResult(rows, new, claimed)
+        return IntakeResult(rows, new, made | claimed)
 
     def _rows(
         self, conn: Connection, ids: Sequence[str], *, lock: bool
@@ -578,47 +855,14 @@ class SqlMessageStore:
         return self._db.tx(lambda conn: self._finish_tx(conn, finishes, now))
 
     def _finish_postgresql(self, finishes: Sequence[Finish], now: datetime) -> Finished:
-        moved = (
-            update(messages)
-            .where(_finish_guard(finishes))
-            .values(**_finish_values(finishes, now))
-            .returning(
-                messages.c.id,
-                messages.c.status,
-                messages.c.reason_code,
-                messages.c.reason_detail,
-                messages.c.receipt_waiting,
-                messages.c.provider_message_id,
-            )
-            .cte("u")
+        rows = _finish_rows(finishes)
+        params = (
+            _array_params("v", _FINISH_COLUMNS, rows)
+            | _array_params("w", _ATTEMPT_COLUMNS, rows)
+            | {"now": now}
         )
-        closed = _close_attempts(finishes, now).cte("a")
-        audit = (
-            insert(message_events)
-            .from_select(
-                ["message_id", "from_status", "to_status", "reason_code", "detail", "at"],
-                select(
-                    moved.c.id,
-                    literal(MessageStatus.SENDING.value, String(16)),
-                    moved.c.status,
-                    moved.c.reason_code,
-                    moved.c.reason_detail,
-                    literal(now, UTCDateTime()),
-                ),
-            )
-            .cte("e")
-        )
-        unmatched = exists().where(
-            receipts.c.provider_message_id == moved.c.provider_message_id,
-            receipts.c.outcome == "unmatched",
-        )
-        waiting = or_(
-            moved.c.receipt_waiting,
-            and_(moved.c.status == MessageStatus.SENT.value, unmatched),
-        )
-        stmt = select(moved.c.id, waiting).add_cte(closed).add_cte(audit)
-        rows = self._db.single(lambda conn: conn.execute(stmt).all())
-        return Finished(frozenset(r[0] for r in rows), frozenset(r[0] for r in rows if r[1]))
+        found = self._db.single(lambda conn: conn.execute(_pg_finish(), params).all())
+        return Finished(frozenset(r[0] for r in found), frozenset(r[0] for r in found if r[1]))
 
     def _finish_tx(self, conn: Connection, finishes: Sequence[Finish], now: datetime) -> Finished:
         by = {f.message_id: f for f in finishes}

@@ -86,10 +86,8 @@ class Database:
         for attempt in (1, 2):
             try:
                 with self.engine.connect() as conn:
-                    if not transaction:
-                        result = unit(conn)
-                        conn.commit()  # no-op in autocommit; ends SQLAlchemy's own scope
-                        return result
+                    if not transaction:  # autocommit: the statement is its own transaction
+                        return unit(conn)
                     if self._autocommit:
                         conn.exec_driver_sql("BEGIN")
                         try:
