@@ -803,9 +803,16 @@ class SqlMessageStore:
             if self._db.returning:
                 claimed = frozenset(conn.execute(stmt.returning(messages.c.id)).scalars())
             else:
-                # the rows are locked (FOR UPDATE) and were read queued at these versions
-                conn.execute(stmt)
-                claimed = frozenset(c.message_id for c in claims)
+                # the rows are locked (FOR UPDATE): a claim on the version read now is certain
+                claimed = frozenset(
+                    c.message_id
+                    for c in claims
+                    if c.message_id in rows
+                    and rows[c.message_id].status is MessageStatus.QUEUED
+                    and rows[c.message_id].version == c.version
+                )
+                if claimed:
+                    conn.execute(stmt)
             made = [c for c in claims if c.message_id in claimed]
             if made:
                 conn.execute(
