@@ -222,6 +222,9 @@ def main() -> None:
     run_path(args.messages)
     cold_imports(args.repeat)
     bulk_figures.report()
+    from bench import sql_figures  # the sender's SQL figures on PostgreSQL (issue 6)
+
+    sql_figures.run_if_configured()
 
 
 if __name__ == "__main__":

@@ -446,5 +446,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_if_configured() -> None:
+    """:func:`main` when a PostgreSQL DSN is configured (``make bench``), else a note."""
+    if any(os.environ.get(v) for v in DSN_VARIABLES):
+        main([])
+    else:
+        print(f"\n== sender SQL figures: skipped (set {DSN_VARIABLES[0]})")
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

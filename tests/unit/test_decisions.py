@@ -4,6 +4,7 @@ every path ends terminal within max_attempts."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -172,10 +173,10 @@ def simulate(
 def test_never_sends_finished_never_backwards_and_bounded(
     max_attempts: int, history: list[tuple[str, int]], validity: int | None
 ) -> None:
-    statuses, sends, dead = simulate(max_attempts, history, validity)
+    statuses, sends, _dead = simulate(max_attempts, history, validity)
     # never moves backwards: every step is in the lifecycle table (checked in move), and
     # nothing leaves a final status
-    for before, after in zip(statuses, statuses[1:], strict=False):
+    for before, after in itertools.pairwise(statuses):
         assert before not in FINAL, (before, after)
     # never more provider calls than max_attempts
     assert sends <= max_attempts

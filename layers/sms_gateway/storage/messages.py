@@ -898,6 +898,7 @@ class SqlMessageStore:
             if flags:
                 conn.execute(stmt)
         conn.execute(_close_attempts(finishes, now))
+        audit = {r["id"]: r for r in _finish_rows(finishes)}
         if flags:
             conn.execute(
                 insert(message_events).values(
@@ -906,12 +907,8 @@ class SqlMessageStore:
                             "message_id": i,
                             "from_status": MessageStatus.SENDING.value,
                             "to_status": by[i].target.value,
-                            "reason_code": None
-                            if by[i].target is MessageStatus.SENT or not by[i].result.reason_code
-                            else by[i].result.reason_code.value,
-                            "detail": None
-                            if by[i].target is MessageStatus.SENT
-                            else by[i].result.error_detail,
+                            "reason_code": audit[i]["reason_code"],
+                            "detail": audit[i]["reason_detail"],
                             "at": now,
                         }
                         for i in flags
