@@ -44,7 +44,8 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
         fake = MemoryStores()
         yield Stores(fake.messages, fake.receipts, fake.dead_letters, fake.policies)
         return
-    engine = make_engine(_fresh_database(str(request.param), tmp_path))
+    template = request.getfixturevalue("sqlite_template")
+    engine = make_engine(_fresh_database(str(request.param), tmp_path, template))
     db = Database(engine)
     try:
         yield Stores(
