@@ -50,8 +50,9 @@ validate: $(STAMP) ## sam validate --lint (cfn-lint)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} PATH="$(abspath $(BIN)):$$PATH" \
 		$(BIN)/sam validate --lint
 
-build: $(STAMP) ## sam build (no container): needs python3.12 on PATH, which .venv provides
+build: $(STAMP) ## sam build (no container), then check that every module ships its bytecode
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
+	$(BIN)/python -m tests.build_output .aws-sam/build
 
 bench: build ## Print the cost figures: AWS requests, DynamoDB writes, SQL statements, cold imports
 	$(BIN)/python -m bench.bench $(ARGS)
