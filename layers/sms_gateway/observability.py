@@ -2,6 +2,12 @@
 
 Settings come from ``POWERTOOLS_*`` variables in the template's Globals (service name,
 namespace ``SmsGateway``, log level). Nothing here logs a whole phone number or a body.
+
+The Tracer patches nothing when it is made: Powertools' default (``patch_modules=None``)
+patches every library aws-xray-sdk supports, and patching a library imports it, so a
+function without a database imported SQLAlchemy, pg8000 and PyMySQL at every cold start.
+Each container patches what it calls through, when it builds the client or engine
+(:func:`trace_libraries`, from :mod:`sms_gateway.wiring`).
 """
 
 from __future__ import annotations
@@ -13,8 +19,19 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(auto_patch=False)
 metrics = Metrics()
+
+
+def trace_libraries(*libraries: str) -> None:
+    """Let X-Ray trace calls through ``libraries`` (aws-xray-sdk names: ``"botocore"`` for
+    every AWS SDK call, ``"sqlalchemy_core"`` for each SQL statement).
+
+    Patching imports the library, so call it where the library is first needed. Patching
+    twice is a no-op (aws-xray-sdk remembers); with tracing disabled nothing is imported.
+    """
+    tracer.patch(list(libraries))
+
 
 _UNITS = {
     "Count": MetricUnit.Count,

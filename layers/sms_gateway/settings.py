@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     db_pool_recycle_seconds: int = Field(default=240, ge=1)
 
     # provider -> HMAC secret for signed receipts, as JSON: {"provider-a": "..."}
-    receipt_secrets: dict[str, str] = Field(default_factory=dict)
+    receipt_secrets: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
     route_cache_ttl_seconds: float = Field(default=60.0, ge=0)
     route_cache_size: int = Field(default=1024, ge=1)
@@ -95,9 +95,9 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("provider_rates", mode="before")
+    @field_validator("provider_rates", "receipt_secrets", mode="before")
     @classmethod
-    def _parse_provider_rates(cls, value: Any) -> Any:
+    def _parse_json(cls, value: Any) -> Any:
         if isinstance(value, str | bytes):
             try:
                 return json.loads(value)

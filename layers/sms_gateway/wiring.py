@@ -7,6 +7,11 @@ Two containers, built lazily on first use and reused by warm invocations:
 - :func:`rate_limiter`: per-provider send rates (DynamoDB buckets; none without rates).
 
 Tests call :func:`reset` after changing the environment.
+
+Cold start: importing this module costs nothing beyond the standard library. boto3, pydantic,
+SQLAlchemy and the services are imported by the builders below, on a container's first
+request, and only by the function that needs them; X-Ray patches exactly the libraries the
+container calls through (:func:`sms_gateway.observability.trace_libraries`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,6 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-
-import boto3
-from pydantic import ValidationError
-
-from sms_gateway.settings import Settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sms_gateway.services.ports import SendRateLimiter
     from sms_gateway.services.receipts import ReceiptService
     from sms_gateway.services.sender import SenderService
+    from sms_gateway.settings import Settings
     from sms_gateway.storage.dead_letters import SqlDeadLetterStore
     from sms_gateway.storage.receipts import SqlReceiptStore
     from sms_gateway.storage.repository import MessageRepository
@@ -53,6 +54,10 @@ def settings() -> Settings:
     Raises:
         SettingsError: naming each invalid ``SMS_GATEWAY_*`` variable.
     """
+    from pydantic import ValidationError
+
+    from sms_gateway.settings import Settings
+
     try:
         return Settings()
     except ValidationError as exc:
@@ -65,8 +70,12 @@ def settings() -> Settings:
 
 @functools.cache
 def _sqs_queue() -> SqsMessageQueue:
-    from sms_gateway.adapters.sqs import SqsMessageQueue
+    import boto3
 
+    from sms_gateway.adapters.sqs import SqsMessageQueue
+    from sms_gateway.observability import trace_libraries
+
+    trace_libraries("botocore")
     s = settings()
     return SqsMessageQueue(boto3.client("sqs"), s.send_queue_url, s.dead_letter_queue_url)
 
@@ -83,6 +92,7 @@ class IngestContainer:
 @functools.cache
 def ingest() -> IngestContainer:
     """The ingest container (DynamoDB idempotency + SendQueue)."""
+    import boto3
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     from sms_gateway.observability import PowertoolsMetrics
@@ -142,8 +152,11 @@ class SqlContainer:
 @functools.cache
 def sql() -> SqlContainer:
     """The SQL container: one engine, the stores (one per aggregate, sharing the engine), the
-    route-policy cache, the services."""
-    from sms_gateway.observability import PowertoolsMetrics
+    route-policy cache, the services.
+
+    X-Ray traces SQL through SQLAlchemy Core (one subsegment per statement, whatever the
+    dialect), not through the drivers: patching every driver would import all of them."""
+    from sms_gateway.observability import PowertoolsMetrics, trace_libraries
     from sms_gateway.providers.base import ProviderRegistry
     from sms_gateway.providers.simulator import demo_providers
     from sms_gateway.services.dead_letter import DeadLetterService
@@ -155,6 +168,7 @@ def sql() -> SqlContainer:
     from sms_gateway.storage.repository import MessageRepository
     from sms_gateway.storage.sql import Database
 
+    trace_libraries("botocore", "sqlalchemy_core")
     s = settings()
     engine = make_engine(database_dsn(s), pool_recycle_seconds=s.db_pool_recycle_seconds)
     database = Database(engine)
@@ -204,6 +218,8 @@ def rate_limiter() -> SendRateLimiter:
     Raises:
         SettingsError: invalid settings (see :func:`settings`).
     """
+    import boto3
+
     from sms_gateway.domain.ratelimit import SendRate
     from sms_gateway.services.ratelimit import BucketRateLimiter, UnlimitedRateLimiter
 

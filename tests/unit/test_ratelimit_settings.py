@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 
+import boto3
 import pytest
 
 from sms_gateway import wiring
@@ -28,7 +29,7 @@ def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_without_rates_every_provider_is_unlimited_and_no_client_is_made(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(wiring.boto3, "client", lambda *a, **k: pytest.fail("no AWS client"))
+    monkeypatch.setattr(boto3, "client", lambda *a, **k: pytest.fail("no AWS client"))
     assert isinstance(wiring.rate_limiter(), UnlimitedRateLimiter)
     assert wiring.settings().provider_rates == {}
 
