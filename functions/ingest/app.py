@@ -2,27 +2,35 @@
 100) -> idempotency (DynamoDB) -> SendQueue -> 202.
 
 No SQL and no VPC: this function only validates, deduplicates and queues.
+
+Cold start: the module loads Powertools' logger, metrics and tracer; boto3, pydantic,
+libphonenumber, the idempotency utility and the event handler load on the first request
+(through :mod:`sms_gateway.wiring` and the imports inside the route), once per container.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sms_gateway import wiring
 from sms_gateway.api.problems import Problem
-from sms_gateway.api.requests import decode_json_body, idempotency_key_of, request_text
-from sms_gateway.api.rest import json_response, make_resolver
+from sms_gateway.api.rest import ProblemMap, Routes, json_response
 from sms_gateway.api.tenancy import tenant_of_event
 from sms_gateway.observability import logger, metrics, tracer
-from sms_gateway.services.bulk import BatchNotQueued, BatchRefused
-from sms_gateway.services.ingest import IdempotencyInProgress, IdempotencyKeyReused
 
-app = make_resolver(
-    {
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import Response
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+def ingest_problems() -> ProblemMap:
+    """The ingest service's errors as HTTP answers (imported with the service)."""
+    from sms_gateway.services.bulk import BatchNotQueued, BatchRefused
+    from sms_gateway.services.ingest import IdempotencyInProgress, IdempotencyKeyReused
+
+    return {
         IdempotencyKeyReused: Problem(
             422, "idempotency-key-reused", "Idempotency-Key reused", "different payload"
         ),
@@ -45,13 +53,17 @@ app = make_resolver(
             500, "internal-error", "Internal error", "not every message could be queued"
         ),
     }
-)
+
+
+app = Routes(ingest_problems)
 
 
 @app.post("/v1/messages")
 @tracer.capture_method
 def post_message() -> Response[str]:
     """Accept one SMS; see :mod:`sms_gateway.services.ingest` for the idempotency rules."""
+    from sms_gateway.api.requests import decode_json_body, idempotency_key_of, request_text
+
     container = wiring.ingest()
     event = app.current_event
     tenant_id = tenant_of_event(event, container.settings.auth_mode)
@@ -68,6 +80,8 @@ def post_message() -> Response[str]:
 def post_messages_batch() -> Response[str]:
     """Accept up to 100 SMS under one Idempotency-Key; see
     :meth:`sms_gateway.services.ingest.IngestService.accept_batch`."""
+    from sms_gateway.api.requests import decode_json_body, idempotency_key_of, request_text
+
     container = wiring.ingest()
     event = app.current_event
     tenant_id = tenant_of_event(event, container.settings.auth_mode)

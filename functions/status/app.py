@@ -1,29 +1,36 @@
 """StatusFunction: ``GET /v1/messages/{message_id}`` (tenant-scoped) and ``POST /v1/receipts``
-(delivery receipts from providers)."""
+(delivery receipts from providers).
+
+Cold start: the module loads Powertools' logger, metrics and tracer; SQLAlchemy, the driver,
+pydantic and the event handler load on the first request (through :mod:`sms_gateway.wiring`
+and the imports inside the routes), once per container.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from sms_gateway import wiring
 from sms_gateway.api import signatures
 from sms_gateway.api.problems import Problem, field_errors, validation_problem
-from sms_gateway.api.requests import decode_json_body, request_text
-from sms_gateway.api.rest import json_response, make_resolver
+from sms_gateway.api.rest import ProblemMap, Routes, json_response
 from sms_gateway.api.tenancy import tenant_of_event
-from sms_gateway.api.views import message_view
 from sms_gateway.observability import logger, metrics, tracer
-from sms_gateway.services.receipts import MessageNotFound, ReceiptRequest, receipt_answer
 from sms_gateway.storage.errors import StorageUnavailable
 
-app = make_resolver(
-    {
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import Response
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+def status_problems() -> ProblemMap:
+    """The status and receipt services' errors as HTTP answers (imported with them)."""
+    from sms_gateway.services.receipts import MessageNotFound
+
+    return {
         MessageNotFound: Problem(404, "message-not-found", "Message not found", "not found"),
         StorageUnavailable: Problem(
             503,
@@ -33,13 +40,18 @@ app = make_resolver(
             headers={"Retry-After": "5"},
         ),
     }
-)
+
+
+app = Routes(status_problems)
 
 
 @app.get("/v1/messages/<message_id>")
 @tracer.capture_method
 def get_message(message_id: str) -> Response[str]:
     """A message's status; another tenant's id answers 404 exactly like an unknown id."""
+    from sms_gateway.api.views import message_view
+    from sms_gateway.services.receipts import MessageNotFound
+
     container = wiring.sql()
     event = app.current_event
     tenant_id = tenant_of_event(event, container.settings.auth_mode)
@@ -53,6 +65,11 @@ def get_message(message_id: str) -> Response[str]:
 @tracer.capture_method
 def post_receipt() -> Response[str]:
     """A delivery receipt: 200 applied or stale, 202 kept until the send completes, 404."""
+    from pydantic import ValidationError
+
+    from sms_gateway.api.requests import decode_json_body, request_text
+    from sms_gateway.services.receipts import ReceiptRequest, receipt_answer
+
     container = wiring.sql()
     raw = request_text(app.current_event) or ""
     provider = None

@@ -4,22 +4,34 @@ Mapping (RFC 9457 problem+json): :class:`Problem` as it says; idempotency key re
 in flight -> 409 with ``Retry-After``; unknown message -> 404; database or AWS dependency
 down -> 503 with ``Retry-After``; anything else -> 500 with a generic detail (the stack goes to
 the log only).
+
+Cold start: a function's module declares its routes on a :class:`Routes`, which only records
+them; Powertools' event handler (its package imports every resolver it has: AppSync, Bedrock,
+VPC Lattice ...) and the function's error types are imported when the first request comes.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from botocore.exceptions import BotoCoreError, ClientError
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sms_gateway.api.problems import PROBLEM_CONTENT_TYPE, Problem
 from sms_gateway.observability import logger
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+Route = TypeVar("Route", bound=Callable[..., Any])
+ProblemMap = Mapping[type[Exception], Problem]
+
 
 def problem_response(problem: Problem) -> Response[str]:
     """``problem`` as an HTTP answer."""
+    from aws_lambda_powertools.event_handler import Response
+
     return Response(
         status_code=problem.status,
         content_type=PROBLEM_CONTENT_TYPE,
@@ -30,6 +42,8 @@ def problem_response(problem: Problem) -> Response[str]:
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
     """A JSON answer."""
+    from aws_lambda_powertools.event_handler import Response
+
     return Response(
         status_code=status,
         content_type="application/json",
@@ -38,11 +52,65 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
-def make_resolver(extra: dict[type[Exception], Problem] | None = None) -> APIGatewayRestResolver:
+class Routes:
+    """A function's routes, served by a Powertools ``APIGatewayRestResolver`` made on the
+    first request (:func:`make_resolver`).
+
+    ``get``/``post`` record a route as Powertools' decorators do (path parameters as
+    ``<name>``); ``current_event`` and ``resolve`` are the resolver's.
+    """
+
+    def __init__(self, extra: Callable[[], ProblemMap] | ProblemMap | None = None) -> None:
+        self._extra = extra
+        self._routes: list[tuple[str, str, Callable[..., Any]]] = []
+        self._resolver: APIGatewayRestResolver | None = None
+
+    def get(self, path: str) -> Callable[[Route], Route]:
+        """Record ``GET path``."""
+        return self._route("GET", path)
+
+    def post(self, path: str) -> Callable[[Route], Route]:
+        """Record ``POST path``."""
+        return self._route("POST", path)
+
+    def _route(self, method: str, path: str) -> Callable[[Route], Route]:
+        def record(handler: Route) -> Route:
+            if self._resolver is not None:
+                raise RuntimeError("routes are declared when the module loads")
+            self._routes.append((method, path, handler))
+            return handler
+
+        return record
+
+    @property
+    def resolver(self) -> APIGatewayRestResolver:
+        """The Powertools resolver, made (and its modules imported) on first use."""
+        if self._resolver is None:
+            extra = self._extra() if callable(self._extra) else self._extra
+            resolver = make_resolver(extra)
+            for method, path, handler in self._routes:
+                resolver.route(path, method)(handler)
+            self._resolver = resolver
+        return self._resolver
+
+    @property
+    def current_event(self) -> APIGatewayProxyEvent:
+        """The request being handled."""
+        return self.resolver.current_event
+
+    def resolve(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        """API Gateway REST proxy event in, proxy response out."""
+        return self.resolver.resolve(event, context)
+
+
+def make_resolver(extra: ProblemMap | None = None) -> APIGatewayRestResolver:
     """A resolver with the problem mapping installed.
 
     ``extra``: more exception types and the problem each answers with (per function).
     """
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+    from botocore.exceptions import BotoCoreError, ClientError
+
     app = APIGatewayRestResolver()
 
     @app.exception_handler(Problem)

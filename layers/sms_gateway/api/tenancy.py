@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sms_gateway.api.problems import Problem
-from sms_gateway.settings import AuthMode
+
+if TYPE_CHECKING:
+    from sms_gateway.settings import AuthMode
 
 TENANT_HEADER = "X-Tenant-ID"
 _TENANT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -33,6 +35,8 @@ def tenant_of(
     Raises:
         Problem: 401 when no tenant identity is present (or it is malformed).
     """
+    from sms_gateway.settings import AuthMode  # loaded with the settings, before any request
+
     if mode is AuthMode.LOCAL:
         if not tenant_header:
             raise _unauthorized(f"local mode: send the {TENANT_HEADER} header")
