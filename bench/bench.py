@@ -8,11 +8,10 @@ For N messages through the moto-backed path (real handlers, in-process, SQLite):
 - SQL statements per SMS in the sender (counted on SQLAlchemy's ``before_cursor_execute``),
   for a first-attempt success (tenant-3 -> provider-b) and a retried one (tenant-1 ->
   provider-a, which fails each message's first attempt);
-- cold import time of each function's handler from the ``sam build`` output (the layer's
-  ``python/`` on the path, as Lambda mounts it), beside ``import boto3`` alone, measured in
-  the same run in fresh interpreters (median of ``--repeat`` runs).
+- cold-start figures of each function from the ``sam build`` output: :mod:`bench.cold_figures`
+  (interleaved pairs beside a baseline import, tracing on and off, median of ``--pairs``).
 
-Usage (from the repository root): ``python -m bench.bench [--messages N] [--repeat R]``
+Usage (from the repository root): ``python -m bench.bench [--messages N] [--pairs P]``
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -38,19 +35,12 @@ import boto3
 import pytest
 from sqlalchemy import event
 
-from bench import bulk_figures
+from bench import bulk_figures, cold_figures
 from sms_gateway import wiring
 from tests import conftest  # the bench drives the same in-process harness as the tests
 from tests.support import Gateway
 
 ROOT = Path(__file__).resolve().parents[1]
-
-FUNCTIONS = {
-    "IngestFunction": "ingest",
-    "StatusFunction": "status",
-    "SenderFunction": "sender",
-    "DlqFunction": "dlq",
-}
 
 
 class AwsCounter:
@@ -170,57 +160,13 @@ def run_path(n: int) -> None:
     )
 
 
-def import_seconds(path_entries: list[Path], statement: str, repeat: int) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_GATEWAY_", "AWS_"))}
-    env.update(
-        PYTHONPATH=os.pathsep.join(str(p) for p in path_entries),
-        PYTHONDONTWRITEBYTECODE="1",
-        AWS_DEFAULT_REGION="us-east-1",
-        POWERTOOLS_TRACE_DISABLED="true",
-    )
-    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
-    runs = []
-    for _ in range(repeat):
-        out = subprocess.run(
-            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
-        ).stdout
-        runs.append(float(out.strip().splitlines()[-1]))
-    return statistics.median(runs)
-
-
-def cold_imports(repeat: int) -> None:
-    build = ROOT / ".aws-sam" / "build"
-    layer = build / "DependenciesLayer" / "python"
-    if not layer.is_dir():
-        print("\n(no .aws-sam/build: run `make build` first for the cold import figures)")
-        return
-    print(
-        "\n== cold import of each handler from the sam build output "
-        f"(median of {repeat}, fresh interpreter)"
-    )
-    baseline = import_seconds([layer], "import boto3", repeat)
-    print(f"{'import boto3 alone (layer)':32} {baseline * 1000:8.1f} ms")
-    for logical_id, _ in FUNCTIONS.items():
-        code_dir = build / logical_id
-        seconds = import_seconds([code_dir, layer], "import app", repeat)
-        print(f"{logical_id:32} {seconds * 1000:8.1f} ms  ({seconds / baseline:.1f}x boto3)")
-    ingest_mods = subprocess.run(
-        [sys.executable, "-c", "import sys, app; print(int('sqlalchemy' in sys.modules))"],
-        env={**os.environ, "PYTHONPATH": f"{build / 'IngestFunction'}{os.pathsep}{layer}"},
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    print(f"IngestFunction imports SQLAlchemy: {'yes' if ingest_mods == '1' else 'no'}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=9, help="cold-start pairs (>= 7)")
     args = parser.parse_args()
     run_path(args.messages)
-    cold_imports(args.repeat)
+    cold_figures.print_figures(max(7, args.pairs))
     bulk_figures.report()
     from bench import sql_figures  # the sender's SQL figures on PostgreSQL (issue 6)
 
