@@ -70,6 +70,7 @@ FUNCTIONS = (
 
 # Nothing listens here: AWS calls and the database fail at once, without network time.
 CLOSED_PORT = "http://127.0.0.1:9"
+MARKER = "@@ first request"
 TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 
 TIMED = """
@@ -79,8 +80,9 @@ wall, cpu = time.perf_counter(), time.process_time()
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 FIRST_REQUEST = """
-import json
+import json, sys
 import app
+sys.stderr.write("{marker}\\n")
 
 class Context:
     function_name = {name!r}
@@ -94,6 +96,12 @@ class Context:
 with open({event!r}) as f:
     app.lambda_handler(json.load(f), Context())
 """
+
+
+def first_request(fn: Function) -> str:
+    """Python code: ``import app``, then one invocation with ``fn``'s sample event."""
+    event = str(ROOT / "events" / fn.event)
+    return FIRST_REQUEST.format(name=fn.logical_id, event=event, marker=MARKER)
 
 
 def globals_environment() -> dict[str, str]:
@@ -232,12 +240,11 @@ def print_figures(pairs: int = 9, build: Path = BUILD) -> None:
                 f"{imports.function[0] * 1e3:8.1f} {imports.function[1] * 1e3:8.1f} "
                 f"{imports.ratio(0):6.2f}x {imports.ratio(1):5.2f}x  {goal}"
             )
-            event = str(ROOT / "events" / fn.event)
             first = paired(
                 base_env,
                 fn.baseline,
                 env,
-                FIRST_REQUEST.format(name=fn.logical_id, event=event),
+                first_request(fn),
                 max(3, pairs // 3),
             )
             print(
@@ -253,21 +260,26 @@ def print_figures(pairs: int = 9, build: Path = BUILD) -> None:
 IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")
 
 
-def import_costs(build: Path, logical_id: str, runs: int) -> list[tuple[str, float, float]]:
-    """``[(module, self ms, cumulative ms)]`` of each module ``import app`` loads, medians of
-    ``runs`` runs of ``python -X importtime`` (tracing on), in first-import order."""
-    env = lambda_environment(build, logical_id, tracing=True)
+def import_costs(
+    build: Path, fn: Function, runs: int, first: bool = False
+) -> list[tuple[str, float, float]]:
+    """``[(module, self ms, cumulative ms)]`` of each module ``import app`` loads (``first``:
+    that its first request loads), medians of ``runs`` runs of ``python -X importtime``
+    (tracing on), in first-import order."""
+    env = lambda_environment(build, fn.logical_id, tracing=True)
     samples: dict[str, list[tuple[int, int]]] = defaultdict(list)
     order: dict[str, int] = {}
     for _ in range(runs):
         err = subprocess.run(
-            [sys.executable, "-S", "-X", "importtime", "-c", "import app"],
+            [sys.executable, "-S", "-X", "importtime", "-c", first_request(fn)],
             env=env,
+            cwd=ROOT,
             capture_output=True,
             text=True,
             check=True,
         ).stderr
-        for line in err.splitlines():
+        at_import, _, in_request = err.partition(MARKER)
+        for line in (in_request if first else at_import).splitlines():
             if m := IMPORTTIME.match(line):
                 name = m.group(4)
                 samples[name].append((int(m.group(1)), int(m.group(2))))
@@ -324,18 +336,23 @@ def family(module: str) -> str:
 
 def print_breakdown(build: Path = BUILD, runs: int = 5) -> None:
     """What each family of modules costs each function's ``import app`` (self times summed)."""
-    print(f"\n== what `import app` loads, tracing on (python -X importtime, median of {runs})")
+    print(
+        "\n== what `import app` and then the first request load, tracing on "
+        f"(python -X importtime: self times summed by family, median of {runs})"
+    )
     for fn in FUNCTIONS:
-        costs = import_costs(build, fn.logical_id, runs)
-        by_family: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for module, self_ms, _ in costs:
-            row = by_family[family(module)]
-            row[0] += self_ms
-            row[1] += 1
-        total = sum(row[0] for row in by_family.values())
-        print(f"{fn.logical_id}: {len(costs)} modules, {total:.1f} ms")
-        for name, (ms, count) in sorted(by_family.items(), key=lambda kv: -kv[1][0]):
-            print(f"  {name:45} {ms:7.1f} ms {int(count):4d} modules")
+        for first in (False, True):
+            costs = import_costs(build, fn, runs, first)
+            by_family: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+            for module, self_ms, _ in costs:
+                row = by_family[family(module)]
+                row[0] += self_ms
+                row[1] += 1
+            total = sum(row[0] for row in by_family.values())
+            what = "its first request adds" if first else "import app"
+            print(f"{fn.logical_id}, {what}: {len(costs)} modules, {total:.1f} ms")
+            for name, (ms, count) in sorted(by_family.items(), key=lambda kv: -kv[1][0]):
+                print(f"  {name:45} {ms:7.1f} ms {int(count):4d} modules")
 
 
 def main() -> None:
