@@ -154,8 +154,11 @@ def sql() -> SqlContainer:
     """The SQL container: one engine, the stores (one per aggregate, sharing the engine), the
     route-policy cache, the services.
 
-    X-Ray traces SQL through SQLAlchemy Core (one subsegment per statement, whatever the
-    dialect), not through the drivers: patching every driver would import all of them."""
+    X-Ray traces SQL through SQLAlchemy Core: one subsegment per statement, named by the
+    host, with the sanitized query, whatever the dialect. Not through the drivers: patching
+    every driver imports all of them, and a driver patch records each ``execute`` without its
+    query. The price: aws-xray-sdk's patch also wraps the ORM ``Session``, so with tracing on
+    SQLAlchemy's ORM modules load with the first request (``make bench`` shows the cost)."""
     from sms_gateway.observability import PowertoolsMetrics, trace_libraries
     from sms_gateway.providers.base import ProviderRegistry
     from sms_gateway.providers.simulator import demo_providers
