@@ -12,12 +12,14 @@ on the real functions.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import http.client
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -38,10 +40,11 @@ from sms_gateway.local.http_front import (
     build_api_event,
     proxy_response_to_http,
 )
+from sms_gateway.local.journal import JOURNAL_FILE
 from sms_gateway.local.pollers import SqsPoller, failed_message_ids, sqs_event_record
 from sms_gateway.local.resources import provision
 from sms_gateway.local.runtime import function_environment
-from sms_gateway.local.stack import LocalStack
+from sms_gateway.local.stack import DataDirInUse, LocalStack, lock_data_dir
 from sms_gateway.local.template import ApiRoute, Resolver, SamTemplate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -865,6 +868,7 @@ def test_a_function_past_its_timeout_answers_502_and_gets_a_new_environment(
         throwaway_root,
         port=0,
         dsn=dsn,
+        data_dir=tmp_path / "data",
         prepare_database=False,
         environments=1,
         log_sink=lambda function, line: lines.append((function, line)),
@@ -985,3 +989,85 @@ def test_cli_prints_ready_line_and_exits_0_on_sigterm(throwaway_root: Path, tmp_
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from sms_gateway.local.cli import main; sys.exit(main())",
+            "local",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or {**os.environ},
+    )
+
+
+def test_a_second_stack_on_the_same_data_dir_is_refused_before_it_touches_anything(
+    throwaway_root: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    dsn = f"sqlite:///{data / 'sms-gateway.db'}"
+    with LocalStack(
+        throwaway_root, port=0, dsn=dsn, data_dir=data, prepare_database=False
+    ) as first:
+        journal = data / JOURNAL_FILE
+        before = (journal.stat().st_ino, journal.read_bytes())
+        (data / "sms-gateway.db").write_bytes(b"kept")
+        # In this process (flock conflicts between two opens of the file, too): --reset
+        # would delete the running stack's journal and database.
+        second = LocalStack(throwaway_root, port=0, data_dir=data, reset=True)
+        with pytest.raises(DataDirInUse, match=re.escape(str(data))):
+            second.start()
+        # The CLI: one line, exit 1, at once (no moto, no migration), even with --reset.
+        env = {**os.environ, "SMS_GATEWAY_MESSAGE_DSN": dsn}
+        process = _cli(
+            "--port",
+            "0",
+            "--root",
+            str(throwaway_root),
+            "--data-dir",
+            str(data),
+            "--reset",
+            env=env,
+        )
+        try:
+            _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode == 1
+        assert err.strip().count("\n") == 0, err
+        assert str(data) in err and "in use" in err and "Traceback" not in err
+        assert (journal.stat().st_ino, journal.read_bytes()) == before
+        assert (data / "sms-gateway.db").read_bytes() == b"kept"
+        status, _, _, _ = call("GET", f"{first.url}/v1/items/x")
+        assert status == 200
+    os.close(lock_data_dir(data))  # stopped: the lock is free again
+
+
+def test_a_stack_whose_port_is_taken_leaves_the_data_dir_alone(
+    throwaway_root: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    journal = data / JOURNAL_FILE
+    journal.write_text('{"k":"sqs.purge","region":"us-east-1","queue":"q","at":1}\n')
+    (data / "sms-gateway.db").write_bytes(b"kept")
+    before = (journal.stat().st_ino, journal.read_bytes())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        stack = LocalStack(throwaway_root, port=port, data_dir=data, reset=True)
+        with pytest.raises(OSError) as raised:
+            stack.start()
+        assert raised.value.errno == errno.EADDRINUSE
+    assert (journal.stat().st_ino, journal.read_bytes()) == before
+    assert (data / "sms-gateway.db").read_bytes() == b"kept"
+    os.close(lock_data_dir(data))  # a failed start frees the lock

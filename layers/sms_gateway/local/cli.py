@@ -11,7 +11,9 @@ records) live in --data-dir; ``--reset`` deletes both first (a --dsn database is
 
 Prints the API URL, the moto endpoint, the DSN and the demo curl lines, then a line
 ``Local stack ready on http://HOST:PORT`` once it serves. Ctrl-C or SIGTERM stops it (exit 0).
-Exit 1 when it cannot start (message on stderr), 2 on bad arguments.
+Exit 1 when it cannot start (a one-line message on stderr: the port is taken, another stack
+runs on the same --data-dir, ...), 2 on bad arguments. A second stack on a --data-dir in use
+is refused before it touches anything there (``--reset`` included).
 
 The log on stdout is for people (:mod:`sms_gateway.local.logview`): one line per request and
 per message transition, warnings and errors; EMF metrics go to ``DATA_DIR/metrics.jsonl``.
@@ -132,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_local(args: argparse.Namespace) -> int:
     from sms_gateway.local.http_front import RequestLog
     from sms_gateway.local.logview import METRICS_FILE, LogView
-    from sms_gateway.local.stack import LocalStack, find_root
+    from sms_gateway.local.stack import DataDirInUse, LocalStack, find_root
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -182,7 +184,7 @@ def _run_local(args: argparse.Namespace) -> int:
             pass
         print("Stopping local stack", file=sys.stderr, flush=True)
         return 0
-    except (FileNotFoundError, TemplateError, OSError) as error:
+    except (FileNotFoundError, TemplateError, OSError, DataDirInUse) as error:
         hint = " (pick another port: --port N, or make run ARGS='--port N')"
         in_use = isinstance(error, OSError) and error.errno == errno.EADDRINUSE
         print(

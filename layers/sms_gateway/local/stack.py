@@ -18,11 +18,18 @@
    (:mod:`sms_gateway.local.http_front`) serves their ``Api`` events and one poller per ``SQS``
    event (:mod:`sms_gateway.local.pollers`) feeds the sender and the DLQ consumer.
 
+Before any of that, the stack takes an exclusive lock on its data dir (``flock`` on
+``<data_dir>/local-stack.lock``, held until :meth:`LocalStack.stop` or the process's death)
+and binds its HTTP port: a second stack on the same data dir, or on a port in use, is refused
+before it wipes, restores or migrates anything.
+
 Use it as a context manager, or ``start()``/``stop()``; ``sms-gateway local`` runs it.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import re
@@ -47,8 +54,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCOUNT_ID",
+    "LOCK_FILE",
     "REGION",
     "STACK_NAME",
+    "DataDirInUse",
     "LocalStack",
     "default_dsn",
     "find_root",
@@ -64,6 +73,13 @@ TEMPLATE_FILE: Final = "template.yaml"
 DSN_VARIABLE: Final = "SMS_GATEWAY_MESSAGE_DSN"
 _POLLER_STOP_SECONDS: Final = 60.0
 DEFAULT_API_ENVIRONMENTS: Final = 4
+LOCK_FILE: Final = "local-stack.lock"
+"""In the data dir: ``flock``-ed exclusively by the running stack (it holds that stack's pid)."""
+
+
+class DataDirInUse(RuntimeError):
+    """Another local stack holds the data dir's lock (:data:`LOCK_FILE`); nothing was touched."""
+
 
 # Settings the local stack forces, whatever the template says (DESIGN section 9: the
 # X-Tenant-ID header is honoured only in local mode; there is no X-Ray daemon here).
@@ -105,6 +121,37 @@ def find_root(start: Path | None = None) -> Path:
 def default_dsn(data_dir: Path) -> str:
     """The embedded default: a SQLite file ``<data_dir>/sms-gateway.db`` (absolute URL)."""
     return f"sqlite:///{(data_dir / 'sms-gateway.db').resolve()}"
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Take the exclusive lock of ``data_dir`` (created if missing) without waiting.
+
+    Returns the lock file's descriptor: the lock lasts until it is closed (or the process
+    dies; ``flock`` locks are the open file's, so ``kill -9`` frees it). The file then holds
+    this process's pid, for the message a second stack shows.
+
+    Raises:
+        DataDirInUse: another process (or another open of the file) holds the lock.
+        OSError: the directory or the file cannot be created.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        by = f" (pid {holder})" if holder.isdigit() else ""
+        raise DataDirInUse(
+            f"data dir {data_dir} is in use by another sms-gateway local{by}; "
+            "stop it or pick another --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
 
 
 def mask_dsn(dsn: str) -> str:
@@ -193,6 +240,7 @@ class LocalStack:
         self._moto: JournaledMotoServer | None = None
         self._moto_endpoint: str | None = None
         self._front: ApiFront | None = None
+        self._lock_fd: int | None = None
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -202,8 +250,11 @@ class LocalStack:
 
         Raises:
             RuntimeError: already started.
+            DataDirInUse: another stack runs on ``data_dir`` (checked first: nothing is
+                touched).
             TemplateError: the template cannot be turned into local resources.
-            OSError: the HTTP port is taken.
+            OSError: the HTTP port is taken (checked before the data dir is wiped, restored
+                or migrated).
             Exception: a handler module failed to import, or the database setup failed.
         """
         if self._started:
@@ -217,6 +268,18 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
+        # First the data dir's lock, then the HTTP port (the front's listening socket): a stack
+        # that cannot run must not wipe, compact or migrate what a running one uses.
+        self._lock_fd = lock_data_dir(self.data_dir)
+        self._front = ApiFront(
+            Router([]),
+            host=self.host,
+            port=self.port,
+            stage=self.stage,
+            account_id=ACCOUNT_ID,
+            log_requests=self.log_requests,
+            on_request=self.on_request,
+        )
         if self.reset:
             self._wipe()
         self._moto = JournaledMotoServer(self.journal_path, host="127.0.0.1", port=0)
@@ -285,15 +348,8 @@ class LocalStack:
             for function in self.functions.values()
             for route in function.spec.api_routes
         ]
-        self._front = ApiFront(
-            Router(routes),
-            host=self.host,
-            port=self.port,
-            stage=self.stage,
-            account_id=ACCOUNT_ID,
-            log_requests=self.log_requests,
-            on_request=self.on_request,
-        )
+        self._front.router = Router(routes)
+        self._front.stage = self.stage
         self._front.start()
 
         by_arn = self.resources.queue_url_by_arn
@@ -346,6 +402,9 @@ class LocalStack:
             self._moto.stop()
             self._moto = None
             self._moto_endpoint = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # frees the data dir's lock
+            self._lock_fd = None
         self._started = False
 
     def __enter__(self) -> Self:
