@@ -456,3 +456,54 @@ def test_a_failing_hook_does_not_change_the_answer(echo: Echo) -> None:
         assert request(front, "GET", "/v1/items/i-1")[0] == 200
     finally:
         front.stop()
+
+
+# -- malformed requests and handler answers: one answer, one log line, connection closed ---
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("NUL in a header value", b"GET /v1/items/x HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n"),
+        ("space before the colon", b"GET /v1/items/x HTTP/1.1\r\nHost: x\r\nX-A : b\r\n\r\n"),
+        ("bad start line", b"\x16\x03\x01 garbage\r\n\r\n"),
+    ],
+)
+def test_a_malformed_request_gets_400_one_log_entry_and_a_closed_connection(
+    echo: Echo, caplog: pytest.LogCaptureFixture, name: str, data: bytes
+) -> None:
+    entries: list[RequestLog] = []
+    front = make_front(echo, on_request=entries.append)
+    front.start()
+    try:
+        with caplog.at_level("WARNING"):
+            # raw_exchange reads until the server closes (a 10 s socket timeout otherwise).
+            status, headers, body = parse_answer(raw_exchange(front.port, data))
+            deadline = time.monotonic() + 10
+            while not entries and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        front.stop()
+    assert status == 400, name
+    assert json.loads(body)["message"].startswith("Bad Request")
+    assert headers["connection"] == "close"
+    assert [entry.status for entry in entries] == [400]
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    assert echo.events == []
+
+
+def test_a_header_value_outside_latin_1_in_a_handler_answer_is_502() -> None:
+    def answer(event: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return {"statusCode": 200, "headers": {"X-Name": "\u65e5\u672c"}, "body": "{}"}
+
+    front = ApiFront(
+        Router([(ApiRoute("F", "Get", "GET", "/v1/items/{item_id}"), answer)]),
+        port=0,
+        log_requests=False,
+    )
+    front.start()
+    try:
+        status, _, body = request(front, "GET", "/v1/items/x")
+    finally:
+        front.stop()
+    assert (status, json.loads(body)) == (502, {"message": "Internal server error"})

@@ -294,6 +294,10 @@ def proxy_response_to_http(answer: Any, request_id: str | None = None) -> HttpRe
     for key, value in headers:
         if any(char in key + value for char in "\r\n\0") or not key:
             raise InvalidProxyResponse(f"header {key!r} is not a valid header line")
+        try:  # HTTP/1.1 header fields are bytes; waitress writes them as Latin-1
+            (key + value).encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidProxyResponse(f"header {key!r} is not Latin-1 text") from None
     headers = [(key, value) for key, value in headers if key.lower() not in _HOP_BY_HOP]
     if not any(key.lower() == "content-type" for key, _ in headers):
         headers.append(("Content-Type", "application/json"))
@@ -639,16 +643,23 @@ def _api_channel_class(front: ApiFront) -> type[HTTPChannel]:
             started = time.monotonic()
             request: Any = self.request  # a parser; types-waitress says its error
             answer = _error_answer(request.error)
+            # The server speaks HTTP/1.1 (RFC 9110 section 6.2), whatever a request it could
+            # not parse claimed (waitress would fall back to HTTP/1.0 for those).
+            self.version = "1.1"
             self.status = f"{answer.status} {_reason(answer.status)}"
             self.response_headers = [*self.response_headers, *answer.headers]
             self.set_close_on_finish()
             self.content_length = len(answer.body)
             self.write(answer.body)
             raw = {key.lower(): value for key, value in getattr(request, "raw_headers", ())}
+            # A request refused in its start line or headers never got a command or a path
+            # (waitress sets them only once the header block parses).
+            method = getattr(request, "command", None)
+            path = getattr(request, "path", None)
             front.record(
                 RequestLog(
-                    method=request.command or "-",
-                    path=unquote(request.path or "") or "-",
+                    method=method if isinstance(method, str) and method else "-",
+                    path=unquote(path) if isinstance(path, str) and path else "-",
                     status=answer.status,
                     latency_ms=(time.monotonic() - started) * 1000,
                     request_id=str(uuid.uuid4()),
