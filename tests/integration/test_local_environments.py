@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -327,3 +328,21 @@ def test_environments_do_not_outlive_a_killed_stack(code_root: Path) -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_an_idle_environment_whose_process_died_is_never_handed_a_request(
+    code_root: Path,
+) -> None:
+    # Lambda never routes to a dead sandbox: the next request cold-starts a new one.
+    function = make_function(code_root, max_environments=2)
+    try:
+        pids = {function.invoke({})["pid"]}
+        pid = pids.pop()
+        os.kill(pid, signal.SIGKILL)  # killed while idle (OOM killer, kill -9 ...)
+        assert wait_until(lambda: not pid_alive(pid))
+        answer = function.invoke({}, "after-kill")
+        assert answer["count"] == 1  # a fresh environment
+        assert function.cold_starts == 2
+        assert function.environment_count == 1  # the dead one no longer counts
+    finally:
+        function.stop()

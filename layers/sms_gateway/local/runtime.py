@@ -13,7 +13,8 @@ over a socket. Its stdout and stderr are the function's log: each line goes to t
 ``log_sink(function_logical_id, line)``. A :class:`LocalFunction` keeps up to
 ``max_environments`` of them, created on demand and reused warm; an invocation that outlives
 the function's ``Timeout`` is answered as Lambda answers it and its environment is killed
-(the next invocation gets a new one), as is an environment whose process died.
+(the next invocation gets a new one), as is an environment whose process died; one that
+died while idle is never handed an invocation (it is dropped, and a new one cold-starts).
 """
 
 from __future__ import annotations
@@ -180,6 +181,18 @@ class ExecutionEnvironment:
         return (
             self._process is not None and self._process.poll() is None and self._channel is not None
         )
+
+    def idle_and_alive(self) -> bool:
+        """For an environment that is not invoking: True when its process still runs and its
+        channel holds nothing (an idle worker sends nothing; readable means it closed its end,
+        i.e. it died, or it broke the protocol). Reaps a dead process."""
+        channel = self._channel
+        if not self.alive or channel is None:
+            return False
+        try:
+            return not channel.poll(0)
+        except (EOFError, OSError):
+            return False
 
     def start(self) -> None:
         """Spawn the process and wait for its init (the cold start). See the class for errors."""
@@ -497,12 +510,33 @@ class LocalFunction:
             self._release(environment, healthy)
 
     def _acquire(self) -> ExecutionEnvironment:
+        dead: list[ExecutionEnvironment] = []
+        try:
+            return self._acquire_live(dead)
+        finally:
+            for environment in dead:  # reaped and closed outside the lock
+                logger.info(
+                    "%s: environment %d died while idle; discarded",
+                    self.logical_id,
+                    environment.number,
+                )
+                environment.kill()
+
+    def _acquire_live(self, dead: list[ExecutionEnvironment]) -> ExecutionEnvironment:
         with self._cond:
             while True:
                 if self._closed:
                     raise RuntimeError(f"{self.logical_id} is stopped")
-                if self._idle:
-                    return self._idle.pop()
+                while self._idle:
+                    # Lambda never routes to a dead sandbox: an environment whose process
+                    # died while idle (kill -9, OOM) is dropped and its place freed.
+                    candidate = self._idle.pop()
+                    if candidate.idle_and_alive():
+                        return candidate
+                    dead.append(candidate)
+                    self._count -= 1
+                    if candidate in self._all:
+                        self._all.remove(candidate)
                 if self._count < self.max_environments:
                     self._count += 1
                     self._started += 1
