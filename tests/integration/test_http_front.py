@@ -507,3 +507,29 @@ def test_a_header_value_outside_latin_1_in_a_handler_answer_is_502() -> None:
     finally:
         front.stop()
     assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+
+
+def test_130_idle_connections_leave_room_for_a_request(front: ApiFront) -> None:
+    # Issue 5 asks for at least 128 pending connections; idle keep-alive ones count against
+    # waitress's connection limit (100 by default), past which it stops accepting.
+    idle = [socket.create_connection(("127.0.0.1", front.port), timeout=5) for _ in range(130)]
+    try:
+        time.sleep(0.5)  # let the server accept them all
+        started = time.monotonic()
+        connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=5)
+        try:
+            connection.request("GET", "/v1/items/i-1")
+            assert connection.getresponse().status == 200
+        finally:
+            connection.close()
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_idle_keep_alive_connections_are_closed_after_the_channel_timeout() -> None:
+    from sms_gateway.local.http_front import CHANNEL_TIMEOUT_SECONDS, CONNECTION_LIMIT
+
+    assert CONNECTION_LIMIT >= 1024
+    assert 0 < CHANNEL_TIMEOUT_SECONDS <= 60

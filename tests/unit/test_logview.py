@@ -227,3 +227,22 @@ def test_pythonwarnings_filter_silences_powertools_empty_metrics_warning(filters
         assert done.stderr == ""
     else:
         assert "UserWarning: No application metrics to publish" in done.stderr
+
+
+def test_the_cli_keeps_waitress_framework_warnings_off_the_console() -> None:
+    import logging
+
+    from sms_gateway.local.cli import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers), logging.getLogger("waitress").level)
+    try:
+        configure_logging(verbose=False)
+        # "total open connections reached the connection limit", "Task queue depth is N"
+        assert not logging.getLogger("waitress").isEnabledFor(logging.WARNING)
+        assert not logging.getLogger("waitress.queue").isEnabledFor(logging.WARNING)
+        assert logging.getLogger("waitress").isEnabledFor(logging.ERROR)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        logging.getLogger("waitress").setLevel(saved[2])

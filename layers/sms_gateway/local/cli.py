@@ -40,7 +40,7 @@ from typing import Any
 from sms_gateway.local.stack import DEFAULT_API_ENVIRONMENTS
 from sms_gateway.local.template import TemplateError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "configure_logging", "main"]
 
 
 def _parameter(text: str) -> tuple[str, str]:
@@ -131,20 +131,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_local(args: argparse.Namespace) -> int:
-    from sms_gateway.local.http_front import RequestLog
-    from sms_gateway.local.logview import METRICS_FILE, LogView
-    from sms_gateway.local.stack import DataDirInUse, LocalStack, find_root
-
+def configure_logging(*, verbose: bool) -> None:
+    """The console log of ``sms-gateway local`` (stderr): WARNING and up, INFO with
+    ``verbose``. Framework chatter stays off: moto's per-request lines (werkzeug), and
+    waitress's warnings, which describe load rather than faults ("Task queue depth is N":
+    requests of a burst waiting for a worker thread; "total open connections reached the
+    connection limit"); waitress's errors still show, and ``verbose`` shows its warnings."""
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request log
-    # "Task queue depth is N": requests of a burst waiting for a worker thread, not a fault.
+    logging.getLogger("waitress").setLevel(logging.WARNING if verbose else logging.ERROR)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    from sms_gateway.local.http_front import RequestLog
+    from sms_gateway.local.logview import METRICS_FILE, LogView
+    from sms_gateway.local.stack import DataDirInUse, LocalStack, find_root
+
+    configure_logging(verbose=args.verbose)
 
     stopping = threading.Event()
 

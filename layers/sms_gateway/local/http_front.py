@@ -62,6 +62,13 @@ MAX_PAYLOAD_BYTES: Final = 10 * 1024 * 1024
 size, REST APIs); larger requests are answered 413."""
 LISTEN_BACKLOG: Final = 1024
 """Pending connections the kernel queues before ``accept`` (capped by ``net.core.somaxconn``)."""
+CONNECTION_LIMIT: Final = 1024
+"""Open connections the server keeps at once, idle keep-alive ones included (waitress's default
+of 100 is below the 128 pending connections issue 5 asks for: past the limit it stops
+accepting, so a new request waits for an idle connection to time out). Matches the backlog."""
+CHANNEL_TIMEOUT_SECONDS: Final = 60
+"""An idle keep-alive connection is closed after this many seconds (waitress's default is 120);
+API Gateway, too, closes idle client connections rather than keeping them without end."""
 SERVER_THREADS: Final = 16
 """Requests handled at once; more wait in the server's queue, none is refused."""
 # The server writes these itself, or they describe a hop, not the answer (RFC 9110 section 7.6.1).
@@ -405,7 +412,9 @@ class ApiFront:
         on_request: called with a :class:`RequestLog` for every answered request, framing
             errors included; exceptions it raises are logged and otherwise ignored.
         threads: requests handled at once (each in its own worker thread).
-        backlog: the listen backlog (pending connections), at least 128.
+        backlog: the listen backlog (pending connections), at least 128. Open connections
+            are limited to :data:`CONNECTION_LIMIT` (or ``backlog`` if larger); idle ones are
+            closed after :data:`CHANNEL_TIMEOUT_SECONDS`.
 
     Framing follows RFC 9112 section 6.3: a malformed ``Content-Length`` (not digits, repeated
     with different values), a bad chunk, a body the client ends before its framing does, or
@@ -448,6 +457,8 @@ class ApiFront:
             port=port,
             threads=threads,
             backlog=backlog,
+            connection_limit=max(CONNECTION_LIMIT, backlog),
+            channel_timeout=CHANNEL_TIMEOUT_SECONDS,
             # waitress refuses a body of max_request_body_size bytes or more.
             max_request_body_size=MAX_PAYLOAD_BYTES + 1,
             ident="sms-gateway-local",
