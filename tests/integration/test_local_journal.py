@@ -17,6 +17,8 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from sms_gateway.local.journal import JournaledMotoServer, RestoreReport, read_journal
 from sms_gateway.local.resources import LocalResources, provision
@@ -35,6 +37,7 @@ class Run:
     dynamodb: Any
     resources: LocalResources
     report: RestoreReport
+    server: JournaledMotoServer
 
     @property
     def send_url(self) -> str:
@@ -80,7 +83,7 @@ def run(journal: Path, now_ms: int | None = None) -> Iterator[Run]:
             stack_name="sms-gateway",
         )
         report = server.restore(now_ms=now_ms)
-        yield Run(endpoint, clients["sqs"], clients["dynamodb"], resources, report)
+        yield Run(endpoint, clients["sqs"], clients["dynamodb"], resources, report, server)
     finally:
         reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
         with urllib.request.urlopen(reset, timeout=5):
@@ -278,3 +281,62 @@ def test_reset_wipes_the_journal_and_the_default_sqlite_file_but_never_another_d
     ]
     LocalStack(ROOT, data_dir=tmp_path, reset=True)._wipe()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere.db", "other.txt"]
+
+
+def test_a_call_that_cannot_be_journaled_is_answered_500_and_leaves_moto_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "aws-journal.jsonl"
+    with run(journal) as stack:
+        once = Config(retries={"mode": "standard", "max_attempts": 1})
+        options = {
+            "endpoint_url": stack.endpoint,
+            "region_name": REGION,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "config": once,
+        }
+        dynamodb = boto3.client("dynamodb", **options)  # type: ignore[call-overload]
+        sqs = boto3.client("sqs", **options)  # type: ignore[call-overload]
+
+        def disk_full(entries: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(stack.server.journal, "append", disk_full)
+        with pytest.raises(ClientError) as put:
+            dynamodb.put_item(TableName=TABLE, Item=item("k-1", 2_000_000_000))
+        assert put.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        with pytest.raises(ClientError) as sent:
+            sqs.send_message(QueueUrl=stack.send_url, MessageBody="lost")
+        assert sent.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        # Nothing the client was told failed is in moto: a retry is a first try again
+        # (not a ConditionalCheckFailed on its own earlier, unjournaled attempt).
+        assert "Item" not in dynamodb.get_item(TableName=TABLE, Key={"id": {"S": "k-1"}})
+        assert receive(sqs, stack.send_url) == []
+        monkeypatch.undo()
+        dynamodb.put_item(
+            TableName=TABLE,
+            Item=item("k-1", 2_000_000_000),
+            ConditionExpression="attribute_not_exists(id)",
+        )
+        # A write moto refuses is marked so, and not replayed at the next start.
+        with pytest.raises(ClientError):
+            dynamodb.put_item(
+                TableName=TABLE,
+                Item=item("k-1", 2_000_000_001),
+                ConditionExpression="attribute_not_exists(id)",
+            )
+    with run(journal) as stack:
+        assert stack.report.writes_refused == 0
+        got = stack.dynamodb.get_item(TableName=TABLE, Key={"id": {"S": "k-1"}})["Item"]
+        assert got["expiration"] == {"N": "2000000000"}
+        assert receive(stack.sqs, stack.send_url) == []
+
+
+def test_reset_journal_deletes_the_journal_only(tmp_path: Path) -> None:
+    from sms_gateway.local.stack import LocalStack
+
+    for name in ("aws-journal.jsonl", "aws-journal.jsonl.tmp", "sms-gateway.db", "other.txt"):
+        (tmp_path / name).write_text("x")
+    LocalStack(ROOT, data_dir=tmp_path, reset_journal=True)._wipe()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.txt", "sms-gateway.db"]

@@ -1071,3 +1071,24 @@ def test_a_stack_whose_port_is_taken_leaves_the_data_dir_alone(
     assert (journal.stat().st_ino, journal.read_bytes()) == before
     assert (data / "sms-gateway.db").read_bytes() == b"kept"
     os.close(lock_data_dir(data))  # a failed start frees the lock
+
+
+def test_a_corrupt_journal_stops_the_cli_with_one_line_naming_each_remedy(
+    throwaway_root: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / JOURNAL_FILE).write_text('{"k":"sqs.purge","re{"k":"ddb"}\n{"k":"sqs.purge"}\n')
+    env = {**os.environ, "SMS_GATEWAY_MESSAGE_DSN": f"sqlite:///{tmp_path / 'cli.db'}"}
+    process = _cli("--port", "0", "--root", str(throwaway_root), "--data-dir", str(data), env=env)
+    try:
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert "line 1 is not a JSON object" in line
+    assert "--reset-journal" in line and "--reset " in line

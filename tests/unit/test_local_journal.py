@@ -3,6 +3,8 @@ live, and how the file is read and written (sms_gateway.local.journal)."""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +123,45 @@ def test_a_torn_last_line_is_skipped_but_a_corrupt_middle_line_is_an_error(
     path.write_bytes(b'{"k":"a"}\nnot json\n{"k":"c"}\n')
     with pytest.raises(JournalError, match="line 2"):
         read_journal(path)
+
+
+def test_a_failed_append_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk (ENOSPC) or RLIMIT_FSIZE (EFBIG) after a partial write: the half line is cut
+    # off again, so the next append does not glue onto it.
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.open()
+    journal.append([{"k": "one"}])
+    before = journal.path.read_bytes()
+    real_write = os.write
+    calls = []
+
+    def short_then_full(fd: int, data: Any) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data)[:7])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", short_then_full)
+    with pytest.raises(OSError, match="No space"):
+        journal.append([{"k": "two", "body": "x" * 100}])
+    monkeypatch.setattr(os, "write", real_write)
+    assert journal.path.read_bytes() == before
+    journal.append([{"k": "three"}])
+    journal.close()
+    assert read_journal(journal.path) == [{"k": "one"}, {"k": "three"}]
+
+
+def test_a_corrupt_middle_line_is_refused_with_one_line_naming_each_remedy(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b'{"k":"a"}\n{"k":"sqs.se{"k":"b"}\n{"k":"c"}\n')
+    with pytest.raises(JournalError) as raised:
+        read_journal(path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "line 2" in message and str(path) in message
+    assert "--reset-journal" in message and "--reset " in message
+    assert "SQL database is kept" in message

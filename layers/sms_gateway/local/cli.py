@@ -4,10 +4,12 @@
 
     sms-gateway local [--host 127.0.0.1] [--port 3000] [--dsn URL] [--data-dir DIR]
                       [--root DIR] [--parameter NAME=VALUE ...] [--environments N] [--quiet]
-                      [--reset]
+                      [--reset | --reset-journal]
 
 State survives a restart: the SQLite file and the AWS journal (queued messages, idempotency
-records) live in --data-dir; ``--reset`` deletes both first (a --dsn database is kept).
+records) live in --data-dir; ``--reset`` deletes both first (a --dsn database is kept),
+``--reset-journal`` the journal only (every SQL database is kept). A corrupt journal stops the
+start with a one-line message naming both.
 
 Prints the API URL, the moto endpoint, the DSN and the demo curl lines, then a line
 ``Local stack ready on http://HOST:PORT`` once it serves. Ctrl-C or SIGTERM stops it (exit 0).
@@ -98,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start clean: delete the AWS journal and the default SQLite file in --data-dir",
     )
     local.add_argument(
+        "--reset-journal",
+        action="store_true",
+        help="delete the AWS journal only (queued messages and idempotency records are lost; "
+        "the SQL database is kept)",
+    )
+    local.add_argument(
         "--root",
         type=Path,
         default=None,
@@ -150,6 +158,7 @@ def configure_logging(*, verbose: bool) -> None:
 
 def _run_local(args: argparse.Namespace) -> int:
     from sms_gateway.local.http_front import RequestLog
+    from sms_gateway.local.journal import JournalError
     from sms_gateway.local.logview import METRICS_FILE, LogView
     from sms_gateway.local.stack import DataDirInUse, LocalStack, find_root
 
@@ -182,6 +191,7 @@ def _run_local(args: argparse.Namespace) -> int:
             log_requests=not args.quiet,
             environments=args.environments,
             reset=args.reset,
+            reset_journal=args.reset_journal,
             log_sink=view.feed,
             on_request=on_request if not args.quiet else None,
         )
@@ -193,7 +203,7 @@ def _run_local(args: argparse.Namespace) -> int:
             pass
         print("Stopping local stack", file=sys.stderr, flush=True)
         return 0
-    except (FileNotFoundError, TemplateError, OSError, DataDirInUse) as error:
+    except (FileNotFoundError, TemplateError, OSError, DataDirInUse, JournalError) as error:
         hint = " (pick another port: --port N, or make run ARGS='--port N')"
         in_use = isinstance(error, OSError) and error.errno == errno.EADDRINUSE
         print(

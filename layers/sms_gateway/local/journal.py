@@ -9,15 +9,32 @@ come back. So the local stack keeps its own journal, of *facts* rather than requ
 
 - :class:`JournalingApp`, a WSGI middleware in front of moto's app (the same
   ``DomainDispatcherApplication(create_backend_app)`` that ``ThreadedMotoServer`` serves),
-  appends one JSON line per successful state-changing call to ``<data dir>/aws-journal.jsonl``
-  and writes it to the OS (one ``write(2)`` on an ``O_APPEND`` descriptor) *before* the
-  response leaves: whatever a client was told has happened survives ``kill -9`` of the process
-  (add ``fsync=True`` to survive a power cut too). If the journal cannot be written, the call
-  answers 500 instead of success.
-- DynamoDB (JSON protocol, ``X-Amz-Target: DynamoDB_20120810.*``): ``PutItem``, ``UpdateItem``,
-  ``DeleteItem``, ``BatchWriteItem``, ``TransactWriteItems`` and the PartiQL writes are kept as
-  the request itself and replayed in order (writes are serialised, so the journal's order is
-  moto's order).
+  appends JSON lines for each state-changing call to ``<data dir>/aws-journal.jsonl`` and
+  writes them to the OS (one ``write(2)`` on an ``O_APPEND`` descriptor) *before* the response
+  leaves: whatever a client was told has happened survives ``kill -9`` of the process (add
+  ``fsync=True`` to survive a power cut too).
+- A failed write (disk full, file size limit) is cut back off (``ftruncate`` to the length
+  before it), so the file never holds a torn line except the last one after a kill mid-write,
+  which a restart skips. The call is answered 500 ``InternalFailure`` and, as far as a client
+  can tell, did not happen:
+
+  * DynamoDB (JSON protocol, ``X-Amz-Target: DynamoDB_20120810.*``): ``PutItem``,
+    ``UpdateItem``, ``DeleteItem``, ``BatchWriteItem``, ``TransactWriteItems`` and the PartiQL
+    writes are journaled *ahead*: the request itself is written first and only then given to
+    moto, so a write that cannot be journaled never reaches moto (botocore's retry of the 500
+    is a first try again, not a ``ConditionalCheckFailed`` against its own earlier attempt).
+    A write moto then refuses (a failed condition, a validation error) is followed by a
+    ``ddb.refused`` line, and the restart skips it; were that line lost, replaying the refused
+    write is refused again (writes are serialised, so the replay sees the same state), which
+    changes nothing. A kill between the line and moto's answer leaves a write the client
+    never heard of, which the restart applies: a timed-out call may have happened, as on AWS.
+    Writes are replayed in order (serialised, so the journal's order is moto's order).
+  * SQS sends get their ``MessageId`` from moto, so they are journaled after moto took them;
+    when that fails, the new messages are taken out of moto again before the 500.
+  * SQS receives, deletes, visibility changes and purges are journaled after moto applied
+    them; when that fails, moto keeps the change and the call still answers 500. The only
+    effect of the missing line is at the next restart: the message is delivered again (or
+    sooner), which the sender tolerates (see below).
 - SQS (JSON protocol, ``X-Amz-Target: AmazonSQS.*``, which botocore >= 1.31.63 speaks): a sent
   message is kept whole (id, body, attributes, sent time, delay); ``ReceiveMessage`` answers
   record which message ids were received from which queue (receipt handles map to ids in
@@ -118,8 +135,11 @@ _DUMMY_DATE: Final = "20260101"
 class JournalError(Exception):
     """The journal file cannot be read: a line in its middle is not a JSON object.
 
-    (A torn last line, from a kill during a write, is skipped with a warning instead.)
-    Start with ``sms-gateway local --reset`` to discard the file.
+    (A torn last line, from a kill during a write, is skipped with a warning instead; a torn
+    line in the middle cannot come from this module, whose failed writes are cut back off, so
+    it is never guessed at.) The message is one line naming the remedies:
+    ``sms-gateway local --reset-journal`` deletes the journal only (the SQL database is kept),
+    ``--reset`` the journal and the default SQLite database.
     """
 
 
@@ -176,12 +196,22 @@ class Journal:
         with self._lock:
             if self._fd is None:
                 raise RuntimeError(f"journal {self.path} is not open")
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            if self.fsync:
-                os.fsync(self._fd)
+            # Only this object appends (the data dir is locked), so the length before the
+            # write is where a failed write is cut back to.
+            before = os.fstat(self._fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+                if self.fsync:
+                    os.fsync(self._fd)
+            except OSError:
+                try:
+                    os.ftruncate(self._fd, before)
+                except OSError:
+                    logger.exception("journal %s: a failed write could not be cut off", self.path)
+                raise
 
     def replace(self, entries: Iterable[Mapping[str, Any]]) -> None:
         """Atomically replace the file's content with ``entries`` (temporary file, fsync,
@@ -224,8 +254,10 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
                 logger.warning("journal %s: torn last line skipped (%s)", path, error)
                 continue
             raise JournalError(
-                f"{path} line {number + 1} is not a JSON object ({error}); "
-                "start with --reset to discard the journal"
+                f"AWS journal {path} line {number + 1} is not a JSON object ({error}); "
+                "start with --reset-journal to delete this journal only (queued messages and "
+                "idempotency records are lost, the SQL database is kept), or with --reset to "
+                "delete it and the default SQLite database in the same directory"
             ) from error
         entries.append(entry)
     return entries
@@ -399,25 +431,48 @@ class JournalingApp:
     def _journaled(
         self, call: _Call, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
+        if call.service == "dynamodb":
+            return self._write_ahead(call, environ, start_response)
         status, headers, body = _run(self.app, environ)
         if status.startswith("200"):
+            answer: dict[str, Any] = {}
             try:
-                entries = self._entries(call, json.loads(body or b"{}"))
-                self.journal.append(entries)
-            except Exception:
-                logger.exception("journal: could not record %s.%s", call.service, call.action)
-                start_response(
-                    "500 Internal Server Error",
-                    [("Content-Type", "application/x-amz-json-1.0")],
+                answer = json.loads(body or b"{}")
+                entries = self._entries(call, answer)
+                if entries:  # an empty receive changes nothing
+                    self.journal.append(entries)
+            except Exception as error:  # one line: the cause (disk full ...) says it all
+                logger.error(
+                    "journal: could not record %s.%s (answered 500): %s",
+                    call.service,
+                    call.action,
+                    error,
                 )
-                return [
-                    json.dumps(
-                        {
-                            "__type": "InternalFailure",
-                            "message": "the local stack could not journal this call",
-                        }
-                    ).encode()
-                ]
+                if call.action in ("SendMessage", "SendMessageBatch"):
+                    _unsend(call, answer)
+                return _journal_failure(start_response)
+        start_response(status, headers)
+        return [body]
+
+    def _write_ahead(
+        self, call: _Call, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """A DynamoDB write: journaled first, then applied (see the module docstring)."""
+        try:
+            self.journal.append(self._entries(call, {}))
+        except Exception as error:
+            logger.error(
+                "journal: could not record dynamodb.%s (answered 500, not applied): %s",
+                call.action,
+                error,
+            )
+            return _journal_failure(start_response)
+        status, headers, body = _run(self.app, environ)
+        if not status.startswith("200"):
+            try:
+                self.journal.append([{"k": "ddb.refused", "region": call.region}])
+            except Exception:  # harmless: replaying a refused write is refused again
+                logger.exception("journal: could not mark a refused dynamodb.%s", call.action)
         start_response(status, headers)
         return [body]
 
@@ -504,6 +559,36 @@ class JournalingApp:
                 for old in self._handles_of.pop(message_id, []):
                     self._handles.pop(old, None)
         return ids
+
+
+def _journal_failure(start_response: StartResponse) -> list[bytes]:
+    """The 500 answered for a call that could not be journaled (botocore retries it)."""
+    start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0")])
+    return [
+        json.dumps(
+            {"__type": "InternalFailure", "message": "the local stack could not journal this call"}
+        ).encode()
+    ]
+
+
+def _unsend(call: _Call, answer: Mapping[str, Any]) -> None:
+    """Take the messages a ``SendMessage(Batch)`` just put into moto out again (by id)."""
+    from moto.sqs.models import sqs_backends
+
+    ids = {str(answer["MessageId"])} if "MessageId" in answer else set()
+    ids |= {
+        str(item["MessageId"]) for item in answer.get("Successful") or [] if "MessageId" in item
+    }
+    path = urlsplit(str(call.request.get("QueueUrl", ""))).path.strip("/")
+    account, _, name = path.partition("/")
+    try:
+        queue = sqs_backends[account][call.region].queues[name]
+    except KeyError:
+        return
+    with queue._messages_lock:
+        queue._messages = [message for message in queue._messages if message.id not in ids]
+        for message in [m for m in queue._pending_messages if m.id in ids]:
+            queue._pending_messages.discard(message)
 
 
 def _sent(base: Mapping[str, Any], request: Mapping[str, Any], message_id: str, at: int) -> Any:
@@ -720,9 +805,7 @@ class JournaledMotoServer:
 
         dynamodb = _DynamoDB(self.moto_app)
         regions = sorted({str(e.get("region")) for e in entries if e.get("k") == "ddb"})
-        for entry in entries:
-            if entry.get("k") != "ddb":
-                continue
+        for entry in _accepted_writes(entries):
             status, answer = dynamodb.call(
                 str(entry["region"]), str(entry["target"]), entry["body"]
             )
@@ -758,6 +841,19 @@ class JournaledMotoServer:
         self.app.activate()
         logger.info("journal %s: restored %s", self.journal.path, report)
         return report
+
+
+def _accepted_writes(entries: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The journal's DynamoDB writes in order, without those moto refused: a ``ddb.refused``
+    line cancels the latest ``ddb`` line before it (DynamoDB writes are serialised, so no other
+    DynamoDB write comes between a write and its refusal)."""
+    writes: list[Mapping[str, Any]] = []
+    for entry in entries:
+        if entry.get("k") == "ddb":
+            writes.append(entry)
+        elif entry.get("k") == "ddb.refused" and writes:
+            writes.pop()
+    return writes
 
 
 class _DynamoDB:

@@ -192,6 +192,9 @@ class LocalStack:
         reset: start clean: delete the AWS journal and the default SQLite file (with its
             ``-wal``/``-shm``/``-journal`` companions) in ``data_dir`` first. A database given
             by ``dsn`` or ``$SMS_GATEWAY_MESSAGE_DSN`` is never touched.
+        reset_journal: delete the AWS journal only (queued messages and idempotency records
+            are lost; every SQL database is kept), e.g. after a
+            :class:`~sms_gateway.local.journal.JournalError`.
 
     One stack per process at a time: moto's backends are process-global.
     """
@@ -213,6 +216,7 @@ class LocalStack:
         log_sink: LogSink | None = None,
         reset: bool = False,
         on_request: RequestHook | None = None,
+        reset_journal: bool = False,
     ) -> None:
         self.root = (root or find_root()).resolve()
         self.host = host
@@ -227,6 +231,7 @@ class LocalStack:
         self.environment_counts = environments
         self.log_sink: LogSink = log_sink or print_log_line
         self.reset = reset
+        self.reset_journal = reset_journal
         self.journal_path = self.data_dir / JOURNAL_FILE
         self.restored: RestoreReport | None = None
         self.on_request = on_request
@@ -253,6 +258,7 @@ class LocalStack:
             DataDirInUse: another stack runs on ``data_dir`` (checked first: nothing is
                 touched).
             TemplateError: the template cannot be turned into local resources.
+            JournalError: the AWS journal is corrupt (see ``reset_journal``).
             OSError: the HTTP port is taken (checked before the data dir is wiped, restored
                 or migrated).
             Exception: a handler module failed to import, or the database setup failed.
@@ -280,7 +286,7 @@ class LocalStack:
             log_requests=self.log_requests,
             on_request=self.on_request,
         )
-        if self.reset:
+        if self.reset or self.reset_journal:
             self._wipe()
         self._moto = JournaledMotoServer(self.journal_path, host="127.0.0.1", port=0)
         self._moto.start()
@@ -534,8 +540,14 @@ class LocalStack:
         return environment
 
     def _wipe(self) -> None:
-        """``reset``: delete the journal and the default SQLite file (never another DSN)."""
+        """``reset``: delete the journal and the default SQLite file (never another DSN);
+        ``reset_journal`` alone: the journal only."""
         doomed = [self.journal_path, self.journal_path.with_name(JOURNAL_FILE + ".tmp")]
+        if not self.reset:
+            for path in doomed:
+                path.unlink(missing_ok=True)
+            logger.warning("reset: AWS journal %s removed (SQL database kept)", self.journal_path)
+            return
         if self.dsn == default_dsn(self.data_dir):
             database = self.data_dir / "sms-gateway.db"
             doomed += [
