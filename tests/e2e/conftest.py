@@ -3,7 +3,7 @@ loopback port, with its own SQLite file; the tests talk to it over HTTP only (pl
 moto's loopback endpoint, to inject a malformed record).
 
 Every wait is for a condition, and bounded generously for a busy machine: the stack must be
-ready within 120 s, each request answers within 30 s and each flow settles within 60 s.
+ready within 180 s, each request answers within 60 s and each flow settles within 60 s.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Stack:
             headers.setdefault("Content-Type", "application/json")
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=60) as resp:
                 raw, status, hdrs = resp.read(), resp.status, resp.headers
         except urllib.error.HTTPError as err:
             raw, status, hdrs = err.read(), err.code, err.headers
@@ -112,7 +112,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert proc.stdout is not None
     lines: list[str] = []
     url = moto = None
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline and url is None:
         line = proc.stdout.readline()
         if not line:

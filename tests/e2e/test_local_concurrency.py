@@ -54,7 +54,7 @@ class SqsGate:
                     gate.held.set()
                     gate.open.wait(GATE_WAIT_SECONDS)
                 parts = urllib.parse.urlsplit(gate.target)
-                upstream = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+                upstream = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                     headers["Host"] = parts.netloc
@@ -98,7 +98,7 @@ class Running:
 
     def request(self, method: str, path: str, body: Any = None, **headers: str) -> Reply:
         parts = urllib.parse.urlsplit(self.stack.url)
-        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
         try:
             data = None
             if body is not None:
@@ -230,7 +230,7 @@ def test_same_key_while_the_first_request_is_in_flight_is_409(running: Running) 
             assert gate.held.wait(30), "the first request never reached SQS"
             second = running.send("tenant-1", key, body)
             gate.open.set()
-            first_reply = first.result(timeout=30)
+            first_reply = first.result(timeout=60)
     finally:
         gate.open.set()
     assert first_reply.status == 202, first_reply.body

@@ -50,7 +50,7 @@ LEASE_SECONDS = "3"  # a claim cut by the kill is released in seconds, not the t
 
 @contextmanager
 def local_stack(data_dir: Path) -> Iterator[tuple[subprocess.Popen[str], Stack, Engine]]:
-    """``sms-gateway local --port 0 --data-dir data_dir``, ready within 60 s."""
+    """``sms-gateway local --port 0 --data-dir data_dir``, ready within 180 s."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_GATEWAY_", "AWS_"))}
     env["SMS_GATEWAY_LEASE_SECONDS"] = LEASE_SECONDS
     proc = subprocess.Popen(
@@ -67,7 +67,7 @@ def local_stack(data_dir: Path) -> Iterator[tuple[subprocess.Popen[str], Stack, 
     assert proc.stdout is not None
     lines: list[str] = []
     url = moto = None
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline and url is None:
         line = proc.stdout.readline()
         if not line:
@@ -160,7 +160,7 @@ def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(tmp_path: Path) 
         threads = [threading.Thread(target=burst, args=(t,)) for t in range(THREADS)]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             with lock:
                 if len(accepted) >= KILL_AFTER:

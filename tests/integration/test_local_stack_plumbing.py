@@ -871,6 +871,7 @@ def test_a_function_past_its_timeout_answers_502_and_gets_a_new_environment(
         data_dir=tmp_path / "data",
         prepare_database=False,
         environments=1,
+        prewarm=0,
         log_sink=lambda function, line: lines.append((function, line)),
     ) as stack:
         status, _, body, _ = call("GET", f"{stack.url}/v1/slow?fast=1")
@@ -1092,3 +1093,20 @@ def test_a_corrupt_journal_stops_the_cli_with_one_line_naming_each_remedy(
     (line,) = err.strip().splitlines()
     assert "line 1 is not a JSON object" in line
     assert "--reset-journal" in line and "--reset " in line
+
+
+def test_the_stack_is_ready_with_one_warm_environment_per_function(
+    throwaway_root: Path, tmp_path: Path
+) -> None:
+    # Lambda's provisioned concurrency: the first request meets a warm handler, not a cold
+    # start that takes seconds on a busy machine.
+    dsn = f"sqlite:///{tmp_path / 'x.db'}"
+    with LocalStack(
+        throwaway_root, port=0, dsn=dsn, data_dir=tmp_path / "data", prepare_database=False
+    ) as stack:
+        warm = {name: function.cold_starts for name, function in stack.functions.items()}
+        assert warm == dict.fromkeys(stack.functions, 1)
+        assert all(function.environment_count == 1 for function in stack.functions.values())
+        status, _, _, _ = call("GET", f"{stack.url}/v1/items/x")
+        assert status == 200
+        assert stack.functions["EchoFunction"].cold_starts == 1  # served warm

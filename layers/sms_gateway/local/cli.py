@@ -3,7 +3,8 @@
 ::
 
     sms-gateway local [--host 127.0.0.1] [--port 3000] [--dsn URL] [--data-dir DIR]
-                      [--root DIR] [--parameter NAME=VALUE ...] [--environments N] [--quiet]
+                      [--root DIR] [--parameter NAME=VALUE ...] [--environments N]
+                      [--prewarm N] [--quiet]
                       [--reset | --reset-journal]
 
 State survives a restart: the SQLite file and the AWS journal (queued messages, idempotency
@@ -12,7 +13,8 @@ records) live in --data-dir; ``--reset`` deletes both first (a --dsn database is
 start with a one-line message naming both.
 
 Prints the API URL, the moto endpoint, the DSN and the demo curl lines, then a line
-``Local stack ready on http://HOST:PORT`` once it serves. Ctrl-C or SIGTERM stops it (exit 0).
+``Local stack ready on http://HOST:PORT`` once it serves, its ``--prewarm`` environments per
+function warm. Ctrl-C or SIGTERM stops it (exit 0).
 Exit 1 when it cannot start (a one-line message on stderr: the port is taken, another stack
 runs on the same --data-dir, ...), 2 on bad arguments. A second stack on a --data-dir in use
 is refused before it touches anything there (``--reset`` included).
@@ -39,7 +41,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sms_gateway.local.stack import DEFAULT_API_ENVIRONMENTS
+from sms_gateway.local.stack import DEFAULT_API_ENVIRONMENTS, DEFAULT_PREWARM
 from sms_gateway.local.template import TemplateError
 
 __all__ = ["build_parser", "configure_logging", "main"]
@@ -59,6 +61,16 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
     return value
 
 
@@ -128,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="execution environments (processes) per API function, i.e. its concurrent "
         f"invocations ({DEFAULT_API_ENVIRONMENTS}); SQS functions get one per poller",
     )
+    local.add_argument(
+        "--prewarm",
+        type=_count,
+        default=DEFAULT_PREWARM,
+        metavar="N",
+        help="execution environments started per function before the stack is ready, in "
+        f"parallel, like Lambda's provisioned concurrency ({DEFAULT_PREWARM}; 0: cold starts "
+        "on first use)",
+    )
     local.add_argument("--quiet", action="store_true", help="no access log lines")
     local.add_argument(
         "--verbose",
@@ -192,6 +213,7 @@ def _run_local(args: argparse.Namespace) -> int:
             environments=args.environments,
             reset=args.reset,
             reset_journal=args.reset_journal,
+            prewarm=args.prewarm,
             log_sink=view.feed,
             on_request=on_request if not args.quiet else None,
         )

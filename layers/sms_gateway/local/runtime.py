@@ -54,9 +54,11 @@ LogSink = Callable[[str, str], None]
 """``log_sink(function_logical_id, line)``: one line of a function's log (its environments'
 stdout and stderr), without the line break. Called from reader threads, concurrently."""
 
-INIT_TIMEOUT_SECONDS: Final = 30.0
+INIT_TIMEOUT_SECONDS: Final = 120.0
 """How long an environment's init (process start + handler import) may take. Lambda allows
-10 s; a shared development machine gets more slack."""
+10 s, on a core of its own; here several environments import boto3, Powertools and SQLAlchemy
+at once on a shared laptop, and handler imports of 7-25 s were seen at a load of 6-9 on 2 cores
+(30 s was not enough). An init that hangs still ends, after 2 minutes."""
 _STOP_GRACE_SECONDS: Final = 2.0
 
 # Host variables a Python process needs to start; nothing else of the host reaches a function
@@ -543,6 +545,10 @@ class LocalFunction:
                     number = self._started
                     break
                 self._cond.wait()
+        return self._cold_start(number)
+
+    def _cold_start(self, number: int) -> ExecutionEnvironment:
+        """Start environment ``number``, whose place :attr:`_count` already holds."""
         environment = ExecutionEnvironment(self, number)
         try:
             environment.start()
@@ -554,6 +560,29 @@ class LocalFunction:
         with self._cond:
             self._all.append(environment)
         return environment
+
+    def prewarm(self) -> bool:
+        """Start one more environment now and keep it idle and warm (Lambda's provisioned
+        concurrency), unless ``max_environments`` are already there. Thread-safe: call it from
+        several threads to warm several environments in parallel.
+
+        Returns True when an environment was started.
+
+        Raises:
+            FunctionError: its init failed (its place is freed; invocations cold-start).
+            RuntimeError: the function was stopped.
+        """
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"{self.logical_id} is stopped")
+            if self._count >= self.max_environments:
+                return False
+            self._count += 1
+            self._started += 1
+            number = self._started
+        environment = self._cold_start(number)
+        self._release(environment, healthy=True)
+        return True
 
     def _release(self, environment: ExecutionEnvironment, healthy: bool) -> None:
         with self._cond:

@@ -14,7 +14,8 @@
    DSN, short retry delays, tracing off. This process's ``os.environ`` is left alone.
 4. Migrations run and the demo tenants' route policies are seeded.
 5. Each function (``functions/<name>/app.py``) runs in execution environments of its own,
-   separate processes created on demand (:mod:`sms_gateway.local.runtime`); an HTTP front
+   separate processes (:mod:`sms_gateway.local.runtime`): ``prewarm`` per function are
+   started in parallel before the stack is ready, more on demand; an HTTP front
    (:mod:`sms_gateway.local.http_front`) serves their ``Api`` events and one poller per ``SQS``
    event (:mod:`sms_gateway.local.pollers`) feeds the sender and the DLQ consumer.
 
@@ -33,6 +34,8 @@ import fcntl
 import logging
 import os
 import re
+import threading
+import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCOUNT_ID",
+    "DEFAULT_PREWARM",
     "LOCK_FILE",
     "REGION",
     "STACK_NAME",
@@ -61,6 +65,7 @@ __all__ = [
     "LocalStack",
     "default_dsn",
     "find_root",
+    "lock_data_dir",
     "mask_dsn",
 ]
 
@@ -73,6 +78,8 @@ TEMPLATE_FILE: Final = "template.yaml"
 DSN_VARIABLE: Final = "SMS_GATEWAY_MESSAGE_DSN"
 _POLLER_STOP_SECONDS: Final = 60.0
 DEFAULT_API_ENVIRONMENTS: Final = 4
+DEFAULT_PREWARM: Final = 1
+"""Environments started per function before the stack reports ready (see ``prewarm``)."""
 LOCK_FILE: Final = "local-stack.lock"
 """In the data dir: ``flock``-ed exclusively by the running stack (it holds that stack's pid)."""
 
@@ -192,6 +199,11 @@ class LocalStack:
         reset: start clean: delete the AWS journal and the default SQLite file (with its
             ``-wal``/``-shm``/``-journal`` companions) in ``data_dir`` first. A database given
             by ``dsn`` or ``$SMS_GATEWAY_MESSAGE_DSN`` is never touched.
+        prewarm: environments started per function at start, in parallel, before
+            :meth:`start` returns (Lambda's provisioned concurrency): the first requests meet
+            warm handlers instead of cold starts that take seconds on a busy machine. At most
+            the function's environment count; 0 starts none (every first invocation is a cold
+            start). An init that fails is logged and left to the first invocation.
         reset_journal: delete the AWS journal only (queued messages and idempotency records
             are lost; every SQL database is kept), e.g. after a
             :class:`~sms_gateway.local.journal.JournalError`.
@@ -217,6 +229,7 @@ class LocalStack:
         reset: bool = False,
         on_request: RequestHook | None = None,
         reset_journal: bool = False,
+        prewarm: int = DEFAULT_PREWARM,
     ) -> None:
         self.root = (root or find_root()).resolve()
         self.host = host
@@ -232,6 +245,7 @@ class LocalStack:
         self.log_sink: LogSink = log_sink or print_log_line
         self.reset = reset
         self.reset_journal = reset_journal
+        self.prewarm = max(0, prewarm)
         self.journal_path = self.data_dir / JOURNAL_FILE
         self.restored: RestoreReport | None = None
         self.on_request = on_request
@@ -348,6 +362,8 @@ class LocalStack:
                 max_environments=self._environment_count(spec),
                 log_sink=self.log_sink,
             )
+
+        self._prewarm()
 
         routes = [
             (route, _api_invoker(function))
@@ -500,6 +516,37 @@ class LocalStack:
         return "\n".join(lines)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _prewarm(self) -> None:
+        """``prewarm`` environments per function, all started in parallel; returns when every
+        one is warm or failed (a failure is logged: that function cold-starts on demand)."""
+        if not self.prewarm:
+            return
+        started = time.monotonic()
+        jobs = [function for function in self.functions.values() for _ in range(self.prewarm)]
+        failures: list[str] = []
+
+        def warm(function: LocalFunction) -> None:
+            try:
+                function.prewarm()
+            except Exception as error:  # reported below; the start goes on
+                failures.append(f"{function.logical_id}: {error}")
+
+        threads = [
+            threading.Thread(target=warm, args=(function,), name=f"prewarm-{function.logical_id}")
+            for function in jobs
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for failure in failures:
+            logger.error("prewarm failed (cold start on first use): %s", failure)
+        logger.info(
+            "prewarmed %d environment(s) in %.1f s",
+            sum(function.environment_count for function in self.functions.values()),
+            time.monotonic() - started,
+        )
 
     def _environment_count(self, spec: FunctionSpec) -> int:
         if (
