@@ -339,7 +339,11 @@ def test_an_idle_environment_whose_process_died_is_never_handed_a_request(
         pids = {function.invoke({})["pid"]}
         pid = pids.pop()
         os.kill(pid, signal.SIGKILL)  # killed while idle (OOM killer, kill -9 ...)
-        assert wait_until(lambda: not pid_alive(pid))
+        # Until all of its threads are gone the process shows as a zombie but cannot be
+        # waited for yet; WNOWAIT asks whether it can, without reaping it.
+        assert wait_until(
+            lambda: os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        )
         answer = function.invoke({}, "after-kill")
         assert answer["count"] == 1  # a fresh environment
         assert function.cold_starts == 2
