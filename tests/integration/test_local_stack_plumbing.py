@@ -239,6 +239,45 @@ def test_proxy_response_becomes_http() -> None:
             proxy_response_to_http(malformed)
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"statusCode": 100},  # an interim status is no final answer
+        {"statusCode": 101},
+        {"statusCode": 199},
+        {"statusCode": 600},
+        {"statusCode": 200, "headers": {"X:Y": "v"}},  # names are RFC 9110 tokens
+        {"statusCode": 200, "headers": {"X Y": "v"}},
+        {"statusCode": 200, "headers": {"X(Y)": "v"}},
+        {"statusCode": 200, "headers": {"X-A": None}},  # null is no value
+        {"statusCode": 200, "multiValueHeaders": {"X-A": ["a", None]}},
+        {"statusCode": 200, "headers": {"X-A": {"nested": 1}}},
+        {"statusCode": 200, "headers": {"X-A": "a\x01b"}},  # control characters
+        {"statusCode": 200, "headers": {"X-A": "a\x7fb"}},
+        {"statusCode": 200, "headers": {"X-A": "\u65e5"}},  # not Latin-1
+    ],
+)
+def test_a_malformed_proxy_response_is_refused_as_api_gateway_refuses_it(
+    answer: dict[str, Any],
+) -> None:
+    with pytest.raises(InvalidProxyResponse):
+        proxy_response_to_http(answer)
+
+
+def test_header_values_api_gateway_passes_through() -> None:
+    response = proxy_response_to_http(
+        {
+            "statusCode": 599,
+            "headers": {"X-Tab": "a\tb c", "X-Num": 3, "X-Bool": True, "X-Latin": "caf\u00e9"},
+        }
+    )
+    assert ("X-Tab", "a\tb c") in response.headers
+    assert ("X-Num", "3") in response.headers
+    assert ("X-Bool", "true") in response.headers
+    assert ("X-Latin", "caf\u00e9") in response.headers
+    assert proxy_response_to_http({"statusCode": 200}).status == 200
+
+
 # -- SQS event shape and partial batch response ----------------------------------------------
 
 

@@ -20,6 +20,7 @@ import contextlib
 import http
 import json
 import logging
+import re
 import socket
 import sys
 import threading
@@ -275,16 +276,20 @@ def proxy_response_to_http(answer: Any, request_id: str | None = None) -> HttpRe
     ``x-amzn-RequestId`` carries ``request_id``.
 
     Raises:
-        InvalidProxyResponse: ``answer`` is not of that shape, or a header name or value holds
-            CR, LF or NUL (API Gateway answers 502).
+        InvalidProxyResponse: ``answer`` is not of that shape (API Gateway answers 502
+            "Malformed Lambda proxy response"): ``statusCode`` outside 200-599 (a 1xx is an
+            interim answer, RFC 9110 section 15.2, never the final answer a proxy response
+            is; 101 would switch protocols), a header name that is not an RFC 9110 token
+            (``:``, spaces...), a value that is null, an object or a list, or holds a control
+            character (CR, LF, NUL, 0x01-0x1F but tab, DEL) or a character beyond Latin-1.
     """
     if not isinstance(answer, dict):
         raise InvalidProxyResponse(f"answer is {type(answer).__name__}, not a dict")
     status = answer.get("statusCode")
     if isinstance(status, str) and status.isdigit():
         status = int(status)
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        raise InvalidProxyResponse(f"statusCode {status!r} is not an HTTP status")
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        raise InvalidProxyResponse(f"statusCode {status!r} is not a final HTTP status")
     headers: list[tuple[str, str]] = []
     multi = answer.get("multiValueHeaders") or {}
     single = answer.get("headers") or {}
@@ -299,12 +304,12 @@ def proxy_response_to_http(answer: Any, request_id: str | None = None) -> HttpRe
         if pair not in headers:
             headers.append(pair)
     for key, value in headers:
-        if any(char in key + value for char in "\r\n\0") or not key:
-            raise InvalidProxyResponse(f"header {key!r} is not a valid header line")
-        try:  # HTTP/1.1 header fields are bytes; waitress writes them as Latin-1
-            (key + value).encode("latin-1")
-        except UnicodeEncodeError:
-            raise InvalidProxyResponse(f"header {key!r} is not Latin-1 text") from None
+        if not _TOKEN.fullmatch(key):
+            raise InvalidProxyResponse(f"header name {key!r} is not an RFC 9110 token")
+        if not _FIELD_VALUE.fullmatch(value):
+            raise InvalidProxyResponse(
+                f"header {key!r}: value holds control characters or is not Latin-1 text"
+            )
     headers = [(key, value) for key, value in headers if key.lower() not in _HOP_BY_HOP]
     if not any(key.lower() == "content-type" for key, _ in headers):
         headers.append(("Content-Type", "application/json"))
@@ -326,10 +331,21 @@ def proxy_response_to_http(answer: Any, request_id: str | None = None) -> HttpRe
     return HttpResponse(status, headers, payload)
 
 
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""A header name: ``token`` (RFC 9110 section 5.6.2)."""
+_FIELD_VALUE: Final = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+"""A header value: visible ASCII, space, tab and obs-text (Latin-1 0x80-0xFF), no other
+control character (RFC 9110 section 5.5); waitress writes header fields as Latin-1."""
+
+
 def _header_text(value: Any) -> str:
+    """A header value as API Gateway writes it: strings as is, numbers and booleans in JSON
+    spelling; anything else (null, objects, lists) is a malformed proxy response."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise InvalidProxyResponse(f"header value {value!r} is not a string, number or boolean")
 
 
 @dataclass
