@@ -43,3 +43,30 @@ def test_bad_policy_is_refused(tmp_path: Path, strategy: str, payload: str) -> N
     dsn = f"sqlite:///{tmp_path / 'ops.db'}"
     assert main(["migrate", "--dsn", dsn]) == 0
     assert main(["policy", "acme", strategy, payload, "--dsn", dsn]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--port", "70000"],  # would wrap silently
+        ["--port", "-1"],  # would raise from the socket layer
+        ["--port", "http"],
+        ["--prewarm", "-1"],
+    ],
+)
+def test_local_refuses_out_of_range_numbers_with_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["local", *argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert argv[1] in err
+
+
+def test_local_accepts_the_whole_port_range() -> None:
+    from sms_gateway.local.cli import build_parser
+
+    for port in ("0", "65535"):
+        assert build_parser().parse_args(["local", "--port", port]).port == int(port)

@@ -74,6 +74,16 @@ def _count(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port, 0-65535, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``local`` subcommand)."""
     parser = argparse.ArgumentParser(
@@ -92,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP listen address: IPv4, IPv6 (::1) or a name (127.0.0.1)",
     )
     local.add_argument(
-        "--port", type=int, default=3000, help="HTTP port (3000, as sam local; 0 = any free)"
+        "--port", type=_port, default=3000, help="HTTP port (3000, as sam local; 0 = any free)"
     )
     local.add_argument(
         "--dsn",
