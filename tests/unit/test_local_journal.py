@@ -165,3 +165,21 @@ def test_a_corrupt_middle_line_is_refused_with_one_line_naming_each_remedy(
     assert "line 2" in message and str(path) in message
     assert "--reset-journal" in message and "--reset " in message
     assert "SQL database is kept" in message
+
+
+def test_the_journal_is_private_to_its_owner_after_compaction_too(tmp_path: Path) -> None:
+    # It holds phone numbers and message bodies: mode 0600 whatever the umask.
+    old = os.umask(0o022)
+    try:
+        journal = Journal(tmp_path / "j.jsonl")
+        journal.open()
+        journal.append([{"k": "one"}])
+        journal.close()
+        assert journal.path.stat().st_mode & 0o777 == 0o600
+        (tmp_path / "j.jsonl.tmp").write_text("left over")  # a crash mid-compaction
+        (tmp_path / "j.jsonl.tmp").chmod(0o644)
+        journal.replace([{"k": "two"}])
+        assert journal.path.stat().st_mode & 0o777 == 0o600
+        assert read_journal(journal.path) == [{"k": "two"}]
+    finally:
+        os.umask(old)

@@ -215,10 +215,13 @@ class Journal:
 
     def replace(self, entries: Iterable[Mapping[str, Any]]) -> None:
         """Atomically replace the file's content with ``entries`` (temporary file, fsync,
-        rename, fsync of the directory). Call while closed."""
+        rename, fsync of the directory). Call while closed. The new file has mode 0600, as
+        the first one: it holds phone numbers and message bodies."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
+        temporary.unlink(missing_ok=True)  # a leftover keeps its mode through O_CREAT
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(descriptor, "w", encoding="utf-8") as handle:
             for entry in entries:
                 handle.write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n")
             handle.flush()
