@@ -213,6 +213,17 @@ def test_route_matching_prefers_literal_segments() -> None:
     assert ROUTE.specificity > greedy.specificity
 
 
+@pytest.mark.parametrize(
+    "path", ["/v1//messages/abc", "//v1/messages/abc", "/v1/messages//abc", "v1/messages/abc"]
+)
+def test_a_path_with_an_empty_segment_matches_no_route(path: str) -> None:
+    # No API Gateway resource has an empty path part: 403 Missing Authentication Token.
+    greedy = ApiRoute("F", "E", "ANY", "/v1/{proxy+}")
+    assert ROUTE.match("GET", path) is None
+    assert greedy.match("GET", path.replace("messages/abc", "a//b")) is None
+    assert ROUTE.match("GET", "/v1/messages/abc") == {"message_id": "abc"}
+
+
 def test_proxy_response_becomes_http() -> None:
     response = proxy_response_to_http(
         {

@@ -149,9 +149,19 @@ class ApiRoute:
         return self.match_path(path)
 
     def match_path(self, path: str) -> dict[str, str] | None:
-        """Like :meth:`match`, ignoring the method."""
+        """Like :meth:`match`, ignoring the method.
+
+        ``path`` must start with ``/``; one trailing ``/`` is ignored. A path with an empty
+        segment (``/v1//messages/x``) matches nothing: no API Gateway resource has an empty
+        path part, so API Gateway answers 403 Missing Authentication Token for it.
+        """
         wanted = self.segments
-        given = [part for part in path.split("/") if part]
+        if not path.startswith("/"):
+            return None
+        inner = path[1:].removesuffix("/") if path != "/" else ""
+        given = inner.split("/") if inner else []
+        if "" in given:
+            return None
         params: dict[str, str] = {}
         for index, part in enumerate(wanted):
             if part.startswith("{") and part.endswith("+}"):
