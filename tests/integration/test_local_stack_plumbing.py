@@ -1160,3 +1160,141 @@ def test_the_stack_is_ready_with_one_warm_environment_per_function(
         status, _, _, _ = call("GET", f"{stack.url}/v1/items/x")
         assert status == 200
         assert stack.functions["EchoFunction"].cold_starts == 1  # served warm
+
+
+SLOW_BATCH_TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Runtime: python3.12
+    Handler: app.lambda_handler
+    Timeout: 120
+    Environment:
+      Variables:
+        RECORD_DIR: {record_dir}
+Resources:
+  EchoFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: echo/
+      Events:
+        Get:
+          Type: Api
+          Properties:
+            Path: /v1/items/{{item_id}}
+            Method: get
+  SlowFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: slow/
+      Events:
+        Work:
+          Type: SQS
+          Properties: {{Queue: !GetAtt WorkQueue.Arn, BatchSize: 1}}
+  WorkQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 720
+"""
+
+SLOW_BATCH_HANDLER = """\
+import os
+import time
+from pathlib import Path
+
+
+def lambda_handler(event, context):
+    (Path(os.environ["RECORD_DIR"]) / "started").write_text(str(os.getpid()))
+    time.sleep(100)
+    return {"batchItemFailures": []}
+"""
+
+
+def test_ctrl_c_closes_the_front_first_and_a_second_one_forces_the_stop(tmp_path: Path) -> None:
+    root, records = tmp_path / "repo", tmp_path / "records"
+    records.mkdir()
+    for name, source in (("echo", ECHO_HANDLER), ("slow", SLOW_BATCH_HANDLER)):
+        (root / name).mkdir(parents=True)
+        (root / name / "app.py").write_text(source, encoding="utf-8")
+    (root / "template.yaml").write_text(
+        SLOW_BATCH_TEMPLATE.format(record_dir=records), encoding="utf-8"
+    )
+    env = {**os.environ, "SMS_GATEWAY_MESSAGE_DSN": f"sqlite:///{tmp_path / 'cli.db'}"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    process = subprocess.Popen(
+        [
+            *(
+                sys.executable,
+                "-c",
+                "import sys; from sms_gateway.local.cli import main; sys.exit(main())",
+                "local",
+                "--port",
+                "0",
+                "--quiet",
+            ),
+            *("--root", str(root), "--data-dir", str(tmp_path / "data")),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Local stack ready on "):
+                break
+        assert lines and lines[-1].startswith("Local stack ready on "), lines
+        url = lines[-1].removeprefix("Local stack ready on ")
+        port = int(url.rsplit(":", 1)[1])
+        moto = next(line.split()[-1] for line in lines if "AWS (moto)" in line)
+        queue = next(line.split()[-1] for line in lines if line.strip().startswith("queue "))
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=moto,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        sqs.send_message(QueueUrl=queue, MessageBody="slow")
+        wait_for(lambda: (records / "started").exists(), timeout=60)
+        worker = int((records / "started").read_text())
+
+        process.send_signal(signal.SIGINT)
+
+        # The front closes first, while the batch still runs (it would for 100 s).
+        def refused() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return True
+            return False
+
+        wait_for(refused, timeout=15)
+        assert process.poll() is None
+        # A second Ctrl-C does not wait for the batch: its environment is killed.
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert wait_for_gone(worker)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_for_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False

@@ -14,7 +14,9 @@ start with a one-line message naming both.
 
 Prints the API URL, the moto endpoint, the DSN and the demo curl lines, then a line
 ``Local stack ready on http://HOST:PORT`` once it serves, its ``--prewarm`` environments per
-function warm. Ctrl-C or SIGTERM stops it (exit 0).
+function warm. Ctrl-C or SIGTERM stops it (exit 0): the HTTP front first, then the pollers
+once their batch is done; a second Ctrl-C/SIGTERM kills the environments at once (a batch cut
+short stays queued). No process is left behind either way.
 Exit 1 when it cannot start (a one-line message on stderr: the port is taken, another stack
 runs on the same --data-dir, ...), 2 on bad arguments. A second stack on a --data-dir in use
 is refused before it touches anything there (``--reset`` included).
@@ -196,12 +198,20 @@ def _run_local(args: argparse.Namespace) -> int:
     configure_logging(verbose=args.verbose)
 
     stopping = threading.Event()
+    stack: LocalStack | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
+        # The first Ctrl-C/SIGTERM stops in order (front, pollers after their batch, ...);
+        # the next one kills the environments, from a thread of its own (this handler runs
+        # in the main thread, in the middle of stop()).
+        if not stopping.is_set():
+            stopping.set()
+            return
+        print("Forcing the stop: killing the functions' environments", file=sys.stderr)
+        if stack is not None:
+            threading.Thread(target=stack.abort, name="abort", daemon=True).start()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    stack = None
     data_dir = (args.data_dir or Path.cwd() / ".sms-gateway").resolve()
     metrics_path = data_dir / METRICS_FILE
     view = LogView(sys.stdout, metrics_path=metrics_path, verbose=args.verbose)
@@ -233,7 +243,11 @@ def _run_local(args: argparse.Namespace) -> int:
         print(f"Local stack ready on {stack.url}", flush=True)
         while not stopping.wait(0.5):
             pass
-        print("Stopping local stack", file=sys.stderr, flush=True)
+        print(
+            "Stopping local stack (a running batch may take up to a minute; Ctrl-C again to force)",
+            file=sys.stderr,
+            flush=True,
+        )
         return 0
     except (FileNotFoundError, TemplateError, OSError, DataDirInUse, JournalError) as error:
         hint = " (pick another port: --port N, or make run ARGS='--port N')"

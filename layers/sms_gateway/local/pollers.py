@@ -251,9 +251,16 @@ class SqsPoller:
         try:
             answer = self.invoke(event)
         except Exception as error:
-            logger.exception(
-                "%s: handler raised; %d message(s) left for redelivery", self.name, len(ids)
-            )
+            if self._stop.is_set():  # stopping: the environment was killed under the batch
+                logger.info(
+                    "%s: batch cut short by the stop; %d message(s) left for redelivery",
+                    self.name,
+                    len(ids),
+                )
+            else:
+                logger.exception(
+                    "%s: handler raised; %d message(s) left for redelivery", self.name, len(ids)
+                )
             return PollOutcome(received=ids, retained=ids, error=repr(error))
         failed: set[str] = set()
         if self.report_batch_item_failures:

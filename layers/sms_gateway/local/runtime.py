@@ -596,6 +596,18 @@ class LocalFunction:
             self._cond.notify()
         environment.kill()
 
+    def kill(self) -> None:
+        """Kill every environment now (SIGKILL), busy ones included (their invocations end
+        ``Runtime.ExitError``); later :meth:`invoke` calls raise ``RuntimeError``. Safe to call
+        beside :meth:`stop` and more than once."""
+        with self._cond:
+            self._closed = True
+            environments = list(self._all)
+            self._idle = []
+            self._cond.notify_all()
+        for environment in environments:
+            environment.kill()
+
     def stop(self) -> None:
         """Shut every environment down (busy ones are killed); later :meth:`invoke` calls
         raise ``RuntimeError``. Idempotent."""

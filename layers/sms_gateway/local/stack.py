@@ -401,20 +401,23 @@ class LocalStack:
         logger.info("local stack up: %s (AWS at %s)", self.url, self._moto_endpoint)
 
     def stop(self) -> None:
-        """Stop pollers, the HTTP front, every execution environment (no process is left
-        behind) and moto (its memory is reset; the journal keeps what was accepted).
+        """Stop the HTTP front (no new request is accepted; requests in progress get up to
+        5 s), then the pollers (a batch in progress may run up to its function's ``Timeout``,
+        at most :data:`_POLLER_STOP_SECONDS`; :meth:`abort` from another thread cuts that
+        short), every execution environment (no process is left behind) and moto (its
+        memory is reset; the journal keeps what was accepted).
 
         Safe to call more than once, and after a failed :meth:`start`.
         """
-        for poller in self.pollers.values():
-            poller.request_stop()
-        for poller in self.pollers.values():
-            # A batch in progress may run up to its function's Timeout.
-            poller.stop(timeout=_POLLER_STOP_SECONDS)
-        self.pollers = {}
         if self._front is not None:
             self._front.stop()
             self._front = None
+        pollers = list(self.pollers.values())
+        for poller in pollers:
+            poller.request_stop()
+        for poller in pollers:
+            poller.stop(timeout=_POLLER_STOP_SECONDS)
+        self.pollers = {}
         for function in self.functions.values():
             function.stop()
         self.functions = {}
@@ -428,6 +431,17 @@ class LocalStack:
             os.close(self._lock_fd)  # frees the data dir's lock
             self._lock_fd = None
         self._started = False
+
+    def abort(self) -> None:
+        """Make a :meth:`stop` in progress fast: pollers stop polling and every execution
+        environment is killed now (an invocation in progress ends ``Runtime.ExitError``; its
+        messages stay in their queue and come back after a restart). Call it from another
+        thread than the one in :meth:`stop` (the CLI does, on a second Ctrl-C); :meth:`stop`
+        still has to run (it reaps and closes everything)."""
+        for poller in list(self.pollers.values()):
+            poller.request_stop()
+        for function in list(self.functions.values()):
+            function.kill()
 
     def __enter__(self) -> Self:
         return self.start()
