@@ -261,7 +261,8 @@ def test_handler_errors_keep_the_environment_and_a_dead_process_is_replaced(
         assert raised.value.error_type == "ValueError"
         assert raised.value.error_message == "bad input"
         assert any("lambda_handler" in frame for frame in raised.value.error["stackTrace"])
-        assert "[ERROR] ValueError: bad input" in sink.text("EchoFunction")
+        # The log arrives through a reader thread of its own, maybe after the answer.
+        assert wait_until(lambda: "[ERROR] ValueError: bad input" in sink.text("EchoFunction"))
         with pytest.raises(FunctionError) as marshal:
             function.invoke({"action": "unserializable"})
         assert marshal.value.error_type == "Runtime.MarshalError"
