@@ -26,9 +26,9 @@ def _pooled_backends(gateway: Gateway) -> list[int]:
     return ids
 
 
+# SQLite has no server that could drop a connection: the server dialects only.
+@pytest.mark.parametrize("database", ["postgresql", "mysql"], indirect=True)
 def test_a_connection_dropped_between_invocations_is_retried(gateway: Gateway) -> None:
-    if gateway.dsn.startswith("sqlite"):
-        pytest.skip("SQLite has no server to drop a connection")
     first = gateway.post_message("tenant-3", "drop-1", {"to": "+14155550100", "body": "a"})
     gateway.run_until_idle()
     backends = _pooled_backends(gateway)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.build_output import PY312_MAGIC, UNCHECKED_HASH, check, pyc_problem
+from tests.build_output import PY312_MAGIC, UNCHECKED_HASH, pyc_problem
 from tests.support import REPO_ROOT
 
 MAKEFILE = REPO_ROOT / "layers" / "Makefile"
@@ -126,12 +126,3 @@ def test_template_builds_layer_and_functions_with_the_makefile() -> None:
     assert "build-DependenciesLayer:" in makefile
     assert "build-%Function:" in makefile
     assert "--invalidation-mode unchecked-hash" in makefile
-
-
-def test_sam_build_output_has_bytecode_if_built() -> None:
-    build = REPO_ROOT / ".aws-sam" / "build"
-    if not (build / "DependenciesLayer").is_dir():
-        pytest.skip("no .aws-sam/build (make build checks its own output)")
-    count, problems = check(build)
-    assert problems == []
-    assert count > 1000  # the dependencies are in the layer, not only our package
