@@ -198,6 +198,7 @@ def sql() -> SqlContainer:
             lease_seconds=s.lease_seconds,
             outage_requeue_limit=s.outage_requeue_limit,
         ),
+        rate_limiter=rate_limiter(),
     )
     return SqlContainer(
         settings=s,

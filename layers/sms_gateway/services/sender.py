@@ -30,10 +30,20 @@ rules they encode:
   after it (:func:`~sms_gateway.domain.decisions.fits_in_time`); the others stay unclaimed
   and are reported as batch item failures, for redelivery.
 - A database outage does not spend receives: the records are put back as fresh copies.
+- Per-provider send rates (:mod:`sms_gateway.services.ratelimit`): the limiter is asked once
+  per provider per batch, *before* the claim, with the messages the intake would claim for
+  that provider (in send order). Those it does not grant are not claimed (no attempt row, no
+  attempt spent, still ``queued``) and are put back as fresh copies delayed by the wait
+  (acknowledging the original, so no SQS receive is spent either: with ``maxReceiveCount`` 3,
+  a message deferred three times under sustained load would otherwise be redriven to the DLQ
+  without one attempt). A limiter that cannot be reached is an outage for that provider's
+  messages (put back like during a database outage), never a grant. A provider that answered
+  ``rate_limited`` is held for every sender (``throttled``) once per batch.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -67,7 +77,14 @@ from sms_gateway.providers.base import (
     SendRequest,
     UnknownProvider,
 )
-from sms_gateway.services.ports import Clock, MessageQueue, MessageStore, MetricsSink
+from sms_gateway.services.ports import (
+    Clock,
+    MessageQueue,
+    MessageStore,
+    MetricsSink,
+    SendRateLimiter,
+)
+from sms_gateway.services.ratelimit import UnlimitedRateLimiter
 from sms_gateway.services.receipts import ReceiptService
 from sms_gateway.services.routing import CachedPolicyResolver, NoRoutePolicy
 from sms_gateway.storage.errors import StorageUnavailable
@@ -75,6 +92,8 @@ from sms_gateway.storage.records import AttemptResult, Claim, Finish, Finished, 
 
 # Message attribute counting the requeues of a record during a database outage.
 OUTAGE_REQUEUES = "outage_requeues"
+# Message attribute counting the deferrals of a record by the provider's send rate.
+RATE_DEFERRALS = "rate_deferrals"
 # SQS caps DelaySeconds at 15 minutes.
 SQS_MAX_DELAY_SECONDS = 900
 # Pauses (seconds) between in-process retries of the write after a provider answered.
@@ -120,6 +139,7 @@ class SendOutcome(StrEnum):
     EXPIRED = "expired"
     DUPLICATE = "duplicate"
     REQUEUED = "requeued"
+    DEFERRED = "deferred"
 
 
 class RetryLater(Exception):
@@ -152,6 +172,12 @@ class SqsRecord:
     def outage_requeues(self) -> int:
         """How often an outage already put this message back on the queue."""
         value = self.attributes.get(OUTAGE_REQUEUES, "0")
+        return int(value) if value.isdigit() else 0
+
+    @property
+    def rate_deferrals(self) -> int:
+        """How often the provider's send rate already put this message back on the queue."""
+        value = self.attributes.get(RATE_DEFERRALS, "0")
         return int(value) if value.isdigit() else 0
 
 
@@ -191,6 +217,24 @@ class BatchReport:
         return record.sqs_message_id in self.outcomes or record.sqs_message_id in self.kept
 
 
+@dataclass
+class _Rates:
+    """What the rate limiter answered during one batch: per provider, the message ids it was
+    asked about (None: granted, else the seconds to wait), and the providers whose limiter
+    could not be reached. Kept for the whole batch so that the intake's plan, which may run
+    twice (PostgreSQL; a released lease), asks once per provider for a message."""
+
+    asked: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    down: dict[str, Exception] = field(default_factory=dict)
+    deferred: dict[str, tuple[str, int]] = field(default_factory=dict)
+    unreachable: dict[str, Exception] = field(default_factory=dict)
+
+    def forget(self, message_id: str) -> None:
+        """Drop the per-message verdict of an earlier plan (the plan runs again)."""
+        self.deferred.pop(message_id, None)
+        self.unreachable.pop(message_id, None)
+
+
 @dataclass(frozen=True, slots=True)
 class _Send:
     """A claimed message on its way to ``provider``."""
@@ -218,7 +262,7 @@ class SenderService:
     """Processes SendQueue batches; see the module docstring for the rules.
 
     ``executor``: runs provider calls (a thread pool of its own when None, reused by warm
-    invocations).
+    invocations). ``rate_limiter``: per-provider send rates (none: everything granted).
     """
 
     def __init__(
@@ -233,8 +277,10 @@ class SenderService:
         clock: Clock,
         config: SenderConfig,
         executor: Executor | None = None,
+        rate_limiter: SendRateLimiter | None = None,
     ) -> None:
         self._store = messages
+        self._rate_limiter: SendRateLimiter = rate_limiter or UnlimitedRateLimiter()
         self._policies = policies
         self._providers = providers
         self._queue = queue
@@ -319,15 +365,17 @@ class SenderService:
         remaining_ms: Callable[[], int] | None,
     ) -> None:
         sends: list[_Send] = []
+        rates = _Rates()
         pending = dict(primaries)
         for _ in range(2):  # a second round for messages whose expired lease was released
             if not pending:
                 break
-            pending = self._intake(pending, report, remaining_ms, sends)
+            pending = self._intake(pending, report, remaining_ms, sends, rates)
         for record, _msg in pending.values():  # released twice in one invocation: leave it
             report.kept[record.sqs_message_id] = RetryLater("lease changed hands", None)
         if sends:
             answers = self._send_all(sends)
+            self._throttle(answers)
             self._finish(answers, report)
 
     def _intake(
@@ -336,9 +384,11 @@ class SenderService:
         report: BatchReport,
         remaining_ms: Callable[[], int] | None,
         sends: list[_Send],
+        rates: _Rates,
     ) -> dict[str, tuple[SqsRecord, QueuedMessage]]:
         """Phase 1 for ``batch``; appends the claimed messages to ``sends`` and returns the
-        messages released from an expired lease (to be taken in again)."""
+        messages released from an expired lease (to be taken in again). The rate limiter is
+        asked inside the plan, so a message it does not grant is never claimed."""
         now = self._clock()
         lease_until = now + timedelta(seconds=self._config.lease_seconds)
         routed: dict[str, tuple[str, Provider]] = {}
@@ -360,6 +410,7 @@ class SenderService:
                     continue
                 no_route.pop(message_id, None)
                 out_of_time.discard(message_id)
+                rates.forget(message_id)
                 if message_id in routed:  # assumed new, but it existed: undo its count
                     per_provider[routed.pop(message_id)[0]] -= 1
                 msg = batch[message_id][1]
@@ -385,7 +436,11 @@ class SenderService:
                 per_provider[name] += 1
                 routed[message_id] = (name, provider)
                 claims.append(Claim(message_id, row.version, decision.attempt, name))
-            return claims
+            granted = self._ask_rates(claims, rows, rates)
+            for claim in claims:
+                if claim.message_id not in granted:
+                    per_provider[routed.pop(claim.message_id)[0]] -= 1
+            return [c for c in claims if c.message_id in granted]
 
         messages = [msg for _record, msg in batch.values()]
         taken = self._store.intake(messages, plan, lease_until, now)
@@ -413,9 +468,55 @@ class SenderService:
                 )
                 sends.append(_Send(record, msg, row, attempt, name, provider))
                 continue
-            if self._settle_unclaimed(record, msg, row, now, no_route, out_of_time, report):
+            if self._settle_unclaimed(record, msg, row, now, no_route, out_of_time, rates, report):
                 released[message_id] = (record, msg)
         return released
+
+    def _ask_rates(
+        self, claims: Sequence[Claim], rows: Mapping[str, MessageRecord], rates: _Rates
+    ) -> set[str]:
+        """The ids of ``claims`` the rate limiter grants now; the others are noted in
+        ``rates`` (deferred with their wait, or their provider's limiter unreachable).
+
+        One ``acquire`` per provider, with that provider's messages in send order; a message
+        the limiter already answered for in this batch (the plan running again) keeps that
+        answer, so a provider is asked again only for messages it was not asked about."""
+        by_provider: dict[str, list[Claim]] = {}
+        for claim in claims:
+            by_provider.setdefault(claim.provider, []).append(claim)
+        granted: set[str] = set()
+        for name, group in by_provider.items():
+            answers = rates.asked.setdefault(name, {})
+            new = [c for c in group if c.message_id not in answers]
+            if new and name not in rates.down:
+                try:
+                    grant = self._rate_limiter.acquire(
+                        name, [rows[c.message_id].segments for c in new]
+                    )
+                except Exception as exc:  # never a grant: an outage for these messages
+                    logger.warning(
+                        "rate limiter unavailable",
+                        extra={"provider": name, "error": f"{type(exc).__name__}: {exc}"},
+                    )
+                    self._metrics.add("RateLimiterErrors", 1, "Count", provider=name)
+                    rates.down[name] = exc
+                else:
+                    waits = [max(1, math.ceil(seconds)) for seconds in grant.ready_in_seconds]
+                    for index, claim in enumerate(new):
+                        late = index - grant.messages
+                        answers[claim.message_id] = (
+                            None if late < 0 else (waits[late] if late < len(waits) else 1)
+                        )
+            for claim in group:
+                if name in rates.down and claim.message_id not in answers:
+                    rates.unreachable[claim.message_id] = rates.down[name]
+                    continue
+                wait = answers[claim.message_id]
+                if wait is None:
+                    granted.add(claim.message_id)
+                else:
+                    rates.deferred[claim.message_id] = (name, wait)
+        return granted
 
     def _settle_unclaimed(
         self,
@@ -425,6 +526,7 @@ class SenderService:
         now: datetime,
         no_route: Mapping[str, Exception],
         out_of_time: set[str],
+        rates: _Rates,
         report: BatchReport,
     ) -> bool:
         """Perform the decision for a record that was not claimed; True when its expired
@@ -481,8 +583,14 @@ class SenderService:
                 record, row.reason_detail, row.attempts
             )
             return False
-        # ATTEMPT, not claimed: no route, no time, or another sender claimed it first
-        if msg.message_id in no_route:
+        # ATTEMPT, not claimed: no route, no time, over the provider's rate (or its limiter
+        # unreachable), or another sender claimed it first
+        if msg.message_id in rates.deferred:
+            provider, wait = rates.deferred[msg.message_id]
+            self._defer(record, provider, wait, report)
+        elif msg.message_id in rates.unreachable:
+            self._outage(record, rates.unreachable[msg.message_id], report)
+        elif msg.message_id in no_route:
             # A configuration gap: keep the message (it burns no attempt) until an operator
             # fixes the policy; SQS redrives it to the DLQ after maxReceiveCount receives.
             exc = no_route[msg.message_id]
@@ -677,12 +785,57 @@ class SenderService:
 
     # ---- hand-offs -----------------------------------------------------------------------
 
-    def _outage(self, record: SqsRecord, exc: StorageUnavailable, report: BatchReport) -> None:
+    def _throttle(self, answers: Sequence[_Answer]) -> None:
+        """Hold every provider that answered ``rate_limited`` in this batch, once each. A
+        failure to hold is logged: the answers are already in hand and must be written."""
+        limited = dict.fromkeys(
+            a.send.provider_name
+            for a in answers
+            if a.error is not None and a.error.reason is ReasonCode.RATE_LIMITED
+        )
+        for provider in limited:
+            try:
+                self._rate_limiter.throttled(provider)
+            except Exception as exc:
+                logger.warning(
+                    "could not hold a rate-limited provider",
+                    extra={"provider": provider, "error": f"{type(exc).__name__}: {exc}"},
+                )
+
+    def _defer(self, record: SqsRecord, provider: str, wait: int, report: BatchReport) -> None:
+        """Put a message the provider's rate did not grant back on the queue ``wait``
+        seconds from now, as a fresh copy (the original acknowledged): neither an attempt nor
+        an SQS receive is spent. If the copy cannot be sent, the original is kept instead,
+        hidden for the wait (that spends a receive, which SQS counts anyway)."""
+        delay = min(wait, SQS_MAX_DELAY_SECONDS)
+        self._metrics.add("RateLimitDeferred", 1, "Count", provider=provider)
+        logger.info(
+            "over the provider's send rate: deferred",
+            extra={"provider": provider, "delay_seconds": delay},
+        )
+        try:
+            self._queue.send(
+                record.body,
+                {**record.attributes, RATE_DEFERRALS: str(record.rate_deferrals + 1)},
+                delay_seconds=delay,
+            )
+        except Exception:
+            logger.warning("could not requeue a deferred record; keeping it for the wait")
+            try:
+                self._queue.change_visibility(record.receipt_handle, delay)
+            except Exception:
+                logger.warning("could not set the visibility of a deferred record")
+            report.kept[record.sqs_message_id] = RetryLater("over the provider's rate", delay)
+            return
+        report.outcomes[record.sqs_message_id] = SendOutcome.DEFERRED
+
+    def _outage(self, record: SqsRecord, exc: Exception, report: BatchReport) -> None:
         requeues = record.outage_requeues
         delay = backoff_seconds(
             requeues + 1, self._config.retry_base_seconds, self._config.retry_max_seconds
         )
-        logger.warning("message store unavailable", extra={"error": str(exc), "requeues": requeues})
+        what = "message store" if isinstance(exc, StorageUnavailable) else "rate limiter"
+        logger.warning(f"{what} unavailable", extra={"error": str(exc), "requeues": requeues})
         if requeues < self._config.outage_requeue_limit:
             self._queue.send(
                 record.body,
@@ -695,7 +848,7 @@ class SenderService:
             self._queue.change_visibility(record.receipt_handle, delay)
         except Exception:
             logger.warning("could not set the visibility of a record during an outage")
-        report.kept[record.sqs_message_id] = RetryLater("message store unavailable", delay)
+        report.kept[record.sqs_message_id] = RetryLater(f"{what} unavailable", delay)
 
     def _hand_to_dead_letter(
         self, record: SqsRecord, last_error: str | None, attempts: int
