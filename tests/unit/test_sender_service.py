@@ -18,7 +18,7 @@ from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.providers.base import ProviderRegistry, SendRequest, SendResult
 from sms_gateway.providers.simulator import SimulatorProvider
-from sms_gateway.services.ports import NullMetrics
+from sms_gateway.services.ports import MetricsSink, NullMetrics, SendRateLimiter
 from sms_gateway.services.receipts import ReceiptService
 from sms_gateway.services.routing import CachedPolicyResolver
 from sms_gateway.services.sender import (
@@ -81,7 +81,15 @@ class World:
     sender: SenderService
 
 
-def world(providers: list[object] | None = None, concurrency: int = 10, lease: int = 30) -> World:
+def world(
+    providers: list[object] | None = None,
+    concurrency: int = 10,
+    lease: int = 30,
+    *,
+    rate_limiter: SendRateLimiter | None = None,
+    metrics: MetricsSink | None = None,
+    clock: FakeClock | None = None,
+) -> World:
     stores = MemoryStores()
     for tenant, provider in {
         "t-ok": "provider-b",
@@ -91,7 +99,7 @@ def world(providers: list[object] | None = None, concurrency: int = 10, lease: i
         "t-other": "other",
     }.items():
         stores.policies.put(tenant, "direct", {"default_provider": provider}, T0)
-    clock = FakeClock(T0)
+    clock = clock or FakeClock(T0)
     queue = Queue()
     registry = ProviderRegistry(
         providers  # type: ignore[arg-type]
@@ -107,8 +115,9 @@ def world(providers: list[object] | None = None, concurrency: int = 10, lease: i
         providers=registry,
         queue=queue,
         receipts=ReceiptService(stores.messages, stores.receipts, NullMetrics(), clock),
-        metrics=NullMetrics(),
+        metrics=metrics or NullMetrics(),
         clock=clock,
+        rate_limiter=rate_limiter,
         config=SenderConfig(
             retry_base_seconds=30,
             retry_max_seconds=900,
