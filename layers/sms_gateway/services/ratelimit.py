@@ -10,7 +10,9 @@ How the sender calls it (once per batch, per provider; never per SMS)
 ::
 
     limiter = wiring.rate_limiter()                   # once per container
-    # after claiming the batch and resolving each message's provider:
+    # after deciding what the intake would claim and each message's provider (the sender
+    # asks inside the intake's plan, *before* the claim, so a message not granted is never
+    # claimed: see sms_gateway.services.sender):
     for provider, messages in by_provider(claimed):   # messages in the order to send them
         grant = limiter.acquire(provider, [m.segments for m in messages])
         send_now = messages[: grant.messages]         # these go to the provider (in parallel)
@@ -28,8 +30,8 @@ How the sender calls it (once per batch, per provider; never per SMS)
   toward ``max_attempts`` and should not spend the SQS receive count (``maxReceiveCount``)
   either: put it back the way the sender's outage requeue does (a copy with
   ``DelaySeconds`` = the wait, then acknowledge the original; or
-  ``ChangeMessageVisibility`` if a receive may be spent). The claim (``sending``) must be
-  released back to ``queued`` before the copy can be claimed.
+  ``ChangeMessageVisibility`` if a receive may be spent). A message must not be left in
+  ``sending`` for it: the sender does not claim it at all.
 - ``throttled`` is for a provider that answered ``rate_limited``
   (:class:`~sms_gateway.providers.base.ProviderError` ``.reason``): every sender invocation
   then gets no tokens for that provider until the hold ends, and the bucket refills from empty
