@@ -1,5 +1,6 @@
 """The sender with a provider rate through the real handler path: SenderFunction in-process
-under moto (SQS + the RateLimitTable in DynamoDB), on SQLite."""
+under moto (SQS + the RateLimitTable in DynamoDB), on each SQL dialect (PostgreSQL plans its
+claims twice: the limiter is still asked once per provider)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from tests.support import Gateway
 
 
 def test_messages_over_the_rate_wait_without_an_attempt_then_go(
-    sqlite_gateway: Gateway, moto_resources: SharedAws, monkeypatch: pytest.MonkeyPatch
+    gateway: Gateway, moto_resources: SharedAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gw = sqlite_gateway
+    gw = gateway
     table = moto_resources.resources.table_names["RateLimitTable"]
     monkeypatch.setenv("SMS_GATEWAY_RATE_LIMIT_TABLE", table)
     monkeypatch.setenv(
