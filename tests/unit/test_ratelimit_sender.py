@@ -175,3 +175,23 @@ def test_a_limiter_failure_is_an_outage_for_that_provider_only() -> None:
             assert w.stores.messages.attempts(mid(r)) == []
         assert [a[OUTAGE_REQUEUES] for _b, a, _d in w.queue.sent] == ["1"] * 3
         assert [p for p, _s in limiter.acquired].count("provider-b") == 1
+
+
+def test_a_plan_that_runs_twice_asks_the_limiter_once() -> None:
+    """PostgreSQL's intake runs the plan twice (rows assumed new, then those that existed):
+    the second run keeps the first answer instead of taking from the bucket again."""
+    clock = FakeClock(T0)
+    bucket = BucketRateLimiter(InMemoryBucketStore(), {"provider-b": SendRate.of(1, 10)}, clock)
+    limiter = Recording(bucket)
+    w = world(rate_limiter=limiter, clock=clock)
+    inner = w.stores.messages.intake
+
+    def intake(batch, plan, lease_until, now):  # type: ignore[no-untyped-def]
+        return inner(batch, lambda rows: (plan(rows), plan(rows))[1], lease_until, now)
+
+    w.sender._store.intake = intake  # type: ignore[method-assign]
+    batch = [record("t-ok") for _ in range(12)]
+    report = w.sender.process_batch(batch)
+    outcomes = [report.outcomes[r.sqs_message_id] for r in batch]
+    assert outcomes == [SendOutcome.SENT] * 10 + [SendOutcome.DEFERRED] * 2
+    assert limiter.acquired == [("provider-b", [1] * 12)]
