@@ -224,6 +224,18 @@ def test_ingest_iam_is_least_privilege(template: SamTemplate) -> None:
     )
 
 
+def test_sender_may_send_to_both_queues(template: SamTemplate) -> None:
+    """The sender sends to SendQueue itself (a delayed copy during a database outage or a rate
+    deferral, services/sender.py) and to the DeadLetterQueue (max_attempts spent)."""
+    policies = props(template, "SenderFunction")["Policies"]
+    sends = {
+        p["SQSSendMessagePolicy"]["QueueName"]["Fn::GetAtt"][0]
+        for p in policies
+        if "SQSSendMessagePolicy" in p
+    }
+    assert sends == {"SendQueue", "DeadLetterQueue"}
+
+
 @pytest.mark.parametrize("logical_id", ["StatusFunction", "SenderFunction", "DlqFunction"])
 def test_database_functions_get_dsn_secret_and_optional_vpc(
     template: SamTemplate, functions: dict[str, FunctionSpec], logical_id: str
