@@ -138,6 +138,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         env_overrides={"AWS_ENDPOINT_URL_SQS": gate.url},
         log_requests=False,
         environments=4,
+        # every environment initialized before the mix: the test is about isolation between
+        # concurrent invocations, not about cold starts on a loaded machine
+        prewarm=4,
         log_sink=lambda function, line: log.append((function, line)),
     )
     try:
