@@ -11,6 +11,10 @@ PYTHON ?= $(shell for p in python3.12 python3.13 \
 	$${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13; do \
 	$$p -c 'import sys; assert sys.version_info[:2] in ((3, 12), (3, 13))' >/dev/null 2>&1 \
 	&& { command -v $$p || echo $$p; } && exit; done)
+# sam build needs python3.12 itself (the template's runtime), whatever .venv's Python is.
+PY312 ?= $(shell for p in python3.12 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 \
+	&& { command -v $$p || echo $$p; } && exit; done)
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (auto: one per core); TEST_WORKERS=0 runs in one process.
@@ -51,7 +55,8 @@ validate: $(STAMP) ## sam validate --lint (cfn-lint)
 		$(BIN)/sam validate --lint
 
 build: $(STAMP) ## sam build (no container), then check that every module ships its bytecode
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
+	@test -n "$(PY312)" || { echo "sam build needs Python 3.12 (the template's runtime): python3.12 on PATH or pyenv"; exit 1; }
+	PATH="$(abspath $(BIN)):$(dir $(PY312)):$$PATH" $(BIN)/sam build
 	$(BIN)/python -m tests.build_output .aws-sam/build
 
 bench: build ## Print the cost figures: AWS requests, DynamoDB writes, SQL statements, cold imports
@@ -61,4 +66,4 @@ events: $(STAMP) ## Regenerate events/ from sam local generate-event
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/make_events.py
 
 clean: ## Remove build output and local data
-	rm -rf .aws-sam .sms-gateway .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .aws-sam .sms-gateway .pytest_cache .mypy_cache .ruff_cache .hypothesis
