@@ -280,7 +280,8 @@ def _add_admin_commands(commands: Any) -> None:
         description=(
             "Write a tenant route policy. Examples: "
             'direct \'{"default_provider": "provider-b"}\'; '
-            'failover \'{"providers": [{"provider": "provider-fail"}, {"provider": "provider-b"}]}\''
+            "failover "
+            '\'{"providers": [{"provider": "provider-fail"}, {"provider": "provider-b"}]}\''
         ),
     )
     policy.add_argument("tenant_id")
