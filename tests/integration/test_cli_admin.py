@@ -70,3 +70,29 @@ def test_local_accepts_the_whole_port_range() -> None:
 
     for port in ("0", "65535"):
         assert build_parser().parse_args(["local", "--port", port]).port == int(port)
+
+
+def test_local_with_an_unusable_database_says_so_in_one_line(tmp_path: Path) -> None:
+    """A --dsn whose server refuses the connection (nothing listens on 127.0.0.1:1) stops the
+    start with exit 1 and one line naming the database, not a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import REPO_ROOT
+
+    dsn = "postgresql+pg8000://postgres@127.0.0.1:1/test"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_GATEWAY_", "AWS_"))}
+    argv = ["local", "--port", "0", "--prewarm", "0", "--data-dir", str(tmp_path / "d")]
+    run = subprocess.run(
+        [sys.executable, "-m", "sms_gateway.local.cli", *argv, "--dsn", dsn],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    (line,) = [x for x in run.stderr.splitlines() if "cannot start" in x]
+    assert line.startswith(f"sms-gateway local: cannot start: the SQL database {dsn} is not usable")

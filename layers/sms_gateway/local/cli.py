@@ -193,7 +193,7 @@ def _run_local(args: argparse.Namespace) -> int:
     from sms_gateway.local.http_front import RequestLog
     from sms_gateway.local.journal import JournalError
     from sms_gateway.local.logview import METRICS_FILE, LogView
-    from sms_gateway.local.stack import DataDirInUse, LocalStack, find_root
+    from sms_gateway.local.stack import DataDirInUse, LocalStack, find_root, mask_dsn
 
     configure_logging(verbose=args.verbose)
 
@@ -254,6 +254,22 @@ def _run_local(args: argparse.Namespace) -> int:
         in_use = isinstance(error, OSError) and error.errno == errno.EADDRINUSE
         print(
             f"sms-gateway local: cannot start: {error}{hint if in_use else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    except Exception as error:
+        # the database of --dsn cannot be reached or migrated (missing database, no server,
+        # refused login): one line, as for the other start-up failures, not a traceback
+        from sqlalchemy.exc import DBAPIError
+
+        if not isinstance(error, DBAPIError):
+            raise
+        reason = str(error.orig if error.orig is not None else error).strip().splitlines()[0]
+        print(
+            f"sms-gateway local: cannot start: the SQL database "
+            f"{mask_dsn(stack.dsn if stack else str(args.dsn))} is not usable: {reason} "
+            "(it must exist and accept the login; see --dsn in the README)",
             file=sys.stderr,
             flush=True,
         )
