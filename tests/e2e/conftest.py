@@ -14,14 +14,18 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import Engine
 
 from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.repository import MessageRepository
@@ -88,23 +92,22 @@ class Stack:
         return result
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("local-stack")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_GATEWAY_", "AWS_"))}
+@contextmanager
+def local_stack(
+    data_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+) -> Iterator[tuple[subprocess.Popen[str], Stack, Engine]]:
+    """``sms-gateway local --port 0 --data-dir data_dir [args]`` in a subprocess, ready within
+    180 s, with the process environment less ``SMS_GATEWAY_*``/``AWS_*`` plus ``env``. Yields
+    the process, the :class:`Stack` and an engine on its SQLite file; on exit, SIGINT (then a
+    kill after 60 s) unless the test already ended the process."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_GATEWAY_", "AWS_"))}
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "sms_gateway.local.cli",
-            "local",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
+            *(sys.executable, "-m", "sms_gateway.local.cli", "local", "--port", "0"),
+            *("--data-dir", str(data_dir), *args),
         ],
         cwd=REPO_ROOT,
-        env=env,
+        env={**clean, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -122,20 +125,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         url = m.group(1) if (m := READY.search(line)) else None
     if url is None or moto is None:
         proc.kill()
+        proc.wait(timeout=10)
         raise AssertionError("local stack did not start:\n" + "".join(lines[-40:]))
-    # keep draining its output so the pipe never fills
-    import threading
-
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    output = proc.stdout  # kept drained so the pipe never fills
+    threading.Thread(target=lambda: [None for _ in output], daemon=True).start()
     dsn = f"sqlite:///{data_dir / 'sms-gateway.db'}"
     engine = make_engine(dsn)
     try:
-        yield Stack(url=url, moto_url=moto, dsn=dsn, repo=MessageRepository(engine))
+        yield proc, Stack(url=url, moto_url=moto, dsn=dsn, repo=MessageRepository(engine)), engine
     finally:
         engine.dispose()
-        proc.send_signal(signal.SIGINT)
-        try:
-            assert proc.wait(timeout=60) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One local stack for the session's e2e tests; it must stop cleanly (exit 0) on SIGINT."""
+    with local_stack(tmp_path_factory.mktemp("local-stack")) as (proc, running, _):
+        yield running
+    assert proc.returncode == 0

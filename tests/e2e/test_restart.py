@@ -15,10 +15,8 @@ Every wait has a deadline; everything is on loopback.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -33,11 +31,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sms_gateway.storage.engine import make_engine
-from sms_gateway.storage.repository import MessageRepository
 from sms_gateway.storage.tables import message_attempts, messages
-from tests.e2e.conftest import MOTO, READY, Stack
-from tests.support import REPO_ROOT
+from tests.e2e.conftest import Stack, local_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -49,51 +44,12 @@ LEASE_SECONDS = "3"  # a claim cut by the kill is released in seconds, not the t
 
 
 @contextmanager
-def local_stack(data_dir: Path) -> Iterator[tuple[subprocess.Popen[str], Stack, Engine]]:
-    """``sms-gateway local --port 0 --data-dir data_dir``, ready within 180 s."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_GATEWAY_", "AWS_"))}
-    env["SMS_GATEWAY_LEASE_SECONDS"] = LEASE_SECONDS
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "sms_gateway.local.cli", "local", "--port", "0"),
-            *("--data-dir", str(data_dir), "--quiet"),
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    url = moto = None
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and url is None:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        moto = moto or (m.group(1) if (m := MOTO.search(line)) else None)
-        url = m.group(1) if (m := READY.search(line)) else None
-    if url is None or moto is None:
-        proc.kill()
-        proc.wait(timeout=10)
-        raise AssertionError("local stack did not start:\n" + "".join(lines[-40:]))
-    output = proc.stdout
-    threading.Thread(target=lambda: [None for _ in output], daemon=True).start()
-    engine = make_engine(f"sqlite:///{data_dir / 'sms-gateway.db'}")
-    try:
-        yield proc, Stack(url=url, moto_url=moto, dsn="", repo=MessageRepository(engine)), engine
-    finally:
-        engine.dispose()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(timeout=10)
+def restartable_stack(data_dir: Path) -> Iterator[tuple[subprocess.Popen[str], Stack, Engine]]:
+    """The e2e launcher with a short lease (a claim cut by the kill is released in seconds)."""
+    with local_stack(
+        data_dir, env={"SMS_GATEWAY_LEASE_SECONDS": LEASE_SECONDS}, args=["--quiet"]
+    ) as running:
+        yield running
 
 
 def sent_attempts(engine: Engine) -> dict[str, int]:
@@ -141,7 +97,7 @@ def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(tmp_path: Path) 
     lock = threading.Lock()
     killed = threading.Event()
 
-    with local_stack(tmp_path) as (proc, first, first_db):
+    with restartable_stack(tmp_path) as (proc, first, first_db):
 
         def burst(thread: int) -> None:
             for n in range(PER_THREAD):
@@ -179,7 +135,7 @@ def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(tmp_path: Path) 
         already_sent = sum(1 for mid, _ in before_kill.values() if counts.get(mid, 0) == 1)
         unrecorded = sum(1 for mid, _ in before_kill.values() if mid not in counts)
 
-    with local_stack(tmp_path) as (_, second, second_db):
+    with restartable_stack(tmp_path) as (_, second, second_db):
         ids = {mid for mid, _ in before_kill.values()}
 
         def all_sent() -> bool:
