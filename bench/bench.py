@@ -38,9 +38,8 @@ from sqlalchemy import event
 
 from bench import bulk_figures, cold_figures
 from sms_gateway import wiring
-from sms_gateway.local.template import SamTemplate
 from tests import conftest  # the bench drives the same in-process harness as the tests
-from tests.support import REPO_ROOT, Gateway, load_handler
+from tests.support import Gateway, load_handler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,20 +65,8 @@ def gateway(tmp: Path) -> Iterator[Gateway]:
 
         run_migrations(dsn)
         # what the tests' fixtures (shared_aws, moto_resources, handler_modules) set up
-        session = boto3.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
-            region_name="us-east-1",
-        )
-        template = SamTemplate.from_file(REPO_ROOT / "template.yaml")
-        aws = conftest.SharedAws(
-            session=session,
-            sqs=session.client("sqs"),
-            dynamodb=session.client("dynamodb"),
-            template=template,
-            resolver=conftest._resolver(template),
-        )
-        monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+        aws = conftest.make_shared_aws()
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", aws.session)
         with mock_aws(config=conftest._KEEP_STATE):  # keeps boto3.DEFAULT_SESSION
             aws.provision()
             handlers = {name: load_handler(name) for name in ("ingest", "status", "sender", "dlq")}

@@ -263,9 +263,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _shared[0].resources = LocalResources()
 
 
-@pytest.fixture(scope="session")
-def shared_aws() -> SharedAws:
-    """One boto3 session and the parsed template for the whole session (per worker)."""
+def make_shared_aws() -> SharedAws:
+    """A boto3 session with moto's dummy credentials and the parsed template (nothing
+    provisioned yet); the session fixture below and ``bench`` build theirs with it."""
     session = boto3.Session(
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
@@ -280,6 +280,13 @@ def shared_aws() -> SharedAws:
         template=template,
         resolver=_resolver(template),
     )
+    return shared
+
+
+@pytest.fixture(scope="session")
+def shared_aws() -> SharedAws:
+    """One boto3 session and the parsed template for the whole session (per worker)."""
+    shared = make_shared_aws()
     _shared[:] = [shared]
     return shared
 
