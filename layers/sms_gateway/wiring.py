@@ -70,14 +70,13 @@ def settings() -> Settings:
 
 @functools.cache
 def _sqs_queue() -> SqsMessageQueue:
-    import boto3
-
+    from sms_gateway.adapters.aws import sqs_client
     from sms_gateway.adapters.sqs import SqsMessageQueue
     from sms_gateway.observability import trace_libraries
 
     trace_libraries("botocore")
     s = settings()
-    return SqsMessageQueue(boto3.client("sqs"), s.send_queue_url, s.dead_letter_queue_url)
+    return SqsMessageQueue(sqs_client(), s.send_queue_url, s.dead_letter_queue_url)
 
 
 @dataclass(frozen=True)
@@ -92,9 +91,9 @@ class IngestContainer:
 @functools.cache
 def ingest() -> IngestContainer:
     """The ingest container (DynamoDB idempotency + SendQueue)."""
-    import boto3
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
+    from sms_gateway.adapters.aws import dynamodb_client
     from sms_gateway.observability import PowertoolsMetrics
     from sms_gateway.services.ingest import IngestConfig, IngestService, idempotency_config
 
@@ -102,7 +101,7 @@ def ingest() -> IngestContainer:
     queue = _sqs_queue()
     config = idempotency_config(s.idempotency_ttl_seconds)
     store = DynamoDBPersistenceLayer(
-        table_name=s.idempotency_table, boto3_client=boto3.client("dynamodb")
+        table_name=s.idempotency_table, boto3_client=dynamodb_client()
     )
     service = IngestService(
         queue=queue,
@@ -124,11 +123,13 @@ def database_dsn(s: Settings) -> str:
     (fetched once and cached by Powertools Parameters), else ``SMS_GATEWAY_MESSAGE_DSN``."""
     if not s.db_secret_arn:
         return s.message_dsn
-    from aws_lambda_powertools.utilities.parameters import get_secret
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
+    from sms_gateway.adapters.aws import secretsmanager_client
     from sms_gateway.storage.engine import dsn_from_secret
 
-    secret = get_secret(s.db_secret_arn, transform="json", max_age=3600)
+    provider = SecretsProvider(boto3_client=secretsmanager_client())
+    secret = provider.get(s.db_secret_arn, transform="json", max_age=3600)
     if not isinstance(secret, dict):
         raise SettingsError("SMS_GATEWAY_DB_SECRET_ARN: the secret is not a JSON object")
     return dsn_from_secret(secret)
@@ -222,18 +223,17 @@ def rate_limiter() -> SendRateLimiter:
     Raises:
         SettingsError: invalid settings (see :func:`settings`).
     """
-    import boto3
-
     from sms_gateway.domain.ratelimit import SendRate
     from sms_gateway.services.ratelimit import BucketRateLimiter, UnlimitedRateLimiter
 
     s = settings()
     if not s.provider_rates:
         return UnlimitedRateLimiter()
+    from sms_gateway.adapters.aws import dynamodb_client
     from sms_gateway.adapters.dynamodb_ratelimit import DynamoDbBucketStore
 
     return BucketRateLimiter(
-        DynamoDbBucketStore(boto3.client("dynamodb"), s.rate_limit_table),
+        DynamoDbBucketStore(dynamodb_client(), s.rate_limit_table),
         {name: SendRate.of(r.rate, r.burst) for name, r in s.provider_rates.items()},
         utc_now,
         penalties={name: r.penalty_seconds for name, r in s.provider_rates.items()},

@@ -1,4 +1,5 @@
-"""Running the Alembic history (``migrations/`` at the repository root) against a DSN."""
+"""Running the Alembic history (``sms_gateway/migrations/``, shipped in the Lambda layer with
+the package) against a DSN."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-# layers/sms_gateway/storage/schema.py -> repository root
-REPO_ROOT = Path(__file__).resolve().parents[3]
+# The history is package data: sam build copies it into the layer with the code that needs it.
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(dsn: str, script_location: Path | None = None) -> Config:
     """An Alembic config for ``dsn`` using the project's one migration history.
 
     Raises:
-        FileNotFoundError: the ``migrations/`` folder is not beside this package's checkout.
+        FileNotFoundError: ``sms_gateway/migrations/`` is missing (a broken install).
     """
-    location = script_location or REPO_ROOT / "migrations"
+    location = script_location or MIGRATIONS
     if not (location / "env.py").is_file():
         raise FileNotFoundError(f"Alembic migrations not found at {location}")
     config = Config()
