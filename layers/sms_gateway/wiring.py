@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sms_gateway.storage.dead_letters import SqlDeadLetterStore
     from sms_gateway.storage.receipts import SqlReceiptStore
     from sms_gateway.storage.repository import MessageRepository
+    from sms_gateway.storage.schema import MigrationResult
     from sms_gateway.storage.sql import Database
 
 
@@ -100,9 +101,7 @@ def ingest() -> IngestContainer:
     s = settings()
     queue = _sqs_queue()
     config = idempotency_config(s.idempotency_ttl_seconds)
-    store = DynamoDBPersistenceLayer(
-        table_name=s.idempotency_table, boto3_client=dynamodb_client()
-    )
+    store = DynamoDBPersistenceLayer(table_name=s.idempotency_table, boto3_client=dynamodb_client())
     service = IngestService(
         queue=queue,
         clock=utc_now,
@@ -133,6 +132,19 @@ def database_dsn(s: Settings) -> str:
     if not isinstance(secret, dict):
         raise SettingsError("SMS_GATEWAY_DB_SECRET_ARN: the secret is not a JSON object")
     return dsn_from_secret(secret)
+
+
+def migration_result() -> MigrationResult:
+    """Upgrade the configured database to this release's newest schema revision (the
+    MigrateFunction's step; :func:`sms_gateway.storage.schema.upgrade_to_head`).
+
+    Raises:
+        SettingsError: invalid settings or secret.
+        sqlalchemy.exc.SQLAlchemyError, alembic.util.CommandError: as ``upgrade_to_head``.
+    """
+    from sms_gateway.storage.schema import upgrade_to_head
+
+    return upgrade_to_head(database_dsn(settings()))
 
 
 @dataclass(frozen=True)

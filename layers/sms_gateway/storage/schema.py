@@ -3,6 +3,7 @@ the package) against a DSN."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -31,3 +32,52 @@ def alembic_config(dsn: str, script_location: Path | None = None) -> Config:
 def run_migrations(dsn: str, revision: str = "head") -> None:
     """Upgrade the database at ``dsn`` to ``revision`` (default: the newest)."""
     command.upgrade(alembic_config(dsn), revision)
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """What :func:`upgrade_to_head` did. Revisions are Alembic revision ids; ``None`` is an
+    empty database (``before``). ``ahead``: the database carries a revision this code does not
+    know (a newer release migrated it); nothing was run."""
+
+    before: str | None
+    after: str | None
+    ahead: bool = False
+
+
+def _current(dsn: str) -> str | None:
+    from alembic.migration import MigrationContext
+
+    from sms_gateway.storage.engine import make_engine
+
+    engine = make_engine(dsn)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def upgrade_to_head(dsn: str) -> MigrationResult:
+    """Upgrade the database at ``dsn`` to this code's newest revision, the deploy's step.
+
+    A database already at a revision this code's history does not contain was migrated by a
+    newer release: under the expand/contract rules (docs/migrations.md) this code runs on that
+    schema, so nothing is done and ``ahead`` is set. That is what a rollback needs: after a
+    failed update CloudFormation sends the previous properties back to the MigrateFunction of
+    the previous release.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError, alembic.util.CommandError: the database cannot be
+            reached or a migration failed (on PostgreSQL and SQLite the failed revision's DDL
+            is rolled back with it; MySQL commits each DDL statement).
+    """
+    from alembic.script import ScriptDirectory
+
+    config = alembic_config(dsn)
+    script = ScriptDirectory.from_config(config)
+    before = _current(dsn)
+    if before is not None and before not in {rev.revision for rev in script.walk_revisions()}:
+        return MigrationResult(before=before, after=before, ahead=True)
+    command.upgrade(config, "head")
+    return MigrationResult(before=before, after=_current(dsn))
