@@ -295,7 +295,7 @@ def _names(lines: list[str]) -> set[str]:
 def test_layer_ships_exactly_the_runtime_dependencies() -> None:
     import tomllib
 
-    layer = _names((ROOT / "layers" / "requirements.txt").read_text(encoding="utf-8").splitlines())
+    layer = _names((ROOT / "layers" / "requirements.in").read_text(encoding="utf-8").splitlines())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert layer == _names(project["dependencies"])
 
