@@ -53,6 +53,11 @@ ALLOWLIST: Final[Mapping[tuple[str, str], str]] = {
     ("sqs:ReceiveMessage", "*Queue"): "the SQS trigger (event source mapping) polls as the role",
     ("sqs:DeleteMessage", "*Queue"): "the SQS trigger deletes the records the function handled",
     ("sqs:GetQueueAttributes", "*Queue"): "the SQS trigger reads the queue's attributes",
+    ("dynamodb:GetItem", "IdempotencyTable"): (
+        "Powertools idempotency reads the record with GetItem when a conditional PutItem fails "
+        "without returning the old item (base.py: `exc.old_data_record or "
+        "self._get_idempotency_record()`); DynamoDB and moto return it, so no test gets there"
+    ),
     ("secretsmanager:GetSecretValue", "DatabaseSecretArn"): (
         "the database credentials (sms_gateway.wiring.database_dsn); the in-process suite "
         "runs on DSNs, so no test reads the secret through a handler"

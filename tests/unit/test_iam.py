@@ -148,3 +148,15 @@ def test_batch_calls_need_the_single_message_action() -> None:
     with iam.running("IngestFunction"):
         recorder(model=Model(), params={"QueueUrl": "u"})
     assert calls == {("IngestFunction", "sqs:SendMessage", "SendQueue")}
+
+
+def test_no_function_has_policies_sam_would_ignore() -> None:
+    """With ``Role`` set, SAM drops a function's ``Policies`` without a word: a statement added
+    there would silently not exist. Statements go into the function's role."""
+    from sms_gateway.local.template import SamTemplate
+
+    template = SamTemplate.from_file(TEMPLATE)
+    for logical_id, resource in template.resources_of_type("AWS::Serverless::Function").items():
+        assert "Role" in resource["Properties"], logical_id
+        assert "Policies" not in resource["Properties"], logical_id
+    assert "Policies" not in template.function_globals
