@@ -13,8 +13,10 @@ What is built once per session (per xdist worker) and what once per test:
   emptied before each test (provisioned again when something reset moto: a test with its own
   ``mock_aws``, or a local stack stopping). One boto3 session (service models loaded once)
   serves the fixtures and the handlers' own ``boto3.client`` calls.
-- The four handler modules are loaded once (a warm container); the wiring's containers are
-  rebuilt for every test, as before.
+- The functions' handler modules are loaded once (a warm container); the wiring's containers
+  are rebuilt for every test, as before.
+- IAM: the AWS calls each handler makes are recorded and, at session end, checked against its
+  role in template.yaml (tests/iam.py; the hooks at the end of the AWS section below).
 """
 
 from __future__ import annotations
