@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (auto: one per core); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
 
-.PHONY: help install run test lint format build validate bench events clean
+.PHONY: help install run test lint format build validate bench events lock lock-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,27 @@ build: $(STAMP) ## sam build (no container), then check that every module ships 
 	@test -n "$(PY312)" || { echo "sam build needs Python 3.12 (the template's runtime): python3.12 on PATH or pyenv"; exit 1; }
 	PATH="$(abspath $(BIN)):$(dir $(PY312)):$$PATH" $(BIN)/sam build
 	$(BIN)/python -m tests.build_output .aws-sam/build
+
+# The layer's lock: every runtime dependency pinned with its hashes, resolved for the Lambda
+# runtime (CPython 3.12, manylinux x86_64) whatever machine runs it, from the releases uploaded
+# before the lock date written in layers/requirements.in (so a resolution is reproducible).
+LOCK_DATE = $(shell sed -n 's/^\# lock-date: *//p' layers/requirements.in)
+UV_COMPILE = pip compile --quiet --generate-hashes --python-version 3.12 \
+	--python-platform x86_64-manylinux2014 --exclude-newer "$(LOCK_DATE)" \
+	--custom-compile-command "make lock" requirements.in -o requirements.txt
+
+lock: $(STAMP) ## Regenerate layers/requirements.txt (hashed) from layers/requirements.in
+	@test -n "$(LOCK_DATE)" || { echo "layers/requirements.in has no '# lock-date:' line"; exit 1; }
+	rm -f layers/requirements.txt
+	cd layers && $(abspath $(BIN))/uv $(UV_COMPILE)
+
+lock-check: $(STAMP) ## Fail when layers/requirements.txt is not what `make lock` makes (PyPI)
+	@test -n "$(LOCK_DATE)" || { echo "layers/requirements.in has no '# lock-date:' line"; exit 1; }
+	@tmp=$$(mktemp -d) && cp layers/requirements.in "$$tmp"/ \
+		&& (cd "$$tmp" && $(abspath $(BIN))/uv $(UV_COMPILE)) \
+		&& diff -u layers/requirements.txt "$$tmp"/requirements.txt \
+		&& rm -rf "$$tmp" \
+		|| { echo "layers/requirements.txt is not what make lock makes: run it and commit"; exit 1; }
 
 bench: build ## Print the cost figures: AWS requests, DynamoDB writes, SQL statements, cold imports
 	$(BIN)/python -m bench.bench $(ARGS)

@@ -13,8 +13,10 @@ What is built once per session (per xdist worker) and what once per test:
   emptied before each test (provisioned again when something reset moto: a test with its own
   ``mock_aws``, or a local stack stopping). One boto3 session (service models loaded once)
   serves the fixtures and the handlers' own ``boto3.client`` calls.
-- The four handler modules are loaded once (a warm container); the wiring's containers are
-  rebuilt for every test, as before.
+- The functions' handler modules are loaded once (a warm container); the wiring's containers
+  are rebuilt for every test, as before.
+- IAM: the AWS calls each handler makes are recorded and, at session end, checked against its
+  role in template.yaml (tests/iam.py; the hooks at the end of the AWS section below).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +48,7 @@ from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.repository import MessageRepository, RoutePolicyRepository
 from sms_gateway.storage.schema import run_migrations
 from sms_gateway.storage.tables import metadata
+from tests import iam
 from tests.support import REPO_ROOT, FakeClock, Gateway, RecordingProvider, load_handler
 
 # A busy machine must not fail a property test: no per-example deadline, no "too slow" check.
@@ -285,10 +289,91 @@ def make_shared_aws() -> SharedAws:
 
 @pytest.fixture(scope="session")
 def shared_aws() -> SharedAws:
-    """One boto3 session and the parsed template for the whole session (per worker)."""
+    """One boto3 session and the parsed template for the whole session (per worker); the AWS
+    calls the handlers make through it are recorded (tests/iam.py)."""
     shared = make_shared_aws()
     _shared[:] = [shared]
+    shared.session.events.register(
+        "before-parameter-build", iam.CallRecorder(_resource_of, AWS_CALLS)
+    )
     return shared
+
+
+# --- IAM that matches the code (tests/iam.py) ---------------------------------------------
+
+AWS_CALLS: set[iam.Call] = set()  # (function, action, resource) made by handlers in this process
+_CALLS_DIR = "SMS_GATEWAY_TEST_AWS_CALLS_DIR"
+_written: list[int] = [0]
+
+
+def _resource_of(service: str, params: dict[str, Any]) -> str | None:
+    """A call's resource as a template logical id (or parameter name)."""
+    resources = _shared[0].resources if _shared else LocalResources()
+    if service == "sqs":
+        by_url = {url: lid for lid, url in resources.queue_urls.items()}
+        return by_url.get(str(params.get("QueueUrl")))
+    if service == "dynamodb":
+        by_name = {name: lid for lid, name in resources.table_names.items()}
+        return by_name.get(str(params.get("TableName")))
+    if service == "secretsmanager":
+        secret = os.environ.get("SMS_GATEWAY_DB_SECRET_ARN")
+        return "DatabaseSecretArn" if secret and params.get("SecretId") == secret else None
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller (or the single process) picks the directory the processes write their
+    recorded calls to; pytest-xdist workers inherit it through the environment."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ[_CALLS_DIR] = tempfile.mkdtemp(prefix="sms-gateway-aws-calls-")
+
+
+def _save_calls() -> None:
+    if len(AWS_CALLS) != _written[0] and os.environ.get(_CALLS_DIR):
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        iam.write(AWS_CALLS, Path(os.environ[_CALLS_DIR]), worker)
+        _written[0] = len(AWS_CALLS)
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Each process saves its calls after every test that recorded new ones (a worker may be
+    gone before the controller's session ends)."""
+    _save_calls()
+
+
+def _whole_suite(config: pytest.Config) -> bool:
+    """Whether this run is the whole suite (every test could record its calls)."""
+    option = config.option
+    if option.keyword or option.markexpr or getattr(option, "lf", False) or option.deselect:
+        return False
+    root = Path(str(config.rootpath))
+    given = {Path(arg.split("::")[0]).resolve() for arg in config.args}
+    return given <= {root, root / "tests"} and not any("::" in arg for arg in config.args)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In the controller (or the single process): every recorded AWS call must be allowed by
+    its function's role; after a whole, green suite, every permission must be used or on
+    tests/iam.py's ALLOWLIST. A problem fails the run."""
+    _save_calls()
+    directory = os.environ.get(_CALLS_DIR)
+    if os.environ.get("PYTEST_XDIST_WORKER") or not directory:
+        return
+    recorded = iam.read(Path(directory))
+    shutil.rmtree(directory, ignore_errors=True)
+    complete = exitstatus == 0 and _whole_suite(session.config)
+    found = iam.problems(
+        recorded, iam.role_permissions(REPO_ROOT / "template.yaml"), complete=complete
+    )
+    if found:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = "\n".join(f"  {line}" for line in found)
+        message = f"IAM does not match the code (tests/iam.py):\n{lines}\n"
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        else:
+            print(message)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
@@ -306,13 +391,27 @@ def moto_resources(
         mock.stop(remove_data=False)
 
 
+# functions/<dir> of every function in template.yaml
+FUNCTION_IDS = {
+    "ingest": "IngestFunction",
+    "status": "StatusFunction",
+    "sender": "SenderFunction",
+    "dlq": "DlqFunction",
+    "migrate": "MigrateFunction",
+}
+FUNCTION_DIRS = tuple(FUNCTION_IDS)
+
+
 @pytest.fixture(scope="session")
 def handler_modules() -> dict[str, ModuleType]:
-    """The four functions' ``app`` modules, loaded once (a warm container's), in the
+    """The functions' ``app`` modules, loaded once (a warm container's), in the
     functions' environment (Powertools reads its service and namespace at import)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         set_aws_test_env(monkeypatch)
-        return {name: load_handler(name) for name in ("ingest", "status", "sender", "dlq")}
+        modules = {name: load_handler(name) for name in FUNCTION_DIRS}
+    for name, module in modules.items():  # their AWS calls are recorded as theirs
+        module.lambda_handler = iam.wrap_handler(FUNCTION_IDS[name], module.lambda_handler)
+    return modules
 
 
 def _gateway(

@@ -9,10 +9,12 @@ mapping: partial batch responses, visibility timeouts, moto's redrive).
 from __future__ import annotations
 
 import copy
+import http.server
 import importlib.util
 import io
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -279,3 +281,46 @@ def powertools_log() -> Iterator[io.StringIO]:
         yield buffer
     finally:
         handler.setStream(previous)
+
+
+@dataclass
+class ResponseCatcher:
+    """An HTTP server on 127.0.0.1 standing in for a custom resource's pre-signed S3
+    ``ResponseURL``: records each request's method, path, headers and JSON body, answers 200."""
+
+    url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    @contextmanager
+    def serving(self) -> Iterator[ResponseCatcher]:
+        catcher = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                catcher.requests.append(
+                    {
+                        "method": "PUT",
+                        "path": self.path,
+                        "headers": dict(self.headers.items()),
+                        "body": json.loads(raw),
+                    }
+                )
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sms_gateway.storage.dead_letters import SqlDeadLetterStore
     from sms_gateway.storage.receipts import SqlReceiptStore
     from sms_gateway.storage.repository import MessageRepository
+    from sms_gateway.storage.schema import MigrationResult
     from sms_gateway.storage.sql import Database
 
 
@@ -70,14 +71,13 @@ def settings() -> Settings:
 
 @functools.cache
 def _sqs_queue() -> SqsMessageQueue:
-    import boto3
-
+    from sms_gateway.adapters.aws import sqs_client
     from sms_gateway.adapters.sqs import SqsMessageQueue
     from sms_gateway.observability import trace_libraries
 
     trace_libraries("botocore")
     s = settings()
-    return SqsMessageQueue(boto3.client("sqs"), s.send_queue_url, s.dead_letter_queue_url)
+    return SqsMessageQueue(sqs_client(), s.send_queue_url, s.dead_letter_queue_url)
 
 
 @dataclass(frozen=True)
@@ -92,18 +92,16 @@ class IngestContainer:
 @functools.cache
 def ingest() -> IngestContainer:
     """The ingest container (DynamoDB idempotency + SendQueue)."""
-    import boto3
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
+    from sms_gateway.adapters.aws import dynamodb_client
     from sms_gateway.observability import PowertoolsMetrics
     from sms_gateway.services.ingest import IngestConfig, IngestService, idempotency_config
 
     s = settings()
     queue = _sqs_queue()
     config = idempotency_config(s.idempotency_ttl_seconds)
-    store = DynamoDBPersistenceLayer(
-        table_name=s.idempotency_table, boto3_client=boto3.client("dynamodb")
-    )
+    store = DynamoDBPersistenceLayer(table_name=s.idempotency_table, boto3_client=dynamodb_client())
     service = IngestService(
         queue=queue,
         clock=utc_now,
@@ -124,14 +122,29 @@ def database_dsn(s: Settings) -> str:
     (fetched once and cached by Powertools Parameters), else ``SMS_GATEWAY_MESSAGE_DSN``."""
     if not s.db_secret_arn:
         return s.message_dsn
-    from aws_lambda_powertools.utilities.parameters import get_secret
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
+    from sms_gateway.adapters.aws import secretsmanager_client
     from sms_gateway.storage.engine import dsn_from_secret
 
-    secret = get_secret(s.db_secret_arn, transform="json", max_age=3600)
+    provider = SecretsProvider(boto3_client=secretsmanager_client())
+    secret = provider.get(s.db_secret_arn, transform="json", max_age=3600)
     if not isinstance(secret, dict):
         raise SettingsError("SMS_GATEWAY_DB_SECRET_ARN: the secret is not a JSON object")
     return dsn_from_secret(secret)
+
+
+def migration_result() -> MigrationResult:
+    """Upgrade the configured database to this release's newest schema revision (the
+    MigrateFunction's step; :func:`sms_gateway.storage.schema.upgrade_to_head`).
+
+    Raises:
+        SettingsError: invalid settings or secret.
+        sqlalchemy.exc.SQLAlchemyError, alembic.util.CommandError: as ``upgrade_to_head``.
+    """
+    from sms_gateway.storage.schema import upgrade_to_head
+
+    return upgrade_to_head(database_dsn(settings()))
 
 
 @dataclass(frozen=True)
@@ -222,18 +235,17 @@ def rate_limiter() -> SendRateLimiter:
     Raises:
         SettingsError: invalid settings (see :func:`settings`).
     """
-    import boto3
-
     from sms_gateway.domain.ratelimit import SendRate
     from sms_gateway.services.ratelimit import BucketRateLimiter, UnlimitedRateLimiter
 
     s = settings()
     if not s.provider_rates:
         return UnlimitedRateLimiter()
+    from sms_gateway.adapters.aws import dynamodb_client
     from sms_gateway.adapters.dynamodb_ratelimit import DynamoDbBucketStore
 
     return BucketRateLimiter(
-        DynamoDbBucketStore(boto3.client("dynamodb"), s.rate_limit_table),
+        DynamoDbBucketStore(dynamodb_client(), s.rate_limit_table),
         {name: SendRate.of(r.rate, r.burst) for name, r in s.provider_rates.items()},
         utc_now,
         penalties={name: r.penalty_seconds for name, r in s.provider_rates.items()},

@@ -4,10 +4,11 @@ inputs stay in step with the handlers). A file's prefix names its function direc
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import EVENTS, Gateway, sample
+from tests.support import EVENTS, Gateway, ResponseCatcher, sample
 
 ALL_SAMPLES = sorted(p.name for p in EVENTS.glob("*.json"))
 
@@ -25,12 +26,16 @@ EXPECTED = {
     "ingest-post-messages-batch.json": 202,
     "status-get-message.json": 200,
     "status-post-receipt.json": 200,
+    "migrate-create.json": "SUCCESS",  # a CloudFormation custom resource request
 }
 
 
 @pytest.mark.parametrize("name", ALL_SAMPLES)
 def test_sample_replays(gateway: Gateway, name: str) -> None:
     function = name.split("-", 1)[0]
+    if function == "migrate":
+        replay_custom_resource(gateway, name)
+        return
     if name.startswith("status-"):
         # the status samples name the message the sender sample sends
         gateway.invoke("sender", sample("sender-batch.json"))
@@ -54,3 +59,20 @@ def test_sample_replays(gateway: Gateway, name: str) -> None:
         assert body["status"] == "sent"
     if name == "status-post-receipt.json":
         assert body["status"] == "delivered"
+
+
+def replay_custom_resource(gateway: Gateway, name: str) -> None:
+    """The sample's pre-signed ResponseURL, its host swapped for a server on loopback: the
+    response PUT arrives at the sample's path and query and echoes the request's ids."""
+    event = sample(name)
+    url = urlsplit(event["ResponseURL"])
+    with ResponseCatcher().serving() as catcher:
+        event["ResponseURL"] = f"{catcher.url}{url.path}?{url.query}"
+        answer = gateway.invoke("migrate", event)
+    assert answer["Status"] == EXPECTED[name]
+    [put] = catcher.requests
+    assert put["path"] == f"{url.path}?{url.query}"
+    assert put["body"]["Status"] == EXPECTED[name]
+    for key in ("StackId", "RequestId", "LogicalResourceId"):
+        assert put["body"][key] == sample(name)[key]
+    assert put["body"]["Data"] == {"Revision": "0002"}  # the suite's database is migrated

@@ -1,23 +1,25 @@
-"""Running the Alembic history (``migrations/`` at the repository root) against a DSN."""
+"""Running the Alembic history (``sms_gateway/migrations/``, shipped in the Lambda layer with
+the package) against a DSN."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-# layers/sms_gateway/storage/schema.py -> repository root
-REPO_ROOT = Path(__file__).resolve().parents[3]
+# The history is package data: sam build copies it into the layer with the code that needs it.
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(dsn: str, script_location: Path | None = None) -> Config:
     """An Alembic config for ``dsn`` using the project's one migration history.
 
     Raises:
-        FileNotFoundError: the ``migrations/`` folder is not beside this package's checkout.
+        FileNotFoundError: ``sms_gateway/migrations/`` is missing (a broken install).
     """
-    location = script_location or REPO_ROOT / "migrations"
+    location = script_location or MIGRATIONS
     if not (location / "env.py").is_file():
         raise FileNotFoundError(f"Alembic migrations not found at {location}")
     config = Config()
@@ -30,3 +32,52 @@ def alembic_config(dsn: str, script_location: Path | None = None) -> Config:
 def run_migrations(dsn: str, revision: str = "head") -> None:
     """Upgrade the database at ``dsn`` to ``revision`` (default: the newest)."""
     command.upgrade(alembic_config(dsn), revision)
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """What :func:`upgrade_to_head` did. Revisions are Alembic revision ids; ``None`` is an
+    empty database (``before``). ``ahead``: the database carries a revision this code does not
+    know (a newer release migrated it); nothing was run."""
+
+    before: str | None
+    after: str | None
+    ahead: bool = False
+
+
+def _current(dsn: str) -> str | None:
+    from alembic.migration import MigrationContext
+
+    from sms_gateway.storage.engine import make_engine
+
+    engine = make_engine(dsn)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def upgrade_to_head(dsn: str) -> MigrationResult:
+    """Upgrade the database at ``dsn`` to this code's newest revision, the deploy's step.
+
+    A database already at a revision this code's history does not contain was migrated by a
+    newer release: under the expand/contract rules (docs/migrations.md) this code runs on that
+    schema, so nothing is done and ``ahead`` is set. That is what a rollback needs: after a
+    failed update CloudFormation sends the previous properties back to the MigrateFunction of
+    the previous release.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError, alembic.util.CommandError: the database cannot be
+            reached or a migration failed (on PostgreSQL and SQLite the failed revision's DDL
+            is rolled back with it; MySQL commits each DDL statement).
+    """
+    from alembic.script import ScriptDirectory
+
+    config = alembic_config(dsn)
+    script = ScriptDirectory.from_config(config)
+    before = _current(dsn)
+    if before is not None and before not in {rev.revision for rev in script.walk_revisions()}:
+        return MigrationResult(before=before, after=before, ahead=True)
+    command.upgrade(config, "head")
+    return MigrationResult(before=before, after=_current(dsn))

@@ -1,0 +1,162 @@
+"""The execution roles, as SAM's translator turns template.yaml into CloudFormation, and the
+check that holds them to the AWS calls the functions make (tests/iam.py; the suite records
+the calls and runs the check at session end, tests/conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests import iam
+from tests.support import REPO_ROOT
+
+TEMPLATE = REPO_ROOT / "template.yaml"
+DATA_PLANE = ("sqs:", "dynamodb:", "secretsmanager:")
+
+
+@pytest.fixture(scope="module")
+def permissions() -> dict[str, set[tuple[str, str]]]:
+    return iam.role_permissions(TEMPLATE)
+
+
+def test_every_function_has_its_own_role_without_managed_policies(
+    permissions: dict[str, set[tuple[str, str]]],
+) -> None:
+    """SAM's generated roles get AWSLambdaSQSQueueExecutionRole from an SQS event (sqs:* on
+    Resource "*"); role_permissions refuses a role with any managed policy."""
+    assert set(permissions) == {
+        "IngestFunction",
+        "StatusFunction",
+        "SenderFunction",
+        "DlqFunction",
+        "MigrateFunction",
+    }
+    translated = iam.translate(TEMPLATE, iam.DEPLOYED)["Resources"]
+    roles = {
+        r["Properties"]["Role"]["Fn::GetAtt"][0]
+        for r in translated.values()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
+    assert len(roles) == 5  # one each
+    assert not [r for r in translated.values() if r["Type"] == "AWS::IAM::ManagedPolicy"]
+
+
+def test_no_data_plane_action_on_every_resource(
+    permissions: dict[str, set[tuple[str, str]]],
+) -> None:
+    for function, pairs in permissions.items():
+        wildcard = sorted(a for a, r in pairs if r == "*" and a.startswith(DATA_PLANE))
+        assert wildcard == [], function
+        # the rest of "*" are X-Ray and EC2 network interfaces: no resource-level permissions
+        assert {a.split(":")[0] for a, r in pairs if r == "*"} <= {"xray", "ec2"}
+
+
+def test_data_plane_permissions_per_function(
+    permissions: dict[str, set[tuple[str, str]]],
+) -> None:
+    def data(function: str) -> set[tuple[str, str]]:
+        return {(a, r) for a, r in permissions[function] if a.startswith(DATA_PLANE)}
+
+    secret = ("secretsmanager:GetSecretValue", "DatabaseSecretArn")
+    assert data("IngestFunction") == {
+        ("dynamodb:GetItem", "IdempotencyTable"),
+        ("dynamodb:PutItem", "IdempotencyTable"),
+        ("dynamodb:UpdateItem", "IdempotencyTable"),
+        ("dynamodb:DeleteItem", "IdempotencyTable"),
+        ("sqs:SendMessage", "SendQueue"),
+    }
+    assert data("SenderFunction") == {
+        ("sqs:ReceiveMessage", "SendQueue"),
+        ("sqs:DeleteMessage", "SendQueue"),
+        ("sqs:GetQueueAttributes", "SendQueue"),
+        ("sqs:ChangeMessageVisibility", "SendQueue"),
+        ("sqs:SendMessage", "SendQueue"),  # outage requeue, rate deferral
+        ("sqs:SendMessage", "DeadLetterQueue"),
+        ("dynamodb:UpdateItem", "RateLimitTable"),
+        secret,
+    }
+    assert data("DlqFunction") == {
+        ("sqs:ReceiveMessage", "DeadLetterQueue"),
+        ("sqs:DeleteMessage", "DeadLetterQueue"),
+        ("sqs:GetQueueAttributes", "DeadLetterQueue"),
+        secret,
+    }
+    assert data("StatusFunction") == {secret}
+    assert data("MigrateFunction") == {secret}
+
+
+def test_secret_and_vpc_permissions_only_when_configured() -> None:
+    bare = iam.role_permissions(TEMPLATE, {})
+    for function, pairs in bare.items():
+        assert not {a for a, _ in pairs if a.startswith(("secretsmanager:", "ec2:"))}, function
+
+
+def test_logs_go_to_the_functions_own_log_group(
+    permissions: dict[str, set[tuple[str, str]]],
+) -> None:
+    for function, pairs in permissions.items():
+        group = function.removesuffix("Function") + "LogGroup"
+        assert {r for a, r in pairs if a.startswith("logs:")} == {group}
+
+
+def test_a_recorded_call_the_role_does_not_allow_is_found(tmp_path: Path) -> None:
+    """Without the sender's sqs:SendMessage on SendQueue (main before the fix), the outage
+    requeue's recorded call is reported; with it, nothing is."""
+    requeue = ("SenderFunction", "sqs:SendMessage", "SendQueue")
+    assert iam.problems({requeue}, iam.role_permissions(TEMPLATE), complete=False) == []
+
+    text = TEMPLATE.read_text(encoding="utf-8")
+    old = "Action: [sqs:ChangeMessageVisibility, sqs:SendMessage]"
+    assert text.count(old) == 1
+    broken = tmp_path / "template.yaml"
+    broken.write_text(text.replace(old, "Action: [sqs:ChangeMessageVisibility]"), encoding="utf-8")
+    assert iam.problems({requeue}, iam.role_permissions(broken), complete=False) == [
+        "SenderFunction calls sqs:SendMessage on SendQueue: its role does not allow it"
+    ]
+
+
+def test_an_unused_permission_is_found_only_in_a_whole_run(
+    permissions: dict[str, set[tuple[str, str]]],
+) -> None:
+    recorded: set[iam.Call] = {
+        ("IngestFunction", "dynamodb:GetItem", "IdempotencyTable"),
+        ("IngestFunction", "dynamodb:PutItem", "IdempotencyTable"),
+        ("IngestFunction", "dynamodb:UpdateItem", "IdempotencyTable"),
+        ("IngestFunction", "dynamodb:DeleteItem", "IdempotencyTable"),
+    }
+    only_ingest = {"IngestFunction": permissions["IngestFunction"]}
+    assert iam.problems(recorded, only_ingest, complete=False) == []
+    assert iam.problems(recorded, only_ingest, complete=True) == [
+        "IngestFunction may sqs:SendMessage on SendQueue, which no test calls and "
+        "tests/iam.py's ALLOWLIST does not explain"
+    ]
+
+
+def test_batch_calls_need_the_single_message_action() -> None:
+    calls: set[iam.Call] = set()
+
+    class Model:
+        name = "SendMessageBatch"
+
+        class service_model:  # noqa: N801 - botocore's attribute name
+            signing_name = "sqs"
+
+    recorder = iam.CallRecorder(lambda service, params: "SendQueue", calls)
+    recorder(model=Model(), params={"QueueUrl": "u"})
+    assert calls == set()  # outside a handler: a fixture's call
+    with iam.running("IngestFunction"):
+        recorder(model=Model(), params={"QueueUrl": "u"})
+    assert calls == {("IngestFunction", "sqs:SendMessage", "SendQueue")}
+
+
+def test_no_function_has_policies_sam_would_ignore() -> None:
+    """With ``Role`` set, SAM drops a function's ``Policies`` without a word: a statement added
+    there would silently not exist. Statements go into the function's role."""
+    from sms_gateway.local.template import SamTemplate
+
+    template = SamTemplate.from_file(TEMPLATE)
+    for logical_id, resource in template.resources_of_type("AWS::Serverless::Function").items():
+        assert "Role" in resource["Properties"], logical_id
+        assert "Policies" not in resource["Properties"], logical_id
+    assert "Policies" not in template.function_globals

@@ -1,0 +1,236 @@
+"""template.yaml for a deployment: parameter Rules, the migrations custom resource, one log
+group per function, the optional VPC endpoints (read as parsed data, resolved the way
+CloudFormation would)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from sms_gateway.local.template import Resolver, SamTemplate
+from tests import iam
+from tests.support import REPO_ROOT
+
+TEMPLATE = REPO_ROOT / "template.yaml"
+SQL_FUNCTIONS = ("StatusFunction", "SenderFunction", "DlqFunction", "MigrateFunction")
+VPC = {"VpcSubnetIds": "subnet-1,subnet-2", "VpcSecurityGroupIds": "sg-1,sg-2"}
+ENDPOINTS = {
+    **VPC,
+    "CreateVpcEndpoints": "true",
+    "VpcId": "vpc-1",
+    "VpcRouteTableIds": "rtb-1",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> SamTemplate:
+    return SamTemplate.from_file(TEMPLATE)
+
+
+def props(template: SamTemplate, logical_id: str) -> Mapping[str, Any]:
+    return template.resources[logical_id]["Properties"]
+
+
+# --- Rules ---------------------------------------------------------------------------------
+
+
+class RuleEvaluator:
+    """CloudFormation's rule functions (Fn::Equals, Fn::Not, Fn::And, Fn::Or,
+    Fn::EachMemberEquals, Fn::Contains, Ref) over parameter values, as in the User Guide's
+    "Rules" section."""
+
+    def __init__(self, template: SamTemplate, overrides: Mapping[str, str]) -> None:
+        self.resolver = Resolver(template, parameter_overrides=dict(overrides))
+
+    def value(self, expression: Any) -> Any:
+        if isinstance(expression, dict) and len(expression) == 1:
+            (key, argument), *_ = expression.items()
+            if key == "Ref":
+                return self.resolver.parameter(argument)
+            if key == "Fn::Equals":
+                left, right = (self.value(a) for a in argument)
+                return str(left) == str(right)
+            if key == "Fn::Not":
+                return not self.value(argument[0])
+            if key == "Fn::And":
+                return all(self.value(a) for a in argument)
+            if key == "Fn::Or":
+                return any(self.value(a) for a in argument)
+            if key == "Fn::EachMemberEquals":
+                members, wanted = self.value(argument[0]), self.value(argument[1])
+                return all(str(m) == str(wanted) for m in members)
+            if key == "Fn::Contains":
+                return str(self.value(argument[1])) in [str(v) for v in self.value(argument[0])]
+            raise AssertionError(f"not a rule function: {key}")
+        return expression
+
+    def failures(self, rules: Mapping[str, Any]) -> list[str]:
+        """The AssertDescription of every failing assertion (rules whose RuleCondition
+        holds, or that have none)."""
+        failed = []
+        for rule in rules.values():
+            if "RuleCondition" in rule and not self.value(rule["RuleCondition"]):
+                continue
+            failed += [
+                a["AssertDescription"] for a in rule["Assertions"] if not self.value(a["Assert"])
+            ]
+        return failed
+
+
+def rule_failures(template: SamTemplate, **overrides: str) -> list[str]:
+    return RuleEvaluator(template, overrides).failures(template.document.get("Rules", {}))
+
+
+def test_local_auth_mode_is_refused_in_a_deployment(template: SamTemplate) -> None:
+    assert rule_failures(template) == []  # the defaults deploy
+    assert rule_failures(template, AuthMode="api_key") == []
+    [failure] = rule_failures(template, AuthMode="local")
+    assert "X-Tenant-ID" in failure and "AuthMode=api_key" in failure
+    # sam local (which evaluates no Rules) still accepts it, as the README shows
+    assert "local" in template.parameters["AuthMode"]["AllowedValues"]
+
+
+def test_vpc_endpoints_need_the_vpc_and_its_route_tables(template: SamTemplate) -> None:
+    assert rule_failures(template, **ENDPOINTS) == []
+    assert rule_failures(template, **VPC) == []  # no endpoints asked for: nothing needed
+    missing = rule_failures(template, CreateVpcEndpoints="true")
+    assert [m.split(" (")[0].split(".")[0] for m in missing] == [
+        "CreateVpcEndpoints=true needs VpcId",
+        "CreateVpcEndpoints=true needs VpcSubnetIds",
+        "CreateVpcEndpoints=true needs VpcSecurityGroupIds",
+        "CreateVpcEndpoints=true needs VpcRouteTableIds",
+    ]
+    no_routes = {k: v for k, v in ENDPOINTS.items() if k != "VpcRouteTableIds"}
+    assert len(rule_failures(template, **no_routes)) == 1
+
+
+# --- migrations ----------------------------------------------------------------------------
+
+
+def test_migrations_run_before_the_sql_functions(template: SamTemplate) -> None:
+    resource = template.resources["SchemaMigrations"]
+    assert resource["Type"] == "Custom::SchemaMigrations"
+    assert resource["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
+    # a new layer version (code or migrations changed) is a property change: an Update
+    assert resource["Properties"]["Layer"] == {"Ref": "DependenciesLayer"}
+    for function in ("StatusFunction", "SenderFunction", "DlqFunction"):
+        assert template.resources[function]["DependsOn"] == "SchemaMigrations"
+    assert "DependsOn" not in template.resources["IngestFunction"]  # no SQL
+
+
+def test_the_migrate_function_reaches_the_database_like_the_others(
+    template: SamTemplate,
+) -> None:
+    migrate = props(template, "MigrateFunction")
+    sender = props(template, "SenderFunction")
+    assert migrate["VpcConfig"] == sender["VpcConfig"]
+    for key in ("SMS_GATEWAY_MESSAGE_DSN", "SMS_GATEWAY_DB_SECRET_ARN"):
+        assert migrate["Environment"]["Variables"][key] == sender["Environment"]["Variables"][key]
+    assert migrate["CodeUri"] == "functions/migrate/"
+    assert migrate["Timeout"] == 300  # CloudFormation waits up to an hour for the answer
+    assert template.resources["MigrateFunction"]["Metadata"]["BuildMethod"] == "makefile"
+
+
+def test_the_layer_ships_the_migrations() -> None:
+    """sam build copies layers/sms_gateway (layers/Makefile); the history must be inside."""
+    from sms_gateway.storage import schema
+
+    history = schema.MIGRATIONS
+    assert history.is_relative_to(REPO_ROOT / "layers" / "sms_gateway")
+    assert (history / "env.py").is_file()
+    assert sorted(p.name for p in (history / "versions").glob("*.py")) == [
+        "0001_initial_schema.py",
+        "0002_receipt_waiting_flag.py",
+    ]
+    assert not (REPO_ROOT / "migrations").exists()
+
+
+# --- logs ----------------------------------------------------------------------------------
+
+
+def test_each_function_logs_to_its_own_group_with_the_retention_parameter(
+    template: SamTemplate,
+) -> None:
+    declared = template.parameters["LogRetentionDays"]
+    assert declared["Default"] == 30
+    assert {1, 7, 30, 365, 3653} <= set(declared["AllowedValues"])
+    resolver = Resolver(template, pseudo_parameters={"AWS::StackName": "sms"})
+    functions = template.resources_of_type("AWS::Serverless::Function")
+    groups = template.resources_of_type("AWS::Logs::LogGroup")
+    assert len(groups) == len(functions) == 5
+    for logical_id, function in functions.items():
+        group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        group = groups[group_id]["Properties"]
+        assert resolver.resolve(group["LogGroupName"]) == f"/aws/lambda/sms-{logical_id}"
+        assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+# --- network -------------------------------------------------------------------------------
+
+
+def _endpoint_services(template: SamTemplate, resolver: Resolver) -> dict[str, str]:
+    services = {}
+    for logical_id, resource in template.resources_of_type("AWS::EC2::VPCEndpoint").items():
+        assert resource["Condition"] == "CreateEndpoints", logical_id
+        p = resource["Properties"]
+        services[resolver.resolve(p["ServiceName"]).rsplit(".", 1)[1]] = p["VpcEndpointType"]
+    return services
+
+
+def test_endpoints_cover_what_the_vpc_functions_call(template: SamTemplate) -> None:
+    resolver = Resolver(
+        template, parameter_overrides=ENDPOINTS, pseudo_parameters={"AWS::Region": "eu-west-1"}
+    )
+    assert resolver.condition("CreateEndpoints") is True
+    assert Resolver(template, parameter_overrides=VPC).condition("CreateEndpoints") is False
+    assert (
+        Resolver(template, parameter_overrides={"CreateVpcEndpoints": "true"}).condition(
+            "CreateEndpoints"
+        )
+        is False
+    )  # no VPC, nothing to reach
+    services = _endpoint_services(template, resolver)
+    # what the roles of the functions in the VPC allow them to call (tests/iam.py)
+    in_vpc = [
+        f
+        for f, r in template.resources_of_type("AWS::Serverless::Function").items()
+        if "VpcConfig" in r["Properties"]
+    ]
+    assert sorted(in_vpc) == sorted(SQL_FUNCTIONS)
+    permissions = iam.role_permissions(TEMPLATE)
+    called = {
+        action.split(":")[0]
+        for function in in_vpc
+        for action, _ in permissions[function]
+        if not action.startswith(("logs:", "ec2:"))  # the Lambda service's, outside the VPC
+    }
+    # the SQS trigger polls from the Lambda service, but the sender sends from the VPC
+    assert called == {"sqs", "dynamodb", "secretsmanager", "xray"}
+    assert called <= set(services)
+    # and the MigrateFunction PUTs its answer to an S3 pre-signed URL
+    assert services == {
+        "sqs": "Interface",
+        "secretsmanager": "Interface",
+        "xray": "Interface",
+        "dynamodb": "Gateway",
+        "s3": "Gateway",
+    }
+
+
+def test_interface_endpoints_admit_https_from_the_functions(template: SamTemplate) -> None:
+    resolver = Resolver(template, parameter_overrides=ENDPOINTS)
+    group = resolver.resolve(dict(props(template, "EndpointSecurityGroup")))
+    assert group["VpcId"] == "vpc-1"
+    [rule] = group["SecurityGroupIngress"]
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 443, 443)
+    assert rule["SourceSecurityGroupId"] == "sg-1"
+    for logical_id, resource in template.resources_of_type("AWS::EC2::VPCEndpoint").items():
+        p = resource["Properties"]
+        if p["VpcEndpointType"] == "Interface":
+            assert p["SecurityGroupIds"] == [{"Ref": "EndpointSecurityGroup"}], logical_id
+            assert p["PrivateDnsEnabled"] is True
+            assert resolver.resolve(p["SubnetIds"]) == ["subnet-1", "subnet-2"]
+        else:
+            assert resolver.resolve(p["RouteTableIds"]) == ["rtb-1"]
