@@ -1,19 +1,15 @@
-"""Statement parameters (phone numbers, bodies) never appear in the part of a database error's
-text that SQLAlchemy writes, on every dialect: engines are made with ``hide_parameters``
-(storage/engine.py).
-
-What hide_parameters cannot hide: the server's own message. PostgreSQL's DETAIL of a unique
-violation (``Key (phone)=(+1...) already exists``) and MySQL's ``Duplicate entry '+1...'``
-quote the value, and pg8000 / PyMySQL put that message in the exception. Pinned below so that
-it is not forgotten (the repositories turn IntegrityError into domain errors; an unexpected
-one logged with its stack would carry it).
+"""Statement parameters (phone numbers, bodies) never appear in a database error's text, on
+every dialect: engines are made with ``hide_parameters`` (what SQLAlchemy prints), and the
+server's own message is stripped of what quotes values (PostgreSQL's DETAIL ``Key
+(phone)=(+1...) already exists``, MySQL's ``Duplicate entry '+1...'``), keeping the SQLSTATE
+or error number and the constraint (storage/outages.py ``withhold_values``).
 """
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from sms_gateway.storage.engine import make_engine
 
@@ -35,9 +31,33 @@ def test_a_failing_statement_names_no_parameter(
         engine.dispose()
     message = str(caught.value)
     assert "[SQL parameters hidden due to hide_parameters=True]" in message
-    assert "[parameters:" not in message
+    assert PHONE not in message
     assert PHONE not in caplog.text
-    sqlalchemy_part = message.split("\n", 1)[1]  # after the driver's own first line
-    assert PHONE not in sqlalchemy_part
-    # the server's message quotes the value on PostgreSQL and MySQL, not on SQLite
-    assert (PHONE in message) is (engine.dialect.name != "sqlite")
+    # what locates the fault is kept
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        assert caught.value.orig.args[0]["C"] == "23505"  # type: ignore[union-attr]
+        assert caught.value.orig.args[0]["n"] == "hidden_p_pkey"  # type: ignore[union-attr]
+    elif dialect == "mysql":
+        assert caught.value.orig.args[0] == 1062  # type: ignore[union-attr]
+    else:
+        assert "UNIQUE constraint failed: hidden_p.phone" in message
+
+
+# SQLite keeps text in an INTEGER column (type affinity) instead of refusing it.
+@pytest.mark.parametrize("database", ["postgresql", "mysql"], indirect=True)
+def test_a_value_the_column_refuses_is_not_quoted_either(database: str) -> None:
+    engine = make_engine(database)
+    body = "secret body \u00e9"
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TEMPORARY TABLE hidden_n (n INTEGER)")
+            with pytest.raises(DBAPIError) as caught:
+                conn.execute(text("INSERT INTO hidden_n (n) VALUES (:v)"), {"v": body})
+    finally:
+        engine.dispose()
+    assert "secret body" not in str(caught.value)
+    if engine.dialect.name == "postgresql":
+        assert caught.value.orig.args[0]["C"] == "22P02"  # type: ignore[union-attr]
+    else:
+        assert caught.value.orig.args[0] == 1366  # type: ignore[union-attr]

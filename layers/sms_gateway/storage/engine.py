@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError
 
 from sms_gateway.storage.errors import StorageUnavailable
 from sms_gateway.storage.kinds import DatabaseEngine
-from sms_gateway.storage.outages import is_auth_failure
+from sms_gateway.storage.outages import is_auth_failure, withhold_values
 
 SUPPORTED_DRIVERS = ("sqlite", "postgresql+pg8000", "mysql+pymysql")
 RDS_CA_BUNDLE = Path(__file__).with_name("certs") / "rds-ca-bundle.pem"
@@ -125,7 +126,8 @@ def make_engine(
     (``pool_size`` 1, no overflow), so a function's reserved concurrency or its queue's
     maximum concurrency bounds the connections the stack opens. Statement parameters never
     appear in the engine's errors or logs (``hide_parameters``: they hold phone numbers and
-    message bodies).
+    message bodies), nor does a server message that quotes them
+    (:func:`~sms_gateway.storage.outages.withhold_values`).
 
     ``credentials``: called for each new connection (user name and password); after the
     server refused them (SQLSTATE class 28, MySQL 1045) it is called once more with
@@ -186,6 +188,18 @@ def make_engine(
     )
     if credentials is not None:
         _connect_with(engine, credentials)
+
+    @event.listens_for(engine, "handle_error")
+    def _withhold(context: Any) -> None:
+        orig = context.original_exception
+        if not withhold_values(orig):
+            return
+        wrapped = context.sqlalchemy_exception
+        if isinstance(wrapped, DBAPIError) and wrapped.orig is orig:
+            # the wrapper formatted the driver's message when it was made: again, withheld
+            module, name = type(orig).__module__, type(orig).__name__
+            wrapped.args = (f"({module}.{name}) {orig}",)
+
     return engine
 
 

@@ -149,3 +149,40 @@ def is_auth_failure(exc: BaseException) -> bool:
     """Whether the server refused the credentials (class 28: PostgreSQL ``28P01`` / ``28000``,
     MySQL 1045): after a rotation, fetching the secret again may fix it."""
     return outage_class(exc) is OutageClass.AUTHORIZATION
+
+
+WITHHELD: Final = "(server message withheld: it may quote the statement's values)"
+# PostgreSQL error fields kept on a statement error (protocol "ErrorResponse" field codes):
+# severity, SQLSTATE, schema, table, column, data type, constraint. The message (M) is kept
+# except for data exceptions (22) and integrity violations (23), which quote the values;
+# DETAIL (D: "Key (to)=(+1...) already exists"), HINT, WHERE and the query are dropped.
+_PG_KEPT_FIELDS: Final = frozenset("SVCstcdnM")
+_PG_VALUE_CLASSES: Final = ("22", "23")
+
+
+def withhold_values(exc: BaseException) -> bool:
+    """Strip what may quote a statement's values (phone numbers, bodies) from the server's
+    message inside driver error ``exc``, in place, keeping what locates the fault: the
+    SQLSTATE, the MySQL error number, the constraint, table and column names. Outages
+    (:func:`outage_class`) are left alone: their messages are about the connection.
+    Returns whether anything was changed.
+
+    Why: ``hide_parameters`` keeps SQLAlchemy from printing the parameters, but PostgreSQL's
+    DETAIL (``Key (phone)=(+1...) already exists``) and MySQL's ``Duplicate entry '+1...'``
+    quote them in the server's own message, which an unexpected error's log line would carry.
+    """
+    if outage_class(exc) is not None:
+        return False
+    args = getattr(exc, "args", ())
+    if not args:
+        return False
+    if isinstance(args[0], dict):  # pg8000: the ErrorResponse fields
+        fields = {k: v for k, v in args[0].items() if k in _PG_KEPT_FIELDS}
+        if str(fields.get("C", "")).startswith(_PG_VALUE_CLASSES):
+            fields["M"] = WITHHELD
+        exc.args = (fields, *args[1:])
+        return True
+    if mysql_errno(exc) is not None:  # PyMySQL: (errno, message)
+        exc.args = (args[0], WITHHELD)
+        return True
+    return False
