@@ -444,3 +444,20 @@ def test_a_terminated_connection_is_retried_at_once(
     assert _copies(gateway) == []
     assert True not in counter.calls  # the password was right: never fetched by force
     _assert_sent_once(gateway, [first, second])
+
+
+@pytest.mark.parametrize("deployed", ["postgresql"], indirect=True)
+def test_credentials_that_cannot_be_fetched_are_an_outage_too(
+    deployed: tuple[Gateway, Server, str, SecretCounter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secrets Manager refusing or unreachable (no VPC endpoint, a deleted secret): the
+    sender's records wait without spending receives, as in a database outage."""
+    gateway, _server, arn, _counter = deployed
+    monkeypatch.setenv("SMS_GATEWAY_DB_SECRET_ARN", arn + "-deleted")
+    wiring.reset()
+    ids = [post(gateway, "no-secret")]
+    _assert_requeued_without_spent_receives(gateway, ids)
+    _assert_dlq_keeps_its_records(gateway)
+    monkeypatch.setenv("SMS_GATEWAY_DB_SECRET_ARN", arn)
+    wiring.reset()
+    _assert_sent_once(gateway, ids)
