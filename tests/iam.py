@@ -59,8 +59,8 @@ ALLOWLIST: Final[Mapping[tuple[str, str], str]] = {
         "self._get_idempotency_record()`); DynamoDB and moto return it, so no test gets there"
     ),
     ("secretsmanager:GetSecretValue", "DatabaseSecretArn"): (
-        "the database credentials (sms_gateway.wiring.database_dsn); the in-process suite "
-        "runs on DSNs, so no test reads the secret through a handler"
+        "the database credentials (sms_gateway.storage.engine.SecretCredentials): only the "
+        "outage tests read them through a handler; a run without those tests does not"
     ),
 }
 

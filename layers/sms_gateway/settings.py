@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sms_gateway.storage.kinds import DatabaseEngine
+
 
 class AuthMode(StrEnum):
     """Where the tenant identity of an API request comes from (DESIGN section 9).
@@ -59,8 +61,17 @@ class Settings(BaseSettings):
     max_receive_count: int = Field(default=3, ge=1, le=1000)
     max_segments: int = Field(default=10, ge=1, le=255)
 
+    # The database. Deployed: its address here and only the credentials in a Secrets Manager
+    # secret (db_host + db_secret_arn). Local stack, tests, CLI: a DSN with everything.
     message_dsn: str = "sqlite:///sms-gateway.db"
+    db_host: str = ""
+    db_port: int = Field(default=0, ge=0, le=65535)
+    db_name: str = ""
+    db_engine: DatabaseEngine = DatabaseEngine.POSTGRESQL
     db_secret_arn: str = ""
+    db_secret_max_age_seconds: int = Field(default=300, ge=0, le=86_400)
+    db_tls: bool = False
+    db_tls_ca_file: str = ""
     db_pool_recycle_seconds: int = Field(default=240, ge=1)
 
     # provider -> HMAC secret for signed receipts, as JSON: {"provider-a": "..."}
@@ -86,6 +97,25 @@ class Settings(BaseSettings):
         """Whether receipts must be signed: always when deployed (``api_key`` mode), and in
         local mode as soon as any receipt secret is configured."""
         return self.auth_mode is AuthMode.API_KEY or bool(self.receipt_secrets)
+
+    @model_validator(mode="after")
+    def _check_database(self) -> Settings:
+        if self.db_host or self.db_secret_arn:
+            missing = [
+                name
+                for name, value in (
+                    ("SMS_GATEWAY_DB_HOST", self.db_host),
+                    ("SMS_GATEWAY_DB_NAME", self.db_name),
+                    ("SMS_GATEWAY_DB_SECRET_ARN", self.db_secret_arn),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"{', '.join(missing)} must be set: a database given by host takes its "
+                    "name from SMS_GATEWAY_DB_NAME and its credentials from the secret"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_retry_bounds(self) -> Settings:

@@ -117,21 +117,46 @@ def ingest() -> IngestContainer:
     return IngestContainer(settings=s, service=service, idempotency=config)
 
 
-def database_dsn(s: Settings) -> str:
-    """The DSN: from the Secrets Manager secret when ``SMS_GATEWAY_DB_SECRET_ARN`` is set
-    (fetched once and cached by Powertools Parameters), else ``SMS_GATEWAY_MESSAGE_DSN``."""
-    if not s.db_secret_arn:
-        return s.message_dsn
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+def database_engine(s: Settings) -> Engine:
+    """The container's engine (one pooled connection, see
+    :func:`~sms_gateway.storage.engine.make_engine`).
 
-    from sms_gateway.adapters.aws import secretsmanager_client
-    from sms_gateway.storage.engine import dsn_from_secret
+    Deployed (``SMS_GATEWAY_DB_HOST``): the URL from host, port, name and engine, the
+    credentials from the secret ``SMS_GATEWAY_DB_SECRET_ARN`` through Powertools Parameters
+    (cached ``SMS_GATEWAY_DB_SECRET_MAX_AGE_SECONDS``, fetched again when the server refuses
+    them). Otherwise ``SMS_GATEWAY_MESSAGE_DSN`` (the local stack, tests, the CLI).
+    ``SMS_GATEWAY_DB_TLS``: every connection verifies the server against
+    ``SMS_GATEWAY_DB_TLS_CA_FILE`` (default: the RDS CA bundle shipped in the layer).
 
-    provider = SecretsProvider(boto3_client=secretsmanager_client())
-    secret = provider.get(s.db_secret_arn, transform="json", max_age=3600)
-    if not isinstance(secret, dict):
-        raise SettingsError("SMS_GATEWAY_DB_SECRET_ARN: the secret is not a JSON object")
-    return dsn_from_secret(secret)
+    Raises:
+        SettingsError: the CA file cannot be read.
+    """
+    from sqlalchemy import URL
+
+    from sms_gateway.storage.engine import (
+        SecretCredentials,
+        database_url,
+        make_engine,
+        tls_context,
+    )
+
+    tls = None
+    if s.db_tls:
+        try:
+            tls = tls_context(s.db_tls_ca_file or None)
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"SMS_GATEWAY_DB_TLS_CA_FILE: {exc}") from exc
+    dsn: str | URL = s.message_dsn
+    credentials = None
+    if s.db_host:
+        dsn = database_url(s.db_engine, s.db_host, s.db_port, s.db_name)
+        credentials = SecretCredentials(s.db_secret_arn, s.db_secret_max_age_seconds)
+    return make_engine(
+        dsn,
+        pool_recycle_seconds=s.db_pool_recycle_seconds,
+        credentials=credentials,
+        tls=tls,
+    )
 
 
 def migration_result() -> MigrationResult:
@@ -144,7 +169,7 @@ def migration_result() -> MigrationResult:
     """
     from sms_gateway.storage.schema import upgrade_to_head
 
-    return upgrade_to_head(database_dsn(settings()))
+    return upgrade_to_head(database_engine(settings()))
 
 
 @dataclass(frozen=True)
@@ -179,14 +204,13 @@ def sql() -> SqlContainer:
     from sms_gateway.services.receipts import ReceiptService
     from sms_gateway.services.routing import CachedPolicyResolver
     from sms_gateway.services.sender import SenderConfig, SenderService
-    from sms_gateway.storage.engine import make_engine
     from sms_gateway.storage.policies import SqlPolicyStore
     from sms_gateway.storage.repository import MessageRepository
     from sms_gateway.storage.sql import Database
 
     trace_libraries("botocore", "sqlalchemy_core")
     s = settings()
-    engine = make_engine(database_dsn(s), pool_recycle_seconds=s.db_pool_recycle_seconds)
+    engine = database_engine(s)
     database = Database(engine)
     repository = MessageRepository(database)
     metrics = PowertoolsMetrics()

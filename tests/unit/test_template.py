@@ -25,9 +25,20 @@ from sms_gateway.local.template import (
     UnresolvableError,
     load_template,
 )
+from tests.cfn_rules import DEPLOYABLE
 
 ROOT = Path(__file__).resolve().parents[2]
-DB_VARIABLES = {"SMS_GATEWAY_MESSAGE_DSN", "SMS_GATEWAY_DB_SECRET_ARN"}
+DB_VARIABLES = {
+    "SMS_GATEWAY_MESSAGE_DSN",
+    "SMS_GATEWAY_DB_ENGINE",
+    "SMS_GATEWAY_DB_HOST",
+    "SMS_GATEWAY_DB_PORT",
+    "SMS_GATEWAY_DB_NAME",
+    "SMS_GATEWAY_DB_SECRET_ARN",
+    "SMS_GATEWAY_DB_SECRET_MAX_AGE_SECONDS",
+    "SMS_GATEWAY_DB_TLS",
+}
+# A deployable database: an instance endpoint, its secret, subnets and security groups.
 
 
 @pytest.fixture(scope="module")
@@ -213,25 +224,43 @@ def test_ingest_has_no_vpc_and_no_database(
 @pytest.mark.parametrize(
     "logical_id", ["StatusFunction", "SenderFunction", "DlqFunction", "MigrateFunction"]
 )
-def test_database_functions_get_dsn_secret_and_optional_vpc(
-    template: SamTemplate, functions: dict[str, FunctionSpec], logical_id: str
+@pytest.mark.parametrize(
+    ("source", "host"),
+    [
+        ({"DatabaseHost": "db.example"}, "db.example"),
+        ({"DatabaseHost": "", "DatabaseProxyEndpoint": "px.proxy-1.example"}, "px.proxy-1.example"),
+    ],
+)
+def test_database_functions_get_the_database_address_and_only_the_secrets_arn(
+    template: SamTemplate,
+    functions: dict[str, FunctionSpec],
+    logical_id: str,
+    source: dict[str, str],
+    host: str,
 ) -> None:
-    env = functions[logical_id].environment
-    assert env["SMS_GATEWAY_MESSAGE_DSN"] == {"Ref": "DatabaseDsn"}
-    assert env["SMS_GATEWAY_DB_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
-    vpc = props(template, logical_id)["VpcConfig"]
-    no_vpc = Resolver(template)
-    assert no_vpc.resolve(vpc) is NO_VALUE  # defaults: no subnets -> no VpcConfig
-    with_vpc = Resolver(
-        template,
-        parameter_overrides={"VpcSubnetIds": "subnet-1,subnet-2", "VpcSecurityGroupIds": "sg-1"},
+    resolver = Resolver(template, parameter_overrides={**DEPLOYABLE, **source})
+    resolver.refs.update(
+        {"SendQueue": "https://send", "DeadLetterQueue": "https://dlq", "RateLimitTable": "rl"}
     )
-    assert with_vpc.resolve(vpc) == {
+    env = resolver.resolve(dict(functions[logical_id].environment))
+    database = {k: v for k, v in env.items() if k in DB_VARIABLES}
+    assert database == {
+        "SMS_GATEWAY_DB_ENGINE": "postgresql",
+        "SMS_GATEWAY_DB_HOST": host,
+        "SMS_GATEWAY_DB_PORT": "0",
+        "SMS_GATEWAY_DB_NAME": "sms_gateway",
+        "SMS_GATEWAY_DB_SECRET_ARN": DEPLOYABLE["DatabaseSecretArn"],
+        "SMS_GATEWAY_DB_SECRET_MAX_AGE_SECONDS": "300",
+        "SMS_GATEWAY_DB_TLS": "true",  # verified TLS unless turned off on purpose
+    }
+    # no DSN and no password anywhere in a deployed function's environment
+    assert "SMS_GATEWAY_MESSAGE_DSN" not in env
+    assert not any("Password" in name or "Dsn" in name for name in template.parameters)
+    assert resolver.resolve(props(template, logical_id)["VpcConfig"]) == {
         "SubnetIds": ["subnet-1", "subnet-2"],
         "SecurityGroupIds": ["sg-1"],
     }
     # (the secret's IAM statement: tests/unit/test_iam.py)
-    assert template.parameters["DatabaseDsn"]["NoEcho"] is True
 
 
 def test_api_routes_and_api_key_auth(
@@ -355,6 +384,7 @@ def test_condition_defaults(template: SamTemplate) -> None:
     resolver = Resolver(template)
     assert resolver.condition("HasVpc") is False
     assert resolver.condition("HasDbSecret") is False
+    assert resolver.condition("HasDbProxy") is False
     secret = Resolver(template, parameter_overrides={"DatabaseSecretArn": "arn:secret"})
     assert secret.condition("HasDbSecret") is True
 
@@ -436,3 +466,37 @@ def test_sender_trigger_maximum_concurrency_is_a_parameter_2_to_1000(
     assert event["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "SenderMaxConcurrency"}}
     resolver = Resolver(template, parameter_overrides={"SenderMaxConcurrency": "7"})
     assert resolver.resolve(event["ScalingConfig"]) == {"MaximumConcurrency": "7"}
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "parameter"),
+    [
+        ("SenderFunction", "SenderReservedConcurrency"),
+        ("DlqFunction", "DlqReservedConcurrency"),
+        ("StatusFunction", "StatusReservedConcurrency"),
+    ],
+)
+def test_every_function_holding_a_connection_has_a_reserved_concurrency_parameter(
+    template: SamTemplate, logical_id: str, parameter: str
+) -> None:
+    declared = template.parameters[parameter]
+    assert declared["Default"] == "none"
+    assert (
+        declared["AllowedPattern"]
+        == template.parameters["SenderReservedConcurrency"]["AllowedPattern"]
+    )
+    raw = props(template, logical_id)["ReservedConcurrentExecutions"]
+    assert Resolver(template).resolve(raw) is NO_VALUE
+    assert Resolver(template, parameter_overrides={parameter: "0"}).resolve(raw) is NO_VALUE
+    assert Resolver(template, parameter_overrides={parameter: "12"}).resolve(raw) == "12"
+    assert "ReservedConcurrentExecutions" not in props(template, "IngestFunction")
+
+
+def test_both_queue_triggers_have_a_maximum_concurrency_parameter(template: SamTemplate) -> None:
+    declared = template.parameters["DlqMaxConcurrency"]
+    assert (declared["Type"], declared["MinValue"], declared["MaxValue"]) == ("Number", 2, 1000)
+    assert declared["Default"] == 5
+    event = props(template, "DlqFunction")["Events"]["DeadLetterBatch"]["Properties"]
+    assert event["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "DlqMaxConcurrency"}}
+    resolver = Resolver(template, parameter_overrides={"DlqMaxConcurrency": "3"})
+    assert resolver.resolve(event["ScalingConfig"]) == {"MaximumConcurrency": "3"}

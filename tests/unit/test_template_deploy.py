@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from sms_gateway.local.template import Resolver, SamTemplate
-from tests import iam
+from tests import cfn_rules, iam
+from tests.cfn_rules import DEPLOYABLE
 from tests.support import REPO_ROOT
 
 TEMPLATE = REPO_ROOT / "template.yaml"
@@ -36,55 +37,13 @@ def props(template: SamTemplate, logical_id: str) -> Mapping[str, Any]:
 # --- Rules ---------------------------------------------------------------------------------
 
 
-class RuleEvaluator:
-    """CloudFormation's rule functions (Fn::Equals, Fn::Not, Fn::And, Fn::Or,
-    Fn::EachMemberEquals, Fn::Contains, Ref) over parameter values, as in the User Guide's
-    "Rules" section."""
-
-    def __init__(self, template: SamTemplate, overrides: Mapping[str, str]) -> None:
-        self.resolver = Resolver(template, parameter_overrides=dict(overrides))
-
-    def value(self, expression: Any) -> Any:
-        if isinstance(expression, dict) and len(expression) == 1:
-            (key, argument), *_ = expression.items()
-            if key == "Ref":
-                return self.resolver.parameter(argument)
-            if key == "Fn::Equals":
-                left, right = (self.value(a) for a in argument)
-                return str(left) == str(right)
-            if key == "Fn::Not":
-                return not self.value(argument[0])
-            if key == "Fn::And":
-                return all(self.value(a) for a in argument)
-            if key == "Fn::Or":
-                return any(self.value(a) for a in argument)
-            if key == "Fn::EachMemberEquals":
-                members, wanted = self.value(argument[0]), self.value(argument[1])
-                return all(str(m) == str(wanted) for m in members)
-            if key == "Fn::Contains":
-                return str(self.value(argument[1])) in [str(v) for v in self.value(argument[0])]
-            raise AssertionError(f"not a rule function: {key}")
-        return expression
-
-    def failures(self, rules: Mapping[str, Any]) -> list[str]:
-        """The AssertDescription of every failing assertion (rules whose RuleCondition
-        holds, or that have none)."""
-        failed = []
-        for rule in rules.values():
-            if "RuleCondition" in rule and not self.value(rule["RuleCondition"]):
-                continue
-            failed += [
-                a["AssertDescription"] for a in rule["Assertions"] if not self.value(a["Assert"])
-            ]
-        return failed
-
-
 def rule_failures(template: SamTemplate, **overrides: str) -> list[str]:
-    return RuleEvaluator(template, overrides).failures(template.document.get("Rules", {}))
+    """The failing assertions' messages for a deployable stack with these overrides."""
+    return cfn_rules.rule_failures(template, {**DEPLOYABLE, **overrides})
 
 
 def test_local_auth_mode_is_refused_in_a_deployment(template: SamTemplate) -> None:
-    assert rule_failures(template) == []  # the defaults deploy
+    assert rule_failures(template) == []  # a stack with its database deploys
     assert rule_failures(template, AuthMode="api_key") == []
     [failure] = rule_failures(template, AuthMode="local")
     assert "X-Tenant-ID" in failure and "AuthMode=api_key" in failure
@@ -98,12 +57,13 @@ def test_vpc_endpoints_need_the_vpc_and_its_route_tables(template: SamTemplate) 
     missing = rule_failures(template, CreateVpcEndpoints="true")
     assert [m.split(" (")[0].split(".")[0] for m in missing] == [
         "CreateVpcEndpoints=true needs VpcId",
-        "CreateVpcEndpoints=true needs VpcSubnetIds",
-        "CreateVpcEndpoints=true needs VpcSecurityGroupIds",
         "CreateVpcEndpoints=true needs VpcRouteTableIds",
     ]
-    no_routes = {k: v for k, v in ENDPOINTS.items() if k != "VpcRouteTableIds"}
-    assert len(rule_failures(template, **no_routes)) == 1
+    no_network = {**DEPLOYABLE, **ENDPOINTS, "VpcSubnetIds": "", "VpcSecurityGroupIds": ""}
+    assert cfn_rules.broken_rules(template, no_network) == [
+        "DatabaseHasNetwork",
+        "VpcEndpointsNeedTheirNetwork",
+    ]
 
 
 # --- migrations ----------------------------------------------------------------------------
@@ -126,8 +86,17 @@ def test_the_migrate_function_reaches_the_database_like_the_others(
     migrate = props(template, "MigrateFunction")
     sender = props(template, "SenderFunction")
     assert migrate["VpcConfig"] == sender["VpcConfig"]
-    for key in ("SMS_GATEWAY_MESSAGE_DSN", "SMS_GATEWAY_DB_SECRET_ARN"):
-        assert migrate["Environment"]["Variables"][key] == sender["Environment"]["Variables"][key]
+    sender_db = {
+        k: v
+        for k, v in sender["Environment"]["Variables"].items()
+        if k.startswith("SMS_GATEWAY_DB_")
+    }
+    assert len(sender_db) == 7
+    assert {
+        k: v
+        for k, v in migrate["Environment"]["Variables"].items()
+        if k.startswith("SMS_GATEWAY_DB_")
+    } == sender_db
     assert migrate["CodeUri"] == "functions/migrate/"
     assert migrate["Timeout"] == 300  # CloudFormation waits up to an hour for the answer
     assert template.resources["MigrateFunction"]["Metadata"]["BuildMethod"] == "makefile"
@@ -144,7 +113,8 @@ def test_the_layer_ships_the_migrations() -> None:
         "0001_initial_schema.py",
         "0002_receipt_waiting_flag.py",
     ]
-    assert not (REPO_ROOT / "migrations").exists()
+    # the top-level migrations/ is a link to it, not a second history
+    assert (REPO_ROOT / "migrations").resolve() == history
 
 
 # --- logs ----------------------------------------------------------------------------------

@@ -92,7 +92,11 @@ class DataDirInUse(RuntimeError):
 # X-Tenant-ID header is honoured only in local mode; there is no X-Ray daemon here).
 _LOCAL_FORCED: Final = {
     "SMS_GATEWAY_AUTH_MODE": "local",
+    # The database is the DSN's (SMS_GATEWAY_MESSAGE_DSN or SQLite), not the template's
+    # host and secret, and a local server has no RDS certificate.
+    "SMS_GATEWAY_DB_HOST": "",
     "SMS_GATEWAY_DB_SECRET_ARN": "",
+    "SMS_GATEWAY_DB_TLS": "false",
     "POWERTOOLS_TRACE_DISABLED": "true",
     # Handlers started as their own processes read it; in-process, the CLI sets the same filter.
     "PYTHONWARNINGS": QUIET_WARNINGS,

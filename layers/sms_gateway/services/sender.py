@@ -67,7 +67,7 @@ from sms_gateway.domain.decisions import (
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.retry import backoff_seconds
-from sms_gateway.domain.routing import choose_provider
+from sms_gateway.domain.routing import RoutePolicy, choose_provider
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.observability import log_transition, logger
 from sms_gateway.providers.base import (
@@ -398,6 +398,16 @@ class SenderService:
         per_provider: Counter[str] = Counter()
         deadline: list[int | None] = []  # the remaining time, read once per intake
 
+        # The tenants' policies, read before the intake transaction: plan() runs inside it,
+        # and the container has one database connection (a cache miss there would wait for
+        # a second one).
+        routes: dict[str, RoutePolicy | NoRoutePolicy] = {}
+        for tenant_id in dict.fromkeys(msg.tenant_id for _record, msg in batch.values()):
+            try:
+                routes[tenant_id] = self._policies.resolve(tenant_id)
+            except NoRoutePolicy as exc:
+                routes[tenant_id] = exc
+
         def plan(rows: dict[str, MessageRecord]) -> list[Claim]:
             # May be called twice (PostgreSQL: the rows assumed new, then those that
             # existed); the per-provider counts carry over, so the time rule stays whole.
@@ -418,7 +428,9 @@ class SenderService:
                 if decision.kind is not IntakeKind.ATTEMPT:
                     continue
                 try:
-                    policy = self._policies.resolve(msg.tenant_id)
+                    policy = routes[msg.tenant_id]
+                    if isinstance(policy, NoRoutePolicy):
+                        raise policy
                     name = choose_provider(policy, message_id, decision.attempt)
                     provider = self._providers.get(name)
                 except (NoRoutePolicy, UnknownProvider) as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Engine
 
 # The history is package data: sam build copies it into the layer with the code that needs it.
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
@@ -45,21 +46,16 @@ class MigrationResult:
     ahead: bool = False
 
 
-def _current(dsn: str) -> str | None:
+def _current(engine: Engine) -> str | None:
     from alembic.migration import MigrationContext
 
-    from sms_gateway.storage.engine import make_engine
-
-    engine = make_engine(dsn)
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade_to_head(dsn: str) -> MigrationResult:
-    """Upgrade the database at ``dsn`` to this code's newest revision, the deploy's step.
+def upgrade_to_head(database: str | Engine) -> MigrationResult:
+    """Upgrade ``database`` (a DSN, or an engine such as the deployed functions', whose
+    credentials come from Secrets Manager) to this code's newest revision, the deploy's step.
 
     A database already at a revision this code's history does not contain was migrated by a
     newer release: under the expand/contract rules (docs/migrations.md) this code runs on that
@@ -74,10 +70,21 @@ def upgrade_to_head(dsn: str) -> MigrationResult:
     """
     from alembic.script import ScriptDirectory
 
-    config = alembic_config(dsn)
-    script = ScriptDirectory.from_config(config)
-    before = _current(dsn)
-    if before is not None and before not in {rev.revision for rev in script.walk_revisions()}:
-        return MigrationResult(before=before, after=before, ahead=True)
-    command.upgrade(config, "head")
-    return MigrationResult(before=before, after=_current(dsn))
+    from sms_gateway.storage.engine import make_engine
+
+    owned = isinstance(database, str)
+    engine = make_engine(database) if isinstance(database, str) else database
+    try:
+        config = alembic_config(engine.url.render_as_string(hide_password=False))
+        script = ScriptDirectory.from_config(config)
+        before = _current(engine)
+        if before is not None and before not in {rev.revision for rev in script.walk_revisions()}:
+            return MigrationResult(before=before, after=before, ahead=True)
+        with engine.connect() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+        return MigrationResult(before=before, after=_current(engine))
+    finally:
+        if owned:
+            engine.dispose()

@@ -23,44 +23,35 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Insert, Table, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from sms_gateway.storage.errors import StorageUnavailable
+from sms_gateway.storage.outages import OutageClass, outage_class
 
 T = TypeVar("T")
 
-# SQLSTATE classes of a connection the server ended or lost (PostgreSQL, SQL standard):
-# 08 connection exception, 57P01..57P03 admin shutdown / crash shutdown / cannot connect now.
-_DISCONNECT_SQLSTATES = ("08", "57P01", "57P02", "57P03")
-
-
-def _sqlstate(exc: DBAPIError) -> str:
-    """The SQLSTATE a pg8000 error carries in its fields (``{"C": "57P01", ...}``), or ''."""
-    args = getattr(exc.orig, "args", ())
-    if args and isinstance(args[0], dict):
-        return str(args[0].get("C", ""))
-    return ""
+# Outages worth a second try at once, on a fresh connection: a connection the server dropped
+# or killed, a deadlock. Refused credentials were already fetched again by the engine's
+# connect hook, and a full server is still full a millisecond later.
+_RETRY_AT_ONCE = frozenset({OutageClass.CONNECTION, OutageClass.OPERATOR, OutageClass.TRANSACTION})
 
 
 def is_dropped_connection(exc: BaseException) -> bool:
-    """Whether ``exc`` says the connection (not the statement) failed: retrying the unit on
-    a fresh connection may succeed."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
-            return True
-        return _sqlstate(exc).startswith(_DISCONNECT_SQLSTATES)
-    return isinstance(exc, (ConnectionError, TimeoutError))
+    """Whether running the unit again at once, on a fresh connection, may succeed: the
+    connection (not the statement) failed (see :mod:`sms_gateway.storage.outages`)."""
+    return outage_class(exc) in _RETRY_AT_ONCE
 
 
 def translate(exc: BaseException) -> BaseException:
-    """The error callers see for a driver error: :class:`StorageUnavailable` for operational
-    ones (the database cannot be reached or dropped the connection), else ``exc`` itself."""
+    """The error callers see for a driver error: :class:`StorageUnavailable` for an outage
+    (its ``outage`` says which SQLSTATE class), else ``exc`` itself."""
     if isinstance(exc, IntegrityError):
         return exc
-    if is_dropped_connection(exc):
-        name = type(getattr(exc, "orig", None) or exc).__name__
-        return StorageUnavailable(f"database unavailable: {name}")
-    return exc
+    kind = outage_class(exc)
+    if kind is None:
+        return exc
+    name = type(getattr(exc, "orig", None) or exc).__name__
+    return StorageUnavailable(f"database unavailable: {kind.label} ({name})", outage=kind)
 
 
 class Database:
