@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (auto: one per core); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
 
-.PHONY: help install run test lint format build validate bench events clean
+.PHONY: help install run test lint format build validate bench events openapi fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ bench: build ## Print the cost figures: AWS requests, DynamoDB writes, SQL state
 
 events: $(STAMP) ## Regenerate events/ from sam local generate-event
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/make_events.py
+
+openapi: $(STAMP) ## Write docs/openapi.json from the routes and models (CI fails on drift)
+	$(BIN)/python scripts/openapi.py
 
 clean: ## Remove build output and local data
 	rm -rf .aws-sam .sms-gateway .pytest_cache .mypy_cache .ruff_cache .hypothesis

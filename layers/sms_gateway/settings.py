@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     provider_rates: Annotated[dict[str, ProviderRate], NoDecode] = Field(default_factory=dict)
     rate_limit_table: str = ""
 
+    # Where docs/problems.md is published: problem `type` URIs are this + a section anchor.
+    problem_type_base: str = Field(
+        default="https://sms-gateway.example/docs/problems.md#", min_length=1
+    )
+
     @property
     def receipts_signed(self) -> bool:
         """Whether receipts must be signed: always when deployed (``api_key`` mode), and in
