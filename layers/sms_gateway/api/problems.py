@@ -89,9 +89,10 @@ def _plain(err: Any) -> str | None:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     value = err.get("input")
-    if kind == "string_too_long":
-        got = f" (got {len(value)})" if isinstance(value, str) else ""
-        return f"must be at most {ctx.get('max_length')} characters{got}"
+    if kind in ("string_too_long", "too_long") and isinstance(value, str):
+        return f"must be at most {ctx.get('max_length')} characters (got {len(value)})"
+    if kind == "too_long" and isinstance(value, list):
+        return f"must hold at most {ctx.get('max_length')} items (got {len(value)})"
     if kind == "string_too_short":
         least = ctx.get("min_length")
         return "must not be empty" if least == 1 else f"must be at least {least} characters"
