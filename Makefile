@@ -38,7 +38,10 @@ run: $(STAMP) ## Run the local stack on http://127.0.0.1:3000 (moto + SQLite, no
 	$(BIN)/sms-gateway local $(ARGS)
 
 test: $(STAMP) ## Run the tests (unit, integration, end-to-end), on one worker per core
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not fuzz" $(PYTEST_ARGS)
+
+fuzz: $(STAMP) ## schemathesis against the local stack from docs/openapi.json; prints its figures
+	$(BIN)/pytest tests/e2e/test_fuzz.py -m fuzz -p no:randomly -p no:cacheprovider -s -q
 
 lint: $(STAMP) validate ## ruff, mypy and sam validate --lint
 	$(BIN)/ruff check .

@@ -82,8 +82,17 @@ def _ref(model: str) -> dict[str, str]:
     return {"$ref": _REF.format(model=model)}
 
 
-def _header(description: str, *, required: bool = False) -> dict[str, Any]:
-    return {"description": description, "required": required, "schema": {"type": "string"}}
+# The value rules of the request headers (sms_gateway.api.requests, sms_gateway.api.signatures).
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Idempotency-Key": {"type": "string", "pattern": "^[ -~]{1,255}$"},
+    "X-Timestamp": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+    "X-Signature": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$"},
+}
+
+
+def _header(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    schema = HEADER_SCHEMAS.get(name, {"type": "string"})
+    return {"description": description, "required": required, "schema": schema}
 
 
 def _problem_response(status: int, slugs: tuple[str, ...]) -> dict[str, Any]:
@@ -127,7 +136,7 @@ def document(routes: RouteList) -> dict[str, Any]:
                 param["schema"] = {"type": "string", "minLength": 1, "maxLength": 64}
         for name, text in route.request_headers.items():
             required = name == "Idempotency-Key"
-            params.append({"name": name, "in": "header", **_header(text, required=required)})
+            params.append({"name": name, "in": "header", **_header(name, text, required=required)})
         if route.body:
             needed.add(route.body)
             op["requestBody"] = {
@@ -144,7 +153,7 @@ def document(routes: RouteList) -> dict[str, Any]:
                 "content": {"application/json": {"schema": _ref(model)}},
             }
             if headers := route.answer_headers.get(status):
-                answer["headers"] = {name: _header(text) for name, text in headers.items()}
+                answer["headers"] = {name: _header(name, text) for name, text in headers.items()}
             responses[str(status)] = answer
         for status, slugs in sorted(route.problems.items()):
             responses[str(status)] = _problem_response(status, slugs)
