@@ -10,9 +10,10 @@ from datetime import timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
+from sms_gateway.providers.base import SendRequest, SendResult
 from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.tables import receipts
-from tests.support import Gateway, api_event
+from tests.support import Gateway, HttpAnswer, api_event
 
 
 def receipt_rows(gw: Gateway) -> int:
@@ -147,3 +148,53 @@ def test_receipt_for_a_message_with_no_attempt_is_409_and_changes_nothing(
     final = gateway.repo.get(message_id)
     assert final is not None
     assert final.status.value == "sent"
+
+
+def receipt_outcomes(gw: Gateway, message_id: str) -> list[tuple[int | None, str]]:
+    engine = make_engine(gw.dsn)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(receipts.c.attempt, receipts.c.outcome)
+                .where(receipts.c.message_id == message_id)
+                .order_by(receipts.c.id)
+            ).all()
+            return [(r[0], r[1]) for r in rows]
+    finally:
+        engine.dispose()
+
+
+def test_pending_receipt_of_an_attempt_that_was_not_sent_is_closed_stale(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = gateway.providers["provider-a"]  # tenant-1's: fails each first attempt
+    inner = provider.inner
+    early: list[HttpAnswer] = []
+
+    class ReportsThenFails:
+        name = "provider-a"
+
+        def send(self, request: SendRequest) -> SendResult:
+            if request.attempt == 1:  # a receipt while attempt 1 is in flight...
+                early.append(
+                    gateway.post_receipt({"message_id": request.message_id, "status": "delivered"})
+                )
+            result: SendResult = inner.send(request)  # ...which then fails (transient)
+            return result
+
+    provider.inner = ReportsThenFails()
+    answer = gateway.post_message("tenant-1", "stale-1", {"to": "+12025550143", "body": "hi"})
+    message_id = answer.body["message_id"]
+    gateway.run_until_idle()
+
+    assert [(a.status, a.body["outcome"]) for a in early] == [(202, "pending")]
+    assert [a.outcome for a in gateway.repo.attempts(message_id)] == ["transient_error", "sent"]
+    # attempt 1 ended unsent: its receipt is closed, visibly, and never applied to attempt 2
+    assert receipt_outcomes(gateway, message_id) == [(1, "stale")]
+    closed = [r for r in caplog.records if r.getMessage().startswith("pending receipt closed")]
+    assert [(r.levelname, r.message_id, r.attempt) for r in closed] == [  # type: ignore[attr-defined]
+        ("WARNING", message_id, 1)
+    ]
+    record = gateway.repo.get(message_id)
+    assert record is not None
+    assert (record.status.value, record.receipt_waiting) == ("sent", False)

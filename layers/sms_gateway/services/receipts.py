@@ -6,6 +6,9 @@
   returned) is kept as ``pending`` and applied by the sender right after ``sent``.
 - A receipt for a message with no attempt sent or in flight (``accepted``, ``queued``: not yet
   sent, or waiting for a retry) is refused (:class:`ReceiptConflict`, 409); nothing is stored.
+- A receipt kept ``pending`` during an attempt that then ends without being sent (retry,
+  failure, dead letter) is closed as ``stale`` when the sender records that end
+  (:meth:`ReceiptService.close_waiting`), with a warning in the log.
 - A receipt whose ``delivered_at`` is before the message was created, beyond
   :data:`~sms_gateway.domain.receipts.CLOCK_SKEW`, is refused (422); nothing is stored.
 - A receipt for a message already past ``sent`` is ``stale``: stored, nothing changes.
@@ -25,7 +28,7 @@ from sms_gateway.domain.errors import InvalidField, MessageNotFound, ReceiptConf
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.receipts import Receipt, ReceiptStatus, time_defect
 from sms_gateway.domain.states import MessageStatus
-from sms_gateway.observability import log_transition
+from sms_gateway.observability import log_transition, logger
 from sms_gateway.services.ports import Clock, MessageStore, MetricsSink, ReceiptStore
 from sms_gateway.storage.records import MessageRecord
 
@@ -232,3 +235,25 @@ class ReceiptService:
                 message, receipt.id, target, receipt.delivered_at, receipt.error_code
             )
         return moved
+
+    def close_waiting(self, message_id: str, attempt: int) -> int:
+        """Close, as ``stale``, the receipts kept ``pending`` during ``attempt`` of
+        ``message_id``, which ended without being sent (a retry, a failure, a dead letter):
+        they reported on a send that did not happen, and would otherwise wait forever. Called
+        by the sender when it records such an end for a message whose ``receipt_waiting``
+        flag is set; logged (``pending receipt closed as stale``) with the receipts' ids.
+        Returns how many were closed."""
+        closed = [
+            receipt.id
+            for receipt in self._receipts.take_waiting(message_id, None, None, attempt)
+            if receipt.outcome == "pending"
+        ]
+        for receipt_id in closed:
+            self._receipts.mark(receipt_id, "stale")
+        if closed:
+            logger.warning(
+                "pending receipt closed as stale: its attempt ended without being sent",
+                extra={"message_id": message_id, "attempt": attempt, "receipt_ids": closed},
+            )
+            self._metrics.add("ReceiptsClosedStale", len(closed), "Count")
+        return len(closed)
