@@ -65,7 +65,7 @@ def post_message() -> Response[AcceptedMessage]:
     container = wiring.ingest()
     event = app.current_event
     tenant_id = tenant_of_event(event, container.settings.auth_mode)
-    key, message, payload = read_send_request(event, container.settings)
+    key, message, payload = read_send_request(event, container.settings, tenant_id)
     accepted = container.service.accept(tenant_id, key, message, payload)
     answer = AcceptedMessage.model_validate(accepted.body)
     headers = {"Location": f"/v1/messages/{answer.message_id}"}
@@ -95,7 +95,7 @@ def post_messages_batch() -> Response[BatchAccepted]:
     container = wiring.ingest()
     event = app.current_event
     tenant_id = tenant_of_event(event, container.settings.auth_mode)
-    key, batch, payload = read_batch_request(event, container.settings)
+    key, batch, payload = read_batch_request(event, container.settings, tenant_id)
     accepted = container.service.accept_batch(tenant_id, key, batch, payload)
     headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
     return json_response(202, BatchAccepted.model_validate(accepted.body), headers)

@@ -10,6 +10,7 @@ from datetime import timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
+from sms_gateway import wiring
 from sms_gateway.providers.base import SendRequest, SendResult
 from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.tables import receipts
@@ -198,3 +199,26 @@ def test_pending_receipt_of_an_attempt_that_was_not_sent_is_closed_stale(
     record = gateway.repo.get(message_id)
     assert record is not None
     assert (record.status.value, record.receipt_waiting) == ("sent", False)
+
+
+def test_a_tenant_listed_as_possible_numbers_gets_possible_numbers_accepted(
+    sqlite_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMS_GATEWAY_POSSIBLE_NUMBER_TENANTS", "tenant-new, tenant-other")
+    wiring.reset()
+    number = {"to": "+1 034 555 0100", "body": "hi"}  # area code 034: not in the metadata
+    relaxed = sqlite_gateway.post_message("tenant-new", "p-1", number)
+    assert relaxed.status == 202, relaxed.body
+    assert relaxed.body["to"] == "+10345550100"
+    strict = sqlite_gateway.post_message("tenant-1", "p-1", number)
+    assert strict.status == 422
+    assert strict.body["errors"] == [
+        {
+            "field": "to",
+            "message": "area code 034 does not exist: North American area codes start with 2-9",
+        }
+    ]
+    batch = sqlite_gateway.post_batch("tenant-other", "p-2", {"messages": [number, number]})
+    assert batch.status == 202, batch.body
+    assert (batch.body["accepted"], batch.body["rejected"]) == (2, 0)
+    assert sqlite_gateway.queue_depth() == 3

@@ -34,7 +34,7 @@ _MEMBERS = frozenset({"messages", "all_or_nothing"})
 
 
 def validate_batch_request(
-    payload: Any, *, max_segments: int, max_attempts_limit: int
+    payload: Any, *, max_segments: int, max_attempts_limit: int, possible_numbers: bool = False
 ) -> ValidatedBatch:
     """Validate a decoded batch body: the request's shape, then every message on its own.
 
@@ -76,7 +76,10 @@ def validate_batch_request(
     for index, item in enumerate(messages):
         try:
             valid = validate_send_request(
-                item, max_segments=max_segments, max_attempts_limit=max_attempts_limit
+                item,
+                max_segments=max_segments,
+                max_attempts_limit=max_attempts_limit,
+                possible_numbers=possible_numbers,
             )
         except Problem as problem:
             items.append(BatchItem(index, item, None, tuple(problem.errors)))

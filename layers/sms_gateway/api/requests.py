@@ -30,7 +30,7 @@ VALIDITY_MAX_SECONDS = 72 * 3600
 
 
 def validate_send_request(
-    payload: Any, *, max_segments: int, max_attempts_limit: int
+    payload: Any, *, max_segments: int, max_attempts_limit: int, possible_numbers: bool = False
 ) -> ValidatedMessage:
     """Validate a decoded JSON body: every field is checked, and every invalid one reported.
 
@@ -55,7 +55,7 @@ def validate_send_request(
     to = content = sender_id = None
     if (raw_to := given("to", str)) is not None:
         try:
-            to = to_e164(raw_to)
+            to = to_e164(raw_to, possible_only=possible_numbers)
         except InvalidPhoneNumber as exc:
             errors.append(FieldError("to", str(exc)))
     if (raw_body := given("body", str)) is not None:
@@ -157,9 +157,15 @@ class Limits(Protocol):
     @property
     def max_receive_count(self) -> int: ...
 
+    @property
+    def possible_number_tenants(self) -> frozenset[str]: ...
 
-def read_send_request(event: _Event, limits: Limits) -> tuple[str, ValidatedMessage, Any]:
-    """``POST /v1/messages``: the Idempotency-Key, the message and the decoded body.
+
+def read_send_request(
+    event: _Event, limits: Limits, tenant_id: str
+) -> tuple[str, ValidatedMessage, Any]:
+    """``POST /v1/messages``: the Idempotency-Key, the message and the decoded body (``to``
+    checked as *possible* only for a tenant of ``limits.possible_number_tenants``).
 
     Raises:
         Problem: 400 (key, JSON) or 422 naming every invalid field.
@@ -167,12 +173,17 @@ def read_send_request(event: _Event, limits: Limits) -> tuple[str, ValidatedMess
     key = idempotency_key_of(event.headers.get("Idempotency-Key"))
     payload = decode_json_body(request_text(event))
     message = validate_send_request(
-        payload, max_segments=limits.max_segments, max_attempts_limit=limits.max_receive_count
+        payload,
+        max_segments=limits.max_segments,
+        max_attempts_limit=limits.max_receive_count,
+        possible_numbers=tenant_id in limits.possible_number_tenants,
     )
     return key, message, payload
 
 
-def read_batch_request(event: _Event, limits: Limits) -> tuple[str, ValidatedBatch, Any]:
+def read_batch_request(
+    event: _Event, limits: Limits, tenant_id: str
+) -> tuple[str, ValidatedBatch, Any]:
     """``POST /v1/messages/batch``: the Idempotency-Key, the checked batch (at least one
     valid message; none invalid under ``all_or_nothing``) and the decoded body.
 
@@ -185,7 +196,10 @@ def read_batch_request(event: _Event, limits: Limits) -> tuple[str, ValidatedBat
     key = idempotency_key_of(event.headers.get("Idempotency-Key"))
     payload = decode_json_body(request_text(event))
     batch = validate_batch_request(
-        payload, max_segments=limits.max_segments, max_attempts_limit=limits.max_receive_count
+        payload,
+        max_segments=limits.max_segments,
+        max_attempts_limit=limits.max_receive_count,
+        possible_numbers=tenant_id in limits.possible_number_tenants,
     )
     if batch.rejected and (batch.all_or_nothing or not batch.accepted):
         raise batch_problem(
