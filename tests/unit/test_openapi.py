@@ -94,3 +94,22 @@ def test_problem_type_uses_the_deployment_base() -> None:
     assert answer["statusCode"] == 404
     body = json.loads(answer["body"])
     assert body["type"] == "https://docs.acme.test/sms/problems.md#not-found"
+
+
+def test_an_answer_that_breaks_its_model_is_a_500_not_a_422() -> None:
+    from aws_lambda_powertools.event_handler import Response
+
+    from sms_gateway.api.models import ReceiptAnswer
+    from sms_gateway.api.rest import RouteDoc, json_response
+
+    def broken() -> Response[ReceiptAnswer]:
+        return json_response(200, {"message_id": "m", "outcome": "lost"})  # type: ignore[arg-type]
+
+    app = make_resolver([("GET", "/v1/nothing-here", broken, RouteDoc("broken"))])
+    event = json.loads((ROOT / "events" / "status-get-message.json").read_text())
+    event.update(path="/v1/nothing-here", httpMethod="GET", resource="/v1/nothing-here")
+    answer = app.resolve(event, None)  # type: ignore[arg-type]
+    assert answer["statusCode"] == 500, answer["body"]
+    body = json.loads(answer["body"])
+    assert body["type"].endswith("#internal-error")
+    assert body["detail"] == "an unexpected error occurred"

@@ -23,6 +23,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sms_gateway.api.problems import (
@@ -145,7 +146,10 @@ def make_resolver(
     from sms_gateway.api.errors import KINDS, error_map
     from sms_gateway.api.problems import field_errors_of
 
-    app = APIGatewayRestResolver(enable_validation=True)
+    # An answer that breaks its model is our bug: a 500 (internal-error), never a 422.
+    app = APIGatewayRestResolver(
+        enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+    )
     names = {**vars(models), "Response": Response}
     for method, path, handler, doc in routes:
         # The functions import Response and the models only for type checking (init stays
