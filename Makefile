@@ -20,7 +20,8 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (auto: one per core); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
 
-.PHONY: help install run test lint format build validate bench events lock lock-check clean
+.PHONY: help install run test lint format build validate bench events lock lock-check openapi fuzz \
+	clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,7 +39,10 @@ run: $(STAMP) ## Run the local stack on http://127.0.0.1:3000 (moto + SQLite, no
 	$(BIN)/sms-gateway local $(ARGS)
 
 test: $(STAMP) ## Run the tests (unit, integration, end-to-end), on one worker per core
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not fuzz" $(PYTEST_ARGS)
+
+fuzz: $(STAMP) ## schemathesis against the local stack from docs/openapi.json; prints its figures
+	$(BIN)/pytest tests/e2e/test_fuzz.py -m fuzz -p no:randomly -p no:cacheprovider -s -q
 
 lint: $(STAMP) validate ## ruff, mypy and sam validate --lint
 	$(BIN)/ruff check .
@@ -85,6 +89,9 @@ bench: build ## Print the cost figures: AWS requests, DynamoDB writes, SQL state
 
 events: $(STAMP) ## Regenerate events/ from sam local generate-event
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/make_events.py
+
+openapi: $(STAMP) ## Write docs/openapi.json from the routes and models (CI fails on drift)
+	$(BIN)/python scripts/openapi.py
 
 clean: ## Remove build output and local data
 	rm -rf .aws-sam .sms-gateway .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.logging import correlation_paths
 
 from sms_gateway import wiring
-from sms_gateway.api.problems import Problem
-from sms_gateway.api.rest import ProblemMap, Routes, json_response
+from sms_gateway.api.rest import RouteDoc, Routes, json_response
 from sms_gateway.api.tenancy import tenant_of_event
 from sms_gateway.observability import logger, metrics, tracer
 
@@ -24,71 +23,82 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import Response
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-
-def ingest_problems() -> ProblemMap:
-    """The ingest service's errors as HTTP answers (imported with the service)."""
-    from sms_gateway.services.bulk import BatchNotQueued, BatchRefused
-    from sms_gateway.services.ingest import IdempotencyInProgress, IdempotencyKeyReused
-
-    return {
-        IdempotencyKeyReused: Problem(
-            422, "idempotency-key-reused", "Idempotency-Key reused", "different payload"
-        ),
-        IdempotencyInProgress: Problem(
-            409,
-            "idempotency-key-in-flight",
-            "Request in progress",
-            "in flight",
-            headers={"Retry-After": "1"},
-        ),
-        # Some messages of a bulk request are queued, some are not: not a 202 for them.
-        BatchNotQueued: Problem(
-            503,
-            "dependency-unavailable",
-            "Service temporarily unavailable",
-            "not every message could be queued",
-            headers={"Retry-After": "2"},
-        ),
-        BatchRefused: Problem(
-            500, "internal-error", "Internal error", "not every message could be queued"
-        ),
-    }
+    from sms_gateway.api.models import AcceptedMessage, BatchAccepted
 
 
-app = Routes(ingest_problems)
+IDEMPOTENCY_KEY = {
+    "Idempotency-Key": "required: 1-255 printable ASCII characters naming this request for "
+    "this tenant; the same key and body answer the first answer again"
+}
+REPLAYED = {"Idempotent-Replayed": "true when this is the stored answer of an earlier request"}
+SEND_PROBLEMS = {
+    400: ("validation-error", "malformed-json"),
+    401: ("unauthorized",),
+    409: ("idempotency-key-in-flight",),
+    422: ("validation-error", "idempotency-key-reused"),
+    500: ("internal-error",),
+    503: ("dependency-unavailable",),
+}
+
+app = Routes(lambda: wiring.settings().problem_type_base)
 
 
-@app.post("/v1/messages")
+@app.post(
+    "/v1/messages",
+    RouteDoc(
+        "Send one SMS",
+        body="SendMessageBody",
+        answers={202: "AcceptedMessage"},
+        problems=SEND_PROBLEMS,
+        request_headers=IDEMPOTENCY_KEY,
+        answer_headers={
+            202: {"Location": "the message's status URL: /v1/messages/{message_id}", **REPLAYED}
+        },
+    ),
+)
 @tracer.capture_method
-def post_message() -> Response[str]:
+def post_message() -> Response[AcceptedMessage]:
     """Accept one SMS; see :mod:`sms_gateway.services.ingest` for the idempotency rules."""
-    from sms_gateway.api.requests import decode_json_body, idempotency_key_of, request_text
+    from sms_gateway.api.models import AcceptedMessage
+    from sms_gateway.api.requests import read_send_request
 
     container = wiring.ingest()
     event = app.current_event
     tenant_id = tenant_of_event(event, container.settings.auth_mode)
-    key = idempotency_key_of(event.headers.get("Idempotency-Key"))
-    accepted = container.service.accept(tenant_id, key, decode_json_body(request_text(event)))
-    headers = {"Location": f"/v1/messages/{accepted.body['message_id']}"}
+    key, message, payload = read_send_request(event, container.settings, tenant_id)
+    accepted = container.service.accept(tenant_id, key, message, payload)
+    answer = AcceptedMessage.model_validate(accepted.body)
+    headers = {"Location": f"/v1/messages/{answer.message_id}"}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return json_response(202, accepted.body, headers)
+    return json_response(202, answer, headers)
 
 
-@app.post("/v1/messages/batch")
+@app.post(
+    "/v1/messages/batch",
+    RouteDoc(
+        "Send up to 100 SMS",
+        body="BatchBody",
+        answers={202: "BatchAccepted"},
+        problems=SEND_PROBLEMS,
+        request_headers=IDEMPOTENCY_KEY,
+        answer_headers={202: REPLAYED},
+    ),
+)
 @tracer.capture_method
-def post_messages_batch() -> Response[str]:
+def post_messages_batch() -> Response[BatchAccepted]:
     """Accept up to 100 SMS under one Idempotency-Key; see
     :meth:`sms_gateway.services.ingest.IngestService.accept_batch`."""
-    from sms_gateway.api.requests import decode_json_body, idempotency_key_of, request_text
+    from sms_gateway.api.models import BatchAccepted
+    from sms_gateway.api.requests import read_batch_request
 
     container = wiring.ingest()
     event = app.current_event
     tenant_id = tenant_of_event(event, container.settings.auth_mode)
-    key = idempotency_key_of(event.headers.get("Idempotency-Key"))
-    accepted = container.service.accept_batch(tenant_id, key, decode_json_body(request_text(event)))
+    key, batch, payload = read_batch_request(event, container.settings, tenant_id)
+    accepted = container.service.accept_batch(tenant_id, key, batch, payload)
     headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
-    return json_response(202, accepted.body, headers)
+    return json_response(202, BatchAccepted.model_validate(accepted.body), headers)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

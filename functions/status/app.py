@@ -20,43 +20,46 @@ from aws_lambda_powertools.logging import correlation_paths
 import sms_gateway.services.receipts
 import sms_gateway.storage.repository  # noqa: F401
 from sms_gateway import wiring
-from sms_gateway.api import signatures
-from sms_gateway.api.problems import Problem, field_errors, validation_problem
-from sms_gateway.api.rest import ProblemMap, Routes, json_response
+from sms_gateway.api.rest import RouteDoc, Routes, json_response
 from sms_gateway.api.tenancy import tenant_of_event
+from sms_gateway.domain.errors import MessageNotFound
 from sms_gateway.observability import logger, metrics, tracer
-from sms_gateway.storage.errors import StorageUnavailable
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import Response
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-
-def status_problems() -> ProblemMap:
-    """The status and receipt services' errors as HTTP answers (imported with them)."""
-    from sms_gateway.services.receipts import MessageNotFound
-
-    return {
-        MessageNotFound: Problem(404, "message-not-found", "Message not found", "not found"),
-        StorageUnavailable: Problem(
-            503,
-            "storage-unavailable",
-            "Service temporarily unavailable",
-            "the message store is unavailable",
-            headers={"Retry-After": "5"},
-        ),
-    }
+    from sms_gateway.api.models import MessageView, ReceiptAnswer
 
 
-app = Routes(status_problems)
+app = Routes(lambda: wiring.settings().problem_type_base)
+
+SIGNING_HEADERS = {
+    "X-Provider": "the provider's name as route policies know it (required when signed)",
+    "X-Timestamp": "Unix seconds when the provider signed, within 300 s of the gateway's clock",
+    "X-Signature": 'v1= + hex HMAC-SHA256 of "{X-Timestamp}.{raw body}" with the provider\'s '
+    "receipt secret",
+}
 
 
-@app.get("/v1/messages/<message_id>")
+@app.get(
+    "/v1/messages/<message_id>",
+    RouteDoc(
+        "Read a message's status",
+        answers={200: "MessageView"},
+        problems={
+            401: ("unauthorized",),
+            404: ("message-not-found",),
+            422: ("validation-error",),
+            500: ("internal-error",),
+            503: ("storage-unavailable",),
+        },
+    ),
+)
 @tracer.capture_method
-def get_message(message_id: str) -> Response[str]:
+def get_message(message_id: str) -> Response[MessageView]:
     """A message's status; another tenant's id answers 404 exactly like an unknown id."""
     from sms_gateway.api.views import message_view
-    from sms_gateway.services.receipts import MessageNotFound
 
     container = wiring.sql()
     event = app.current_event
@@ -67,29 +70,36 @@ def get_message(message_id: str) -> Response[str]:
     return json_response(200, message_view(message))
 
 
-@app.post("/v1/receipts")
+@app.post(
+    "/v1/receipts",
+    RouteDoc(
+        "Report a delivery receipt (providers)",
+        body="ReceiptBody",
+        answers={200: "ReceiptAnswer", 202: "ReceiptAnswer"},
+        problems={
+            400: ("malformed-json",),
+            401: ("receipt-signature-invalid",),
+            404: ("message-not-found",),
+            409: ("receipt-without-attempt",),
+            422: ("validation-error",),
+            500: ("internal-error",),
+            503: ("storage-unavailable",),
+        },
+        request_headers=SIGNING_HEADERS,
+        auth="receipt_signature",
+    ),
+)
 @tracer.capture_method
-def post_receipt() -> Response[str]:
-    """A delivery receipt: 200 applied or stale, 202 kept until the send completes, 404."""
-    from pydantic import ValidationError
-
-    from sms_gateway.api.requests import decode_json_body, request_text
-    from sms_gateway.services.receipts import ReceiptRequest, receipt_answer
+def post_receipt() -> Response[ReceiptAnswer]:
+    """A delivery receipt: 200 applied or stale, 202 kept until the send completes, 404 no
+    such message, 409 no attempt sent or in flight."""
+    from sms_gateway.api.requests import read_receipt
+    from sms_gateway.api.views import receipt_view
 
     container = wiring.sql()
-    raw = request_text(app.current_event) or ""
-    provider = None
-    if container.settings.receipts_signed:
-        provider = signatures.verify(
-            app.current_event.headers, raw, container.settings.receipt_secrets, time.time()
-        )
-    payload = decode_json_body(raw)
-    try:
-        request = ReceiptRequest.model_validate(payload)
-    except ValidationError as exc:
-        raise validation_problem(field_errors(exc)) from exc
-    outcome = container.receipts.handle(request, provider=provider)
-    return json_response(202 if outcome.outcome == "pending" else 200, receipt_answer(outcome))
+    receipt, provider = read_receipt(app.current_event, container.settings, time.time())
+    outcome = container.receipts.handle(receipt, provider=provider)
+    return json_response(202 if outcome.outcome == "pending" else 200, receipt_view(outcome))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

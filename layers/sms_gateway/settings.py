@@ -92,6 +92,17 @@ class Settings(BaseSettings):
     provider_rates: Annotated[dict[str, ProviderRate], NoDecode] = Field(default_factory=dict)
     rate_limit_table: str = ""
 
+    # Tenants whose recipient numbers are checked as *possible* (a known country code and a
+    # possible length) rather than valid by libphonenumber's metadata: for numbers newer than
+    # the metadata. Comma-separated tenant ids (API key ids deployed). Ingest reads it (no SQL
+    # there, so not a route policy).
+    possible_number_tenants: Annotated[frozenset[str], NoDecode] = Field(default_factory=frozenset)
+
+    # Where docs/problems.md is published: problem `type` URIs are this + a section anchor.
+    problem_type_base: str = Field(
+        default="https://sms-gateway.example/docs/problems.md#", min_length=1
+    )
+
     @property
     def receipts_signed(self) -> bool:
         """Whether receipts must be signed: always when deployed (``api_key`` mode), and in
@@ -124,6 +135,13 @@ class Settings(BaseSettings):
                 "SMS_GATEWAY_RETRY_MAX_SECONDS must be >= SMS_GATEWAY_RETRY_BASE_SECONDS"
             )
         return self
+
+    @field_validator("possible_number_tenants", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("provider_rates", "receipt_secrets", mode="before")
     @classmethod

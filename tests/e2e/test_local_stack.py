@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta
 
 import boto3
 
@@ -38,15 +39,16 @@ def test_demo_flows_1_2_3(stack: Stack) -> None:
         " [SIM_UNAVAILABLE]"
     )
 
+    # the handset time: a second after the message was created (RFC 3339 with its zone)
+    handset = datetime.fromisoformat(one.body["created_at"]) + timedelta(seconds=1)
+    handset_text = handset.isoformat().replace("+00:00", "Z")
     receipt = stack.request(
-        "POST",
-        "/v1/receipts",
-        {"message_id": one.body["message_id"], "delivered_at": "2026-02-05T12:00:00Z"},
+        "POST", "/v1/receipts", {"message_id": one.body["message_id"], "delivered_at": handset_text}
     )
     assert receipt.status == 200
     delivered = stack.status("tenant-1", one.body["message_id"]).body
     assert delivered["status"] == "delivered"
-    assert delivered["delivered_at"] == "2026-02-05T12:00:00Z"
+    assert delivered["delivered_at"] == handset_text
 
 
 def test_behaviour_1_idempotent_replay(stack: Stack) -> None:

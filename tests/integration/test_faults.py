@@ -12,9 +12,9 @@ import pytest
 
 from sms_gateway import wiring
 from sms_gateway.domain.message import QueuedMessage
+from sms_gateway.domain.receipts import Receipt
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.providers.base import ProviderError, SendRequest, SendResult
-from sms_gateway.services.receipts import ReceiptRequest
 from sms_gateway.storage.receipts import SqlReceiptStore
 from sms_gateway.storage.repository import AttemptResult
 from tests.support import Gateway, sample
@@ -162,7 +162,7 @@ def test_receipt_racing_the_sent_commit_is_not_left_behind(
         return original(self, **kwargs)
 
     monkeypatch.setattr(SqlReceiptStore, "add", sender_commits_first)
-    outcome = sql.receipts.handle(ReceiptRequest(message_id=message_id, status="delivered"))
+    outcome = sql.receipts.handle(Receipt(message_id=message_id, status="delivered"))
     assert outcome.status is MessageStatus.DELIVERED
     assert repo.get(message_id).status is MessageStatus.DELIVERED  # type: ignore[union-attr]
 

@@ -11,6 +11,7 @@ import pytest
 from sms_gateway import wiring
 from sms_gateway.adapters.sqs import SqsMessageQueue
 from sms_gateway.api.problems import PROBLEM_CONTENT_TYPE
+from sms_gateway.api.requests import validate_send_request
 from sms_gateway.services.ingest import IdempotencyInProgress
 from tests.cases import CONTENT_CASES, PHONE_CASES
 from tests.support import FakeLambdaContext, Gateway, HttpAnswer, api_event
@@ -322,13 +323,15 @@ def test_concurrent_identical_requests_queue_once(sqlite_gateway: Gateway) -> No
     container = wiring.ingest()
     container.idempotency.register_lambda_context(FakeLambdaContext("ingest"))
     service = container.service
+    payload = {"to": "+14155550100", "body": "hi"}
+    message = validate_send_request(payload, max_segments=10, max_attempts_limit=3)
 
     def post() -> None:
         # four containers at once: the service (not the handler, whose Powertools metrics are
         # per-process state that one container never shares between threads)
         barrier.wait()
         try:
-            service.accept("tenant-1", "k-race", {"to": "+14155550100", "body": "hi"})
+            service.accept("tenant-1", "k-race", message, payload)
             answers.append(202)
         except IdempotencyInProgress:
             answers.append(409)

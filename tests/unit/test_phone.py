@@ -170,3 +170,33 @@ def test_sender_id_numbers_must_be_valid() -> None:
     assert str(refused.value) == (
         "area code 000 does not exist: North American area codes start with 2-9"
     )
+
+
+# Numbers of a possible length that libphonenumber's metadata does not assign (issue 8 item 4):
+# refused by default, accepted as possible for a tenant that relaxes the check.
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("+1 034 555 0100", "+10345550100"),  # area code starting with 0
+        ("+1 411 555 1234", "+14115551234"),  # N11 service code
+        ("+39 0333 123 4567", "+3903331234567"),  # trunk prefix kept after the country code
+    ],
+)
+def test_possible_only_accepts_what_only_the_metadata_refuses(raw: str, e164: str) -> None:
+    with pytest.raises(InvalidPhoneNumber):
+        to_e164(raw)
+    assert to_e164(raw, possible_only=True) == e164
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("+999 123 456 789", "unknown country code 999"),
+        ("+1 202 555 01", "too short for country code 1: 8 digits after it, expected 10"),
+    ],
+)
+def test_possible_only_still_refuses_unknown_codes_and_wrong_lengths(
+    raw: str, message: str
+) -> None:
+    with pytest.raises(InvalidPhoneNumber, match=message):
+        to_e164(raw, possible_only=True)

@@ -92,6 +92,7 @@ def test_globals_environment(template: SamTemplate, resolver: Resolver) -> None:
         "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
         "SMS_GATEWAY_AUTH_MODE": "api_key",
         "SMS_GATEWAY_MAX_RECEIVE_COUNT": "3",
+        "SMS_GATEWAY_PROBLEM_TYPE_BASE": "https://sms-gateway.example/docs/problems.md#",
     }
     assert template.parameters["AuthMode"]["AllowedValues"] == ["api_key", "local"]
 

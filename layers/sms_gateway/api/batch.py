@@ -22,48 +22,19 @@ limit (which the deployed API and the local HTTP front enforce before the functi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from sms_gateway.api.models import BATCH_MAX_MESSAGES
 from sms_gateway.api.problems import FieldError, Problem, validation_problem
-from sms_gateway.api.requests import ValidatedMessage, validate_send_request
+from sms_gateway.api.requests import validate_send_request
+from sms_gateway.domain.message import BatchItem, ValidatedBatch
 
-BATCH_MAX_MESSAGES = 100
+__all__ = ["BATCH_MAX_MESSAGES", "BatchItem", "ValidatedBatch", "validate_batch_request"]
 _MEMBERS = frozenset({"messages", "all_or_nothing"})
 
 
-@dataclass(frozen=True, slots=True)
-class BatchItem:
-    """One message of a batch: ``index`` is its 0-based position in ``messages``, ``payload``
-    the JSON value as sent (its id is derived from it), and either ``message`` (valid) or
-    ``errors`` (its own field errors, fields named as in the single route: ``to``, ``body``)."""
-
-    index: int
-    payload: Any
-    message: ValidatedMessage | None
-    errors: tuple[FieldError, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ValidatedBatch:
-    """A batch whose request-level shape is right; ``items`` in request order."""
-
-    items: tuple[BatchItem, ...]
-    all_or_nothing: bool
-
-    @property
-    def accepted(self) -> list[BatchItem]:
-        """The valid messages, in request order."""
-        return [item for item in self.items if item.message is not None]
-
-    @property
-    def rejected(self) -> list[BatchItem]:
-        """The invalid messages, in request order."""
-        return [item for item in self.items if item.message is None]
-
-
 def validate_batch_request(
-    payload: Any, *, max_segments: int, max_attempts_limit: int
+    payload: Any, *, max_segments: int, max_attempts_limit: int, possible_numbers: bool = False
 ) -> ValidatedBatch:
     """Validate a decoded batch body: the request's shape, then every message on its own.
 
@@ -105,7 +76,10 @@ def validate_batch_request(
     for index, item in enumerate(messages):
         try:
             valid = validate_send_request(
-                item, max_segments=max_segments, max_attempts_limit=max_attempts_limit
+                item,
+                max_segments=max_segments,
+                max_attempts_limit=max_attempts_limit,
+                possible_numbers=possible_numbers,
             )
         except Problem as problem:
             items.append(BatchItem(index, item, None, tuple(problem.errors)))

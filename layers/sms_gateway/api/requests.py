@@ -9,14 +9,19 @@ All failures are collected and reported together, each naming its field.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from sms_gateway.api.models import SendMessageBody
 from sms_gateway.api.problems import FieldError, Problem, field_errors, validation_problem
-from sms_gateway.domain.content import CarriableText, ContentError, ContentInfo, check_body
+from sms_gateway.domain.content import ContentError, check_body
+from sms_gateway.domain.message import ValidatedBatch, ValidatedMessage
 from sms_gateway.domain.phone import InvalidPhoneNumber, normalize_sender_id, to_e164
+from sms_gateway.domain.receipts import Receipt
+
+__all__ = ["SendMessageBody", "ValidatedMessage", "validate_send_request"]
 
 IDEMPOTENCY_KEY_MAX = 255
 # Validity period bounds in seconds: 1 minute to 72 hours (the common provider maximum).
@@ -24,35 +29,8 @@ VALIDITY_MIN_SECONDS = 60
 VALIDITY_MAX_SECONDS = 72 * 3600
 
 
-class SendMessageBody(BaseModel):
-    """The JSON body of ``POST /v1/messages`` as clients send it."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
-
-    to: CarriableText
-    body: CarriableText
-    from_: CarriableText | None = Field(default=None, alias="from")
-    max_attempts: int | None = None
-    reference: CarriableText | None = Field(default=None, max_length=128)
-    validity_period: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ValidatedMessage:
-    """A request that passed every rule. ``to``: E.164; ``content``: encoding and segments;
-    ``max_attempts``: the request's or the default (maxReceiveCount); seconds for validity."""
-
-    to: str
-    body: str
-    sender_id: str | None
-    max_attempts: int
-    reference: str | None
-    validity_period: int | None
-    content: ContentInfo
-
-
 def validate_send_request(
-    payload: Any, *, max_segments: int, max_attempts_limit: int
+    payload: Any, *, max_segments: int, max_attempts_limit: int, possible_numbers: bool = False
 ) -> ValidatedMessage:
     """Validate a decoded JSON body: every field is checked, and every invalid one reported.
 
@@ -77,7 +55,7 @@ def validate_send_request(
     to = content = sender_id = None
     if (raw_to := given("to", str)) is not None:
         try:
-            to = to_e164(raw_to)
+            to = to_e164(raw_to, possible_only=possible_numbers)
         except InvalidPhoneNumber as exc:
             errors.append(FieldError("to", str(exc)))
     if (raw_body := given("body", str)) is not None:
@@ -166,6 +144,69 @@ class _Event(Protocol):
     @property
     def decoded_body(self) -> str | None: ...
 
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class Limits(Protocol):
+    """The settings a message is checked against (:class:`sms_gateway.settings.Settings`)."""
+
+    @property
+    def max_segments(self) -> int: ...
+
+    @property
+    def max_receive_count(self) -> int: ...
+
+    @property
+    def possible_number_tenants(self) -> frozenset[str]: ...
+
+
+def read_send_request(
+    event: _Event, limits: Limits, tenant_id: str
+) -> tuple[str, ValidatedMessage, Any]:
+    """``POST /v1/messages``: the Idempotency-Key, the message and the decoded body (``to``
+    checked as *possible* only for a tenant of ``limits.possible_number_tenants``).
+
+    Raises:
+        Problem: 400 (key, JSON) or 422 naming every invalid field.
+    """
+    key = idempotency_key_of(event.headers.get("Idempotency-Key"))
+    payload = decode_json_body(request_text(event))
+    message = validate_send_request(
+        payload,
+        max_segments=limits.max_segments,
+        max_attempts_limit=limits.max_receive_count,
+        possible_numbers=tenant_id in limits.possible_number_tenants,
+    )
+    return key, message, payload
+
+
+def read_batch_request(
+    event: _Event, limits: Limits, tenant_id: str
+) -> tuple[str, ValidatedBatch, Any]:
+    """``POST /v1/messages/batch``: the Idempotency-Key, the checked batch (at least one
+    valid message; none invalid under ``all_or_nothing``) and the decoded body.
+
+    Raises:
+        Problem: 400 (key, JSON) or 422: the request's own shape, or no message to queue
+            (each invalid message named ``messages[i].field``).
+    """
+    from sms_gateway.api.batch import batch_problem, validate_batch_request
+
+    key = idempotency_key_of(event.headers.get("Idempotency-Key"))
+    payload = decode_json_body(request_text(event))
+    batch = validate_batch_request(
+        payload,
+        max_segments=limits.max_segments,
+        max_attempts_limit=limits.max_receive_count,
+        possible_numbers=tenant_id in limits.possible_number_tenants,
+    )
+    if batch.rejected and (batch.all_or_nothing or not batch.accepted):
+        raise batch_problem(
+            batch.rejected, total=len(batch.items), all_or_nothing=batch.all_or_nothing
+        )
+    return key, batch, payload
+
 
 def request_text(event: _Event) -> str | None:
     """The request body as text (API Gateway may deliver it base64-encoded).
@@ -196,3 +237,33 @@ def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise DuplicateMember(name)
         result[name] = value
     return result
+
+
+class _Settings(Protocol):
+    @property
+    def receipts_signed(self) -> bool: ...
+
+    @property
+    def receipt_secrets(self) -> Mapping[str, str]: ...
+
+
+def read_receipt(event: _Event, settings: _Settings, now: float) -> tuple[Receipt, str | None]:
+    """``POST /v1/receipts``: the receipt and the provider that signed it (None when receipts
+    are unsigned: local mode without secrets). ``now``: Unix seconds.
+
+    Raises:
+        Problem: 401 signature refused, 400 malformed JSON, 422 naming every invalid field.
+    """
+    from sms_gateway.api import signatures
+    from sms_gateway.api.models import ReceiptBody
+
+    raw = request_text(event) or ""
+    provider = None
+    if settings.receipts_signed:
+        provider = signatures.verify(event.headers, raw, settings.receipt_secrets, now)
+    payload = decode_json_body(raw)
+    try:
+        body = ReceiptBody.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_problem(field_errors(exc)) from exc
+    return body.to_domain(), provider

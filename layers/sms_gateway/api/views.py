@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sms_gateway.storage.repository import MessageRecord
+from sms_gateway.api.models import MessageView, ReceiptAnswer
+
+if TYPE_CHECKING:
+    from sms_gateway.services.receipts import ReceiptOutcome
+    from sms_gateway.storage.repository import MessageRecord
 
 
 def rfc3339(value: datetime | None) -> str | None:
@@ -13,9 +17,9 @@ def rfc3339(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def message_view(message: MessageRecord) -> dict[str, Any]:
+def message_view(message: MessageRecord) -> MessageView:
     """``GET /v1/messages/{id}``'s body."""
-    return {
+    fields = {
         "message_id": message.id,
         "status": message.status.value,
         "to": message.to_number,
@@ -33,3 +37,11 @@ def message_view(message: MessageRecord) -> dict[str, Any]:
         "sent_at": rfc3339(message.sent_at),
         "delivered_at": rfc3339(message.delivered_at),
     }
+    return MessageView.model_validate(fields)
+
+
+def receipt_view(outcome: ReceiptOutcome) -> ReceiptAnswer:
+    """``POST /v1/receipts``'s body."""
+    return ReceiptAnswer.model_validate(
+        {"message_id": outcome.message_id, "outcome": outcome.outcome, "status": outcome.status}
+    )

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sms_gateway.domain.content import CarriableText, Encoding
+from sms_gateway.domain.content import CarriableText, ContentInfo, Encoding
+from sms_gateway.domain.errors import FieldError
 
 # Namespace for message ids derived from (tenant, idempotency key, payload): uuid5 of this.
 MESSAGE_ID_NAMESPACE = uuid.UUID("6f1c1e9e-4d0b-5c47-9a43-8e2f5a1b7c3d")
@@ -69,3 +72,47 @@ class QueuedMessage(BaseModel):
     idempotency_key: CarriableText = Field(min_length=1, max_length=255)
     created_at: datetime
     expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedMessage:
+    """A request that passed every rule. ``to``: E.164; ``content``: encoding and segments;
+    ``max_attempts``: the request's or the default (maxReceiveCount); seconds for validity."""
+
+    to: str
+    body: str
+    sender_id: str | None
+    max_attempts: int
+    reference: str | None
+    validity_period: int | None
+    content: ContentInfo
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One message of a batch: ``index`` is its 0-based position in ``messages``, ``payload``
+    the JSON value as sent (its id is derived from it), and either ``message`` (valid) or
+    ``errors`` (its own field errors, fields named as in the single route: ``to``, ``body``)."""
+
+    index: int
+    payload: Any
+    message: ValidatedMessage | None
+    errors: tuple[FieldError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedBatch:
+    """A batch whose request-level shape is right; ``items`` in request order."""
+
+    items: tuple[BatchItem, ...]
+    all_or_nothing: bool
+
+    @property
+    def accepted(self) -> list[BatchItem]:
+        """The valid messages, in request order."""
+        return [item for item in self.items if item.message is not None]
+
+    @property
+    def rejected(self) -> list[BatchItem]:
+        """The invalid messages, in request order."""
+        return [item for item in self.items if item.message is None]

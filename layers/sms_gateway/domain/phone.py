@@ -40,8 +40,12 @@ class InvalidPhoneNumber(ValueError):
     """``raw`` is not a number we can send to; the message says why, for the API to show."""
 
 
-def to_e164(raw: str) -> str:
+def to_e164(raw: str, *, possible_only: bool = False) -> str:
     """Normalize a client-typed number to E.164 (``+`` then 8 to 15 digits).
+
+    ``possible_only``: skip the last check (a range the numbering plan assigns) and accept any
+    number of a possible length for a known country code: for a tenant whose numbers are newer
+    than libphonenumber's metadata (``SMS_GATEWAY_POSSIBLE_NUMBER_TENANTS``).
 
     >>> to_e164("0041 44 364 35 33")
     '+41443643533'
@@ -77,7 +81,7 @@ def to_e164(raw: str) -> str:
     reason = phonenumbers.is_possible_number_with_reason(number)
     if reason != ValidationResult.IS_POSSIBLE:
         raise InvalidPhoneNumber(_length_problem(country_code, len(national), reason))
-    if not phonenumbers.is_valid_number(number):
+    if not possible_only and not phonenumbers.is_valid_number(number):
         raise InvalidPhoneNumber(_invalid_problem(country_code, national))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

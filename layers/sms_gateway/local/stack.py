@@ -495,7 +495,9 @@ class LocalStack:
             "-H 'Idempotency-Key: demo-2' "
             '-d \'{"to":"+12025550144","body":"fail","max_attempts":2}\'',
             f"curl -sS -X POST {base}/v1/receipts {json_header} "
-            '-d \'{"message_id":"<id-from-send>","delivered_at":"2026-02-05T12:00:00Z"}\'',
+            # the handset time: now (a time before the message was created is refused)
+            '-d "{\\"message_id\\":\\"<id-from-send>\\",'
+            '\\"delivered_at\\":\\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\\"}"',
             f"curl -sS {base}/v1/messages/<id> -H 'X-Tenant-ID: tenant-1'",
         ]
 

@@ -35,10 +35,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
-from sms_gateway.api.batch import batch_problem, validate_batch_request
-from sms_gateway.api.requests import ValidatedMessage, validate_send_request
+from sms_gateway.domain.errors import IdempotencyInProgress, IdempotencyKeyReused
 from sms_gateway.domain.message import (
     QueuedMessage,
+    ValidatedBatch,
+    ValidatedMessage,
     derive_message_id,
     payload_fingerprint,
     retention_window,
@@ -61,12 +62,7 @@ class IngestQueue(MessageQueue, BatchQueue, Protocol):
     """The SendQueue as ingest writes it: one message (single route) or in batches (bulk)."""
 
 
-class IdempotencyKeyReused(Exception):
-    """The Idempotency-Key was used before with a different payload."""
-
-
-class IdempotencyInProgress(Exception):
-    """The first request with this Idempotency-Key has not finished yet."""
+__all__ = ["Accepted", "IdempotencyInProgress", "IdempotencyKeyReused", "IngestService"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +130,18 @@ class IngestService:
             config=idempotency,
         )(self._enqueue)
 
-    def accept(self, tenant_id: str, idempotency_key: str, payload: Any) -> Accepted:
-        """Accept ``payload`` (the decoded JSON body) for ``tenant_id`` under ``idempotency_key``.
+    def accept(
+        self, tenant_id: str, idempotency_key: str, validated: ValidatedMessage, payload: Any
+    ) -> Accepted:
+        """Accept one message for ``tenant_id`` under ``idempotency_key``: ``validated`` is the
+        message (checked by the API layer, :func:`sms_gateway.api.requests.validate_send_request`),
+        ``payload`` the decoded JSON body it came from (what a replay is compared with).
 
         Raises:
-            Problem: 422 validation error naming the fields (nothing is stored or queued).
             IdempotencyKeyReused: same key, different payload.
             IdempotencyInProgress: same key, first request still running.
             botocore.exceptions.ClientError: SQS or DynamoDB refused; nothing was stored.
         """
-        validated = validate_send_request(
-            payload,
-            max_segments=self._config.max_segments,
-            max_attempts_limit=self._config.max_attempts_limit,
-        )
         # Only tenant_id + idempotency_key make the key and only payload is validated;
         # "message" rides along so the idempotent step needs no shared state.
         request = {
@@ -158,10 +152,15 @@ class IngestService:
         }
         return self._once(request)
 
-    def accept_batch(self, tenant_id: str, idempotency_key: str, payload: Any) -> Accepted:
-        """Accept a bulk request (``{"messages": [...], "all_or_nothing"?}``, the decoded JSON
-        body) for ``tenant_id`` under ``idempotency_key``: one idempotency record for the
-        request, one SQS message per valid message (SendMessageBatch, 10 per call).
+    def accept_batch(
+        self, tenant_id: str, idempotency_key: str, batch: ValidatedBatch, payload: Any
+    ) -> Accepted:
+        """Accept a bulk request for ``tenant_id`` under ``idempotency_key``: ``batch`` is its
+        messages as checked by :func:`sms_gateway.api.batch.validate_batch_request` (at least
+        one valid, and none invalid under ``all_or_nothing``: the API layer answers 422
+        otherwise), ``payload`` the decoded JSON body (``{"messages": [...],
+        "all_or_nothing"?}``). One idempotency record for the request, one SQS message per
+        valid message (SendMessageBatch, 10 per call).
 
         ``body`` of the answer: ``{"messages": [{index, message_id, status: "queued", to,
         encoding, segments} | {index, status: "rejected", errors: [{field, message}]}],
@@ -169,25 +168,13 @@ class IngestService:
         itself, unless ``all_or_nothing``.
 
         Raises:
-            Problem: 422 validation error: the request's own shape (``messages`` missing,
-                empty, over 100, ...); or, naming ``messages[i].field``, any invalid message
-                under ``all_or_nothing``, or every message invalid. Nothing stored or queued.
             IdempotencyKeyReused: same key, different payload (or a single message's key).
             IdempotencyInProgress: same key, first request still running.
             BatchNotQueued: SQS did not take some messages after bounded retries (503);
                 BatchRefused (500) when it refused one as malformed.
             botocore.exceptions.ClientError: SQS or DynamoDB refused a whole call.
         """
-        batch = validate_batch_request(
-            payload,
-            max_segments=self._config.max_segments,
-            max_attempts_limit=self._config.max_attempts_limit,
-        )
         rejected = batch.rejected
-        if rejected and (batch.all_or_nothing or not batch.accepted):
-            raise batch_problem(
-                rejected, total=len(batch.items), all_or_nothing=batch.all_or_nothing
-            )
         request = {
             "tenant_id": tenant_id,
             "idempotency_key": idempotency_key,

@@ -2,8 +2,15 @@
 
 - A receipt for a ``sent`` message applies (one conditional transition + audit row) and emits
   the receipt-delay metric (seconds from ``sent_at`` to the handset delivery time).
-- A receipt for a message still ``queued``/``sending`` (the provider reported before our send
-  call returned) is kept as ``pending`` and applied by the sender right after ``sent``.
+- A receipt for a message still ``sending`` (the provider reported before our send call
+  returned) is kept as ``pending`` and applied by the sender right after ``sent``.
+- A receipt for a message with no attempt sent or in flight (``accepted``, ``queued``: not yet
+  sent, or waiting for a retry) is refused (:class:`ReceiptConflict`, 409); nothing is stored.
+- A receipt kept ``pending`` during an attempt that then ends without being sent (retry,
+  failure, dead letter) is closed as ``stale`` when the sender records that end
+  (:meth:`ReceiptService.close_waiting`), with a warning in the log.
+- A receipt whose ``delivered_at`` is before the message was created, beyond
+  :data:`~sms_gateway.domain.receipts.CLOCK_SKEW`, is refused (422); nothing is stored.
 - A receipt for a message already past ``sent`` is ``stale``: stored, nothing changes.
 - A receipt whose id matches nothing is stored ``unmatched`` and answered 404; if the sender
   later records that provider message id, it is applied then.
@@ -13,29 +20,26 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
-
-from sms_gateway.domain.content import CarriableText
+from sms_gateway.domain.errors import InvalidField, MessageNotFound, ReceiptConflict
 from sms_gateway.domain.reasons import ReasonCode
+from sms_gateway.domain.receipts import Receipt, ReceiptStatus, time_defect
 from sms_gateway.domain.states import MessageStatus
-from sms_gateway.observability import log_transition
+from sms_gateway.observability import log_transition, logger
 from sms_gateway.services.ports import Clock, MessageStore, MetricsSink, ReceiptStore
 from sms_gateway.storage.records import MessageRecord
 
-ReceiptStatus = Literal[
-    "delivered",
-    "failed",
-    "undelivered",
-    "expired",
-    "rejected",
-    "sent",
-    "accepted",
-    "enroute",
-    "buffered",
+__all__ = [
+    "RECEIPT_TARGETS",
+    "MessageNotFound",
+    "Receipt",
+    "ReceiptConflict",
+    "ReceiptOutcome",
+    "ReceiptService",
+    "ReceiptStatus",
 ]
 
 RECEIPT_TARGETS: dict[str, MessageStatus] = {
@@ -46,46 +50,21 @@ RECEIPT_TARGETS: dict[str, MessageStatus] = {
     "expired": MessageStatus.EXPIRED,
 }
 
-MessageId = Annotated[
-    CarriableText, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)
-]
-ProviderId = Annotated[
-    CarriableText, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)
-]
 
-
-class ReceiptRequest(BaseModel):
-    """``POST /v1/receipts`` body (DESIGN section 5). ``status`` defaults to ``delivered`` (the
-    seed's receipt flow sends none); ``delivered_at`` is RFC 3339 with a zone."""
-
-    model_config = ConfigDict(extra="forbid", strict=False)
-
-    message_id: MessageId | None = None
-    provider_message_id: ProviderId | None = None
-    status: ReceiptStatus = "delivered"
-    delivered_at: datetime | None = None
-    error_code: Annotated[CarriableText, StringConstraints(max_length=64)] | None = None
-
-    @field_validator("delivered_at")
-    @classmethod
-    def _sane_time(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("must carry a time zone (RFC 3339), e.g. 2026-02-05T12:00:00Z")
-        if not 2000 <= value.year <= 2100:
-            raise ValueError("must be a date between 2000 and 2100")
-        return value
-
-    @model_validator(mode="after")
-    def _one_id(self) -> ReceiptRequest:
-        if not self.message_id and not self.provider_message_id:
-            raise ValueError("one of message_id or provider_message_id is required")
-        return self
-
-
-class MessageNotFound(LookupError):
-    """No message with that id (or not the caller's: the answer is the same)."""
+def _raw(receipt: Receipt) -> str:
+    """The receipt as stored in ``receipts.raw``: its given members as JSON."""
+    fields = {
+        "message_id": receipt.message_id,
+        "provider_message_id": receipt.provider_message_id,
+        "status": receipt.status,
+        "delivered_at": (
+            receipt.delivered_at.isoformat().replace("+00:00", "Z")
+            if receipt.delivered_at
+            else None
+        ),
+        "error_code": receipt.error_code,
+    }
+    return json.dumps({k: v for k, v in fields.items() if v is not None}, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +91,7 @@ class ReceiptService:
         self._metrics = metrics
         self._clock = clock
 
-    def _find(self, request: ReceiptRequest, provider: str | None) -> MessageRecord | None:
+    def _find(self, request: Receipt, provider: str | None) -> MessageRecord | None:
         if request.message_id:
             message = self._repo.get(request.message_id)
         else:
@@ -122,7 +101,7 @@ class ReceiptService:
             return None  # a provider reports only on what it was given to send
         return message
 
-    def handle(self, request: ReceiptRequest, provider: str | None = None) -> ReceiptOutcome:
+    def handle(self, request: Receipt, provider: str | None = None) -> ReceiptOutcome:
         """Store and (when it moves the message forward) apply one receipt.
 
         ``provider``: the provider whose signature the receipt carried (None when receipts
@@ -130,10 +109,14 @@ class ReceiptService:
 
         Raises:
             MessageNotFound: neither id matches a message (the receipt is kept ``unmatched``).
+            InvalidField: ``delivered_at`` is before the message was created (beyond clock
+                skew); nothing is stored.
+            ReceiptConflict: a receipt for a message with no attempt sent or in flight
+                (``accepted``/``queued``: nothing was handed to a provider); nothing is stored.
             StorageUnavailable: the database is down (the provider should retry).
         """
         now = self._clock()
-        raw = request.model_dump_json(exclude_none=True)
+        raw = _raw(request)
         message = self._find(request, provider)
         target = RECEIPT_TARGETS.get(request.status)
 
@@ -154,11 +137,14 @@ class ReceiptService:
         if message is None:
             store(request.message_id, "unmatched")
             raise MessageNotFound("no message with that id")
-        if target is not None and message.status in (
-            MessageStatus.ACCEPTED,
-            MessageStatus.QUEUED,
-            MessageStatus.SENDING,
-        ):
+        if (defect := time_defect(request.delivered_at, message.created_at)) is not None:
+            raise InvalidField("delivered_at", defect)
+        if message.status in (MessageStatus.ACCEPTED, MessageStatus.QUEUED):
+            raise ReceiptConflict(
+                f"message {message.id} is {message.status.value}: no attempt has been sent or "
+                "is in flight, so there is nothing to report on yet"
+            )
+        if target is not None and message.status is MessageStatus.SENDING:
             store(message.id, "pending", message.attempts)
             # The sender may have recorded `sent` (and looked for waiting receipts) between our
             # read and our insert: look again, so the receipt cannot be left behind.
@@ -250,7 +236,24 @@ class ReceiptService:
             )
         return moved
 
-
-def receipt_answer(outcome: ReceiptOutcome) -> dict[str, str]:
-    """The JSON body answering a receipt."""
-    return {"message_id": outcome.message_id, "outcome": outcome.outcome, "status": outcome.status}
+    def close_waiting(self, message_id: str, attempt: int) -> int:
+        """Close, as ``stale``, the receipts kept ``pending`` during ``attempt`` of
+        ``message_id``, which ended without being sent (a retry, a failure, a dead letter):
+        they reported on a send that did not happen, and would otherwise wait forever. Called
+        by the sender when it records such an end for a message whose ``receipt_waiting``
+        flag is set; logged (``pending receipt closed as stale``) with the receipts' ids.
+        Returns how many were closed."""
+        closed = [
+            receipt.id
+            for receipt in self._receipts.take_waiting(message_id, None, None, attempt)
+            if receipt.outcome == "pending"
+        ]
+        for receipt_id in closed:
+            self._receipts.mark(receipt_id, "stale")
+        if closed:
+            logger.warning(
+                "pending receipt closed as stale: its attempt ended without being sent",
+                extra={"message_id": message_id, "attempt": attempt, "receipt_ids": closed},
+            )
+            self._metrics.add("ReceiptsClosedStale", len(closed), "Count")
+        return len(closed)

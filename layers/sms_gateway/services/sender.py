@@ -733,7 +733,10 @@ class SenderService:
                 if message_id in done.receipts_waiting:
                     self._apply_waiting(send, answer.result.provider_message_id)
                 report.outcomes[key] = SendOutcome.SENT
-            elif decided.kind is NextKind.FAIL:
+                continue
+            if message_id in done.receipts_waiting:  # this attempt ended without a send
+                self._close_waiting(message_id, send.attempt)
+            if decided.kind is NextKind.FAIL:
                 report.outcomes[key] = SendOutcome.FAILED
             elif decided.kind is NextKind.DEAD_LETTER:
                 detail = answer.error.detail if answer.error else None
@@ -743,6 +746,14 @@ class SenderService:
                 self._metrics.add("Retries", 1, "Count", provider=send.provider_name)
                 detail = answer.error.detail if answer.error else "retry"
                 report.kept[key] = RetryLater(detail, decided.delay_seconds)
+
+    def _close_waiting(self, message_id: str, attempt: int) -> None:
+        """Close the receipts kept during an attempt that ended without being sent. A failure
+        here is not the send's: logged, and the flag stays for the next end or send."""
+        try:
+            self._receipts.close_waiting(message_id, attempt)
+        except StorageUnavailable:
+            logger.warning("could not close the receipts of an unsent attempt now")
 
     def _apply_waiting(self, send: _Send, provider_message_id: str | None) -> None:
         """Apply receipts kept while the message was in flight. A failure here is not the
