@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sms_gateway.providers.config import ProviderConfig
+
 
 class AuthMode(StrEnum):
     """Where the tenant identity of an API request comes from (DESIGN section 9).
@@ -66,6 +68,12 @@ class Settings(BaseSettings):
     # provider -> HMAC secret for signed receipts, as JSON: {"provider-a": "..."}
     receipt_secrets: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
+    # name -> provider settings, as JSON (sms_gateway.providers.config): the providers route
+    # policies may name. {"eum": {"type": "end_user_messaging", "origination_identity": ...}}
+    providers: Annotated[dict[str, ProviderConfig], NoDecode] = Field(default_factory=dict)
+    # the seed's demo simulators (provider-a, provider-b, ...): the local stack and tests only
+    demo_providers: bool = False
+
     route_cache_ttl_seconds: float = Field(default=60.0, ge=0)
     route_cache_size: int = Field(default=1024, ge=1)
     default_provider: str = ""
@@ -82,6 +90,17 @@ class Settings(BaseSettings):
     rate_limit_table: str = ""
 
     @property
+    def provider_names(self) -> list[str]:
+        """The provider names route policies may use, sorted: the configured ones, plus the
+        demo simulators when ``demo_providers``."""
+        names = set(self.providers)
+        if self.demo_providers:
+            from sms_gateway.providers.simulator import demo_providers
+
+            names |= {p.name for p in demo_providers()}
+        return sorted(names)
+
+    @property
     def receipts_signed(self) -> bool:
         """Whether receipts must be signed: always when deployed (``api_key`` mode), and in
         local mode as soon as any receipt secret is configured."""
@@ -95,7 +114,7 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("provider_rates", "receipt_secrets", mode="before")
+    @field_validator("provider_rates", "receipt_secrets", "providers", mode="before")
     @classmethod
     def _parse_json(cls, value: Any) -> Any:
         if isinstance(value, str | bytes):

@@ -160,8 +160,7 @@ def sql() -> SqlContainer:
     query. The price: aws-xray-sdk's patch also wraps the ORM ``Session``, so with tracing on
     SQLAlchemy's ORM modules load with the first request (``make bench`` shows the cost)."""
     from sms_gateway.observability import PowertoolsMetrics, trace_libraries
-    from sms_gateway.providers.base import ProviderRegistry
-    from sms_gateway.providers.simulator import demo_providers
+    from sms_gateway.providers.config import build_registry
     from sms_gateway.services.dead_letter import DeadLetterService
     from sms_gateway.services.receipts import ReceiptService
     from sms_gateway.services.routing import CachedPolicyResolver
@@ -187,7 +186,7 @@ def sql() -> SqlContainer:
             max_size=s.route_cache_size,
             default_provider=s.default_provider,
         ),
-        providers=ProviderRegistry(demo_providers()),
+        providers=build_registry(s.providers, demo_simulators=s.demo_providers),
         queue=queue,
         receipts=receipts,
         metrics=metrics,

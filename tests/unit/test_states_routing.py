@@ -69,6 +69,8 @@ def test_retryable_reasons() -> None:
         "network_error",
         "timeout",
         "unknown",
+        # retryable, but retried only under an at_least_once policy (decisions)
+        "outcome_unknown",
     }
     assert not ReasonCode.PROVIDER_PERMANENT.retryable
     assert not ReasonCode.RECIPIENT_BLACKLISTED.retryable
