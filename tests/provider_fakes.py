@@ -42,11 +42,11 @@ class Recorded:
 @dataclass
 class Script:
     """What the fake answers for a number: ``refusals`` (status, JSON body), ``slow`` (seconds
-    to sleep before a success), ``reset`` (close without an answer)."""
+    to sleep before a success), ``reset`` (how many more times to close without an answer)."""
 
     refusals: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     slow: dict[str, float] = field(default_factory=dict)
-    reset: set[str] = field(default_factory=set)
+    reset: dict[str, int] = field(default_factory=dict)
 
 
 class _Fake(ThreadingHTTPServer):
@@ -69,8 +69,8 @@ class _Fake(ThreadingHTTPServer):
     def slow(self, to: str, seconds: float) -> None:
         self.script.slow[to] = seconds
 
-    def reset(self, to: str) -> None:
-        self.script.reset.add(to)
+    def reset(self, to: str, times: int = 1_000_000) -> None:
+        self.script.reset[to] = times
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -104,7 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _scripted(self, to: str) -> bool:
         script = self.server.script
-        if to in script.reset:
+        if script.reset.get(to, 0) > 0:
+            script.reset[to] -= 1
             self.close_connection = True
             self.connection.close()
             return True

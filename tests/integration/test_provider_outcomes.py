@@ -1,0 +1,207 @@
+"""Real provider types through the whole gateway (ingest -> SendQueue -> sender -> SQL), on
+SQLite, PostgreSQL and MariaDB (issue 7): every error-table row of the HTTP types ends in the
+recorded state it implies, and every unknown-outcome path follows the tenant's delivery
+guarantee.
+
+The providers are declared as a deployment declares them (``SMS_GATEWAY_PROVIDERS``), their
+secrets in moto's SSM and Secrets Manager, their APIs loopback fakes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+
+from sms_gateway import wiring
+from sms_gateway.storage.engine import make_engine
+from sms_gateway.storage.repository import RoutePolicyRepository
+from tests.provider_fakes import (
+    AGGREGATOR_SECRET,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    FakeServer,
+    fake_server,
+)
+from tests.support import Gateway
+
+# code -> (HTTP status, reason recorded when permanent, retryable): the providers' docs
+AGGREGATOR_ROWS: dict[str, tuple[int, str, bool]] = {
+    "rate_limited": (429, "rate_limited", True),
+    "temporarily_unavailable": (503, "provider_transient", True),
+    "invalid_number": (400, "invalid_number", False),
+    "unreachable_number": (400, "invalid_number", False),
+    "opted_out": (400, "opted_out", False),
+    "blocked_content": (400, "provider_permanent", False),
+    "unsupported_country": (400, "provider_permanent", False),
+    "invalid_request": (400, "validation_error", False),
+    "unauthorized": (401, "auth_failed", False),
+}
+TWILIO_ROWS: dict[str, tuple[int, str, bool]] = {
+    "20003": (401, "auth_failed", False),
+    "20429": (429, "rate_limited", True),
+    "20500": (500, "provider_transient", True),
+    "20503": (503, "provider_transient", True),
+    "21211": (400, "invalid_number", False),
+    "21614": (400, "invalid_number", False),
+    "21612": (400, "invalid_number", False),
+    "21610": (400, "opted_out", False),
+    "21408": (400, "provider_permanent", False),
+    "21606": (400, "provider_permanent", False),
+    "21617": (400, "validation_error", False),
+    "30007": (400, "recipient_blacklisted", False),
+    "21611": (400, "rate_limited", True),
+}
+
+
+@pytest.fixture
+def real(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The gateway with an ``agg`` (HTTP aggregator) and a ``tw`` (Twilio) provider, and
+    tenants routed to them: ``t-agg``/``t-tw`` (at most once), ``t-agg-alo`` (at least once)."""
+    boto3.client("ssm").put_parameter(
+        Name="/gw/twilio", Value=TWILIO_TOKEN, Type="SecureString", Overwrite=True
+    )
+    sm = boto3.client("secretsmanager")
+    try:
+        sm.create_secret(Name="gw/agg", SecretString=AGGREGATOR_SECRET)
+    except sm.exceptions.ResourceExistsException:
+        sm.put_secret_value(SecretId="gw/agg", SecretString=AGGREGATOR_SECRET)
+    parameters.clear_caches()
+    with fake_server("http") as agg, fake_server("twilio") as tw:
+        providers = {
+            "agg": {
+                "type": "http",
+                "url": agg.base_url + "/send",
+                "signing_secret": "secretsmanager:gw/agg",
+                "read_timeout": 0.5,
+            },
+            "tw": {
+                "type": "twilio",
+                "account_sid": TWILIO_SID,
+                "auth_secret": "ssm:/gw/twilio",
+                "from_number": "+12025550100",
+                "base_url": tw.base_url,
+                "read_timeout": 0.5,
+            },
+        }
+        monkeypatch.setenv("SMS_GATEWAY_PROVIDERS", json.dumps(providers))
+        engine = make_engine(gateway.dsn)
+        try:
+            policies = RoutePolicyRepository(engine)
+            now = datetime.now(UTC)
+            policies.put("t-agg", "direct", {"default_provider": "agg"}, now)
+            policies.put("t-tw", "direct", {"default_provider": "tw"}, now)
+            policies.put(
+                "t-agg-alo",
+                "direct",
+                {"default_provider": "agg", "delivery": "at_least_once"},
+                now,
+            )
+        finally:
+            engine.dispose()
+        wiring.reset()
+        yield {"gateway": gateway, "agg": agg, "tw": tw}
+    parameters.clear_caches()
+
+
+def _send(gw: Gateway, tenant: str, to: str, key: str) -> str:
+    answer = gw.post_message(tenant, key, {"to": to, "body": "hi", "max_attempts": 2})
+    assert answer.status == 202, answer.body
+    return str(answer.body["message_id"])
+
+
+def _check_rows(
+    gw: Gateway, fake: FakeServer, tenant: str, rows: dict[str, tuple[int, str, bool]], twilio: bool
+) -> None:
+    sent: dict[str, str] = {}
+    for index, (code, (status, _, _)) in enumerate(sorted(rows.items())):
+        to = f"+1202555{index:04d}"
+        body = (
+            {"code": int(code), "message": "no", "status": status}
+            if twilio
+            else {"error": {"code": code, "message": "no"}}
+        )
+        fake.refuse(to, status, body)
+        sent[code] = _send(gw, tenant, to, f"{tenant}-{code}")
+    gw.run_until_idle()
+    for code, message_id in sent.items():
+        _, reason, retryable = rows[code]
+        view = gw.get_message(tenant, message_id).body
+        outcomes = [a.outcome for a in gw.repo.attempts(message_id)]
+        if retryable:  # both attempts spent, then the dead letter
+            assert (view["status"], view["reason_code"], view["attempts"]) == (
+                "failed",
+                "dead_letter",
+                2,
+            ), code
+            assert outcomes == ["transient_error", "transient_error"], code
+        else:  # failed at once with the row's reason, no retry
+            assert (view["status"], view["reason_code"], view["attempts"]) == (
+                "failed",
+                reason,
+                1,
+            ), code
+            assert outcomes == ["permanent_error"], code
+            assert [e[2] for e in gw.repo.events(message_id)][-1] == reason
+
+
+def test_every_aggregator_row_ends_in_its_state(real: dict[str, Any]) -> None:
+    _check_rows(real["gateway"], real["agg"], "t-agg", AGGREGATOR_ROWS, twilio=False)
+
+
+def test_every_twilio_row_ends_in_its_state(real: dict[str, Any]) -> None:
+    _check_rows(real["gateway"], real["tw"], "t-tw", TWILIO_ROWS, twilio=True)
+
+
+def test_success_records_the_provider_message_id(real: dict[str, Any]) -> None:
+    gw: Gateway = real["gateway"]
+    message_id = _send(gw, "t-tw", "+12025550143", "ok")
+    gw.run_until_idle()
+    view = gw.get_message("t-tw", message_id).body
+    assert view["status"] == "sent"
+    assert view["provider"] == "tw"
+    assert view["provider_message_id"].startswith("SM")
+    assert len(real["tw"].requests) == 1
+
+
+def test_outcome_unknown_at_most_once_fails_without_a_resend(real: dict[str, Any]) -> None:
+    gw: Gateway = real["gateway"]
+    real["agg"].reset("+12025550177", times=1)
+    message_id = _send(gw, "t-agg", "+12025550177", "unknown-amo")
+    gw.run_until_idle()
+    view = gw.get_message("t-agg", message_id).body
+    assert (view["status"], view["reason_code"], view["attempts"]) == (
+        "failed",
+        "outcome_unknown",
+        1,
+    )
+    assert [a.outcome for a in gw.repo.attempts(message_id)] == ["unknown"]
+    assert len(real["agg"].requests) == 1  # never sent twice
+    assert gw.queue_depth("send") == gw.queue_depth("dlq") == 0
+
+
+def test_outcome_unknown_at_least_once_is_retried(real: dict[str, Any]) -> None:
+    gw: Gateway = real["gateway"]
+    real["agg"].reset("+12025550178", times=1)
+    message_id = _send(gw, "t-agg-alo", "+12025550178", "unknown-alo")
+    gw.run_until_idle()
+    view = gw.get_message("t-agg-alo", message_id).body
+    assert (view["status"], view["attempts"]) == ("sent", 2)
+    assert [a.outcome for a in gw.repo.attempts(message_id)] == ["unknown", "sent"]
+    # both requests carried our message id: an aggregator that keeps it can drop the second
+    assert [json.loads(r.body)["message_id"] for r in real["agg"].requests] == [message_id] * 2
+
+
+def test_slow_answer_is_outcome_unknown(real: dict[str, Any]) -> None:
+    gw: Gateway = real["gateway"]
+    real["tw"].slow("+12025550179", 1.5)
+    message_id = _send(gw, "t-tw", "+12025550179", "slow")
+    gw.run_until_idle()
+    view = gw.get_message("t-tw", message_id).body
+    assert (view["status"], view["reason_code"]) == ("failed", "outcome_unknown")
+    assert [a.outcome for a in gw.repo.attempts(message_id)] == ["unknown"]
