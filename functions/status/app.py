@@ -34,10 +34,18 @@ if TYPE_CHECKING:
 
 def status_problems() -> ProblemMap:
     """The status and receipt services' errors as HTTP answers (imported with them)."""
+    from sms_gateway.providers.secrets import SecretUnavailable
     from sms_gateway.services.receipts import MessageNotFound
 
     return {
         MessageNotFound: Problem(404, "message-not-found", "Message not found", "not found"),
+        SecretUnavailable: Problem(
+            503,
+            "dependency-unavailable",
+            "Service temporarily unavailable",
+            "a provider secret cannot be read now",
+            headers={"Retry-After": "5"},
+        ),
         StorageUnavailable: Problem(
             503,
             "storage-unavailable",
@@ -90,6 +98,42 @@ def post_receipt() -> Response[str]:
         raise validation_problem(field_errors(exc)) from exc
     outcome = container.receipts.handle(request, provider=provider)
     return json_response(202 if outcome.outcome == "pending" else 200, receipt_answer(outcome))
+
+
+@app.post("/v1/receipts/twilio/<provider>")
+@tracer.capture_method
+def post_twilio_callback(provider: str) -> Response[str]:
+    """A Twilio status callback for ``provider`` (a ``twilio`` provider of
+    ``SMS_GATEWAY_PROVIDERS``), verified by ``X-Twilio-Signature``: 200 applied or stale, 202
+    kept until the send completes, 401 bad signature, 404 no such provider or message."""
+    from urllib.parse import parse_qsl
+
+    from sms_gateway.api import twilio_callbacks
+    from sms_gateway.services.receipts import ReceiptRequest, receipt_answer
+
+    container = wiring.sql()
+    config = container.settings.providers.get(provider)
+    if config is None or config.type != "twilio":
+        raise Problem(404, "not-found", "Not found", "no such Twilio provider")
+    event = app.current_event
+    raw = request_text_of(event)
+    params = parse_qsl(raw, keep_blank_values=True)
+    token = wiring.provider_secret(config.callback_secret or config.auth_secret)
+    urls = twilio_callbacks.request_urls(event.raw_event, config.status_callback_url)
+    signature = event.headers.get("X-Twilio-Signature") or ""
+    if not twilio_callbacks.signature_valid(token, urls, params, signature):
+        raise twilio_callbacks.refused("X-Twilio-Signature does not match the URL and form")
+    query = event.query_string_parameters or {}
+    request = ReceiptRequest.model_validate(twilio_callbacks.receipt_payload(params, query))
+    outcome = container.receipts.handle(request, provider=provider)
+    return json_response(202 if outcome.outcome == "pending" else 200, receipt_answer(outcome))
+
+
+def request_text_of(event: Any) -> str:
+    """The raw body as text (base64 undone)."""
+    from sms_gateway.api.requests import request_text
+
+    return request_text(event) or ""
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -239,6 +239,17 @@ def rate_limiter() -> SendRateLimiter:
     )
 
 
+def provider_secret(reference: str) -> str:
+    """A provider secret (Secrets Manager or SSM, cached by Powertools parameters).
+
+    Raises:
+        SecretUnavailable: it cannot be read.
+    """
+    from sms_gateway.providers.secrets import read_secret
+
+    return read_secret(reference)
+
+
 def reset() -> None:
     """Forget every cached container (tests, after changing the environment)."""
     if sql.cache_info().currsize:

@@ -254,9 +254,13 @@ def test_database_functions_get_dsn_secret_and_optional_vpc(
         "SubnetIds": ["subnet-1", "subnet-2"],
         "SecurityGroupIds": ["sg-1"],
     }
-    secret_policy = [p for p in props(template, logical_id)["Policies"] if "Fn::If" in p]
-    assert len(secret_policy) == 1
-    assert secret_policy[0]["Fn::If"][0] == "HasDbSecret"
+    secret_policy = [
+        p
+        for p in props(template, logical_id)["Policies"]
+        if "Fn::If" in p and p["Fn::If"][0] == "HasDbSecret"
+    ]
+    assert len(secret_policy) == 1  # (the providers' conditional policies: test_template_providers)
+    assert "AWSSecretsManagerGetSecretValuePolicy" in secret_policy[0]["Fn::If"][1]
     assert template.parameters["DatabaseDsn"]["NoEcho"] is True
 
 
@@ -273,6 +277,7 @@ def test_api_routes_and_api_key_auth(
         ("POST", "/v1/messages/batch", "IngestFunction"),
         ("GET", "/v1/messages/{message_id}", "StatusFunction"),
         ("POST", "/v1/receipts", "StatusFunction"),
+        ("POST", "/v1/receipts/twilio/{provider}", "StatusFunction"),
     }
     api = props(template, "SmsApi")
     assert api["StageName"] == {"Ref": "Stage"}
@@ -281,8 +286,9 @@ def test_api_routes_and_api_key_auth(
     assert api["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
     assert api["TracingEnabled"] is True
     # receipts are signed by providers; an API key would make a provider a tenant
-    receipt_event = props(template, "StatusFunction")["Events"]["PostReceipt"]["Properties"]
-    assert receipt_event["Auth"] == {"ApiKeyRequired": False}
+    for receipt in ("PostReceipt", "PostTwilioCallback"):
+        receipt_event = props(template, "StatusFunction")["Events"][receipt]["Properties"]
+        assert receipt_event["Auth"] == {"ApiKeyRequired": False}
     # both ingest routes keep the API's default: an API key is required (it is the tenant)
     for event_name in ("SendMessage", "SendMessageBatch"):
         assert "Auth" not in props(template, "IngestFunction")["Events"][event_name]["Properties"]

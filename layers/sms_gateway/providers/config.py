@@ -89,7 +89,9 @@ class TwilioConfig(_Base):
     + the API key secret (``auth_secret`` references whichever). Either
     ``messaging_service_sid`` or ``from_number`` (a message's own ``from`` wins over it).
     ``status_callback_url``: our receipts route for this provider (its full public URL, the
-    one Twilio signs). ``base_url``: Twilio's API (a loopback server in tests)."""
+    one Twilio signs). ``callback_secret``: the account auth token that signs callbacks, when
+    ``auth_secret`` is an API key's secret (default: ``auth_secret``). ``base_url``: Twilio's
+    API (a loopback server in tests)."""
 
     type: Literal["twilio"]
     account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
@@ -98,12 +100,13 @@ class TwilioConfig(_Base):
     messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
     from_number: str | None = None
     status_callback_url: str | None = Field(default=None, pattern=r"^https?://")
+    callback_secret: str | None = None
     base_url: str = Field(default="https://api.twilio.com", pattern=r"^https?://")
 
-    @field_validator("auth_secret")
+    @field_validator("auth_secret", "callback_secret")
     @classmethod
-    def _reference(cls, value: str) -> str:
-        return _secret_reference(value)
+    def _reference(cls, value: str | None) -> str | None:
+        return None if value is None else _secret_reference(value)
 
 
 class HttpAggregatorConfig(_Base):
