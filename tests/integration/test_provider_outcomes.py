@@ -9,10 +9,14 @@ secrets in moto's SSM and Secrets Manager, their APIs loopback fakes.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 import pytest
@@ -28,7 +32,7 @@ from tests.provider_fakes import (
     FakeServer,
     fake_server,
 )
-from tests.support import Gateway
+from tests.support import Gateway, api_event
 
 # code -> (HTTP status, reason recorded when permanent, retryable): the providers' docs
 AGGREGATOR_ROWS: dict[str, tuple[int, str, bool]] = {
@@ -205,3 +209,73 @@ def test_slow_answer_is_outcome_unknown(real: dict[str, Any]) -> None:
     view = gw.get_message("t-tw", message_id).body
     assert (view["status"], view["reason_code"]) == ("failed", "outcome_unknown")
     assert [a.outcome for a in gw.repo.attempts(message_id)] == ["unknown"]
+
+
+# ---- Twilio status callbacks ------------------------------------------------------------
+
+HOST = "1234567890.execute-api.us-east-1.amazonaws.com"  # the sample event's Host
+
+
+def _twilio_sign(token: str, url: str, form: list[tuple[str, str]]) -> str:
+    """Twilio's documented algorithm, written out: URL, then each name+value sorted by name
+    (no repeated names here), HMAC-SHA1 with the auth token, base64."""
+    text = url + "".join(name + value for name, value in sorted(form))
+    return base64.b64encode(hmac.new(token.encode(), text.encode(), hashlib.sha1).digest()).decode()
+
+
+def _callback(
+    gw: Gateway, message_id: str, form: list[tuple[str, str]], *, port: str = "", token: str = ""
+) -> Any:
+    url = f"https://{HOST}{port}/dev/v1/receipts/twilio/tw?message_id={message_id}"
+    event = api_event(
+        "POST",
+        "/v1/receipts/twilio/tw",
+        body=urlencode(form),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": _twilio_sign(token or TWILIO_TOKEN, url, form),
+        },
+        path_parameters={"provider": "tw"},
+    )
+    event["resource"] = event["requestContext"]["resourcePath"] = "/v1/receipts/twilio/{provider}"
+    event["queryStringParameters"] = {"message_id": message_id}
+    event["multiValueQueryStringParameters"] = {"message_id": [message_id]}
+    return gw.api("status", event)
+
+
+def _sent_via_twilio(real: dict[str, Any], key: str) -> tuple[Gateway, str, str]:
+    gw: Gateway = real["gateway"]
+    message_id = _send(gw, "t-tw", "+12025550143", key)
+    gw.run_until_idle()
+    view = gw.get_message("t-tw", message_id).body
+    assert view["status"] == "sent"
+    return gw, message_id, str(view["provider_message_id"])
+
+
+@pytest.mark.parametrize("port", ["", ":443"])
+def test_twilio_delivered_callback_is_verified_and_applied(real: dict[str, Any], port: str) -> None:
+    gw, message_id, sid = _sent_via_twilio(real, f"cb-{port}")
+    form = [("MessageSid", sid), ("MessageStatus", "delivered"), ("AccountSid", TWILIO_SID)]
+    answer = _callback(gw, message_id, form, port=port)
+    assert answer.status == 200, answer.body
+    assert gw.get_message("t-tw", message_id).body["status"] == "delivered"
+
+
+def test_twilio_undelivered_callback_keeps_the_error_code(real: dict[str, Any]) -> None:
+    gw, message_id, sid = _sent_via_twilio(real, "cb-undelivered")
+    form = [("MessageSid", sid), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")]
+    assert _callback(gw, message_id, form).status == 200
+    view = gw.get_message("t-tw", message_id).body
+    assert (view["status"], view["reason_detail"]) == (
+        "failed",
+        "receipt: failed (twilio:30003)",
+    )
+
+
+def test_twilio_callback_with_a_wrong_signature_changes_nothing(real: dict[str, Any]) -> None:
+    gw, message_id, sid = _sent_via_twilio(real, "cb-forged")
+    form = [("MessageSid", sid), ("MessageStatus", "delivered")]
+    answer = _callback(gw, message_id, form, token="not-the-auth-token")
+    assert answer.status == 401
+    assert answer.body["type"].endswith("#receipt-signature-invalid")
+    assert gw.get_message("t-tw", message_id).body["status"] == "sent"
