@@ -51,6 +51,7 @@ class Script:
 
 class _Fake(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # a batch's parallel sends connect at once
 
     def __init__(self, kind: str) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

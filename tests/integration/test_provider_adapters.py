@@ -325,7 +325,7 @@ def twilio_config(server: FakeServer | str, **changes: Any) -> TwilioConfig:
         "from_number": "+12025550100",
         "status_callback_url": "https://api.example.com/prod/v1/receipts/twilio/twilio-us",
         "base_url": server if isinstance(server, str) else server.base_url,
-        "read_timeout": 0.5,
+        "read_timeout": 10,
     }
     return TwilioConfig.model_validate({**base, **changes})
 
@@ -479,7 +479,7 @@ def aggregator_config(server: FakeServer) -> HttpAggregatorConfig:
         type="http",
         url=server.base_url + "/sms",
         signing_secret="secretsmanager:sms-gateway/aggregator#signing_secret",
-        read_timeout=0.3,
+        read_timeout=10,
     )
 
 

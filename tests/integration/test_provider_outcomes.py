@@ -82,7 +82,7 @@ def real(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
                 "type": "http",
                 "url": agg.base_url + "/send",
                 "signing_secret": "secretsmanager:gw/agg",
-                "read_timeout": 0.5,
+                "read_timeout": 10,
             },
             "tw": {
                 "type": "twilio",
@@ -90,9 +90,11 @@ def real(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
                 "auth_secret": "ssm:/gw/twilio",
                 "from_number": "+12025550100",
                 "base_url": tw.base_url,
-                "read_timeout": 0.5,
+                "read_timeout": 10,  # generous: a loaded machine must not look like a timeout
             },
         }
+        # the same API with a short read timeout, for the slow-answer case
+        providers["tw-short"] = {**providers["tw"], "read_timeout": 0.3}
         monkeypatch.setenv("SMS_GATEWAY_PROVIDERS", json.dumps(providers))
         engine = make_engine(gateway.dsn)
         try:
@@ -100,6 +102,7 @@ def real(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
             now = datetime.now(UTC)
             policies.put("t-agg", "direct", {"default_provider": "agg"}, now)
             policies.put("t-tw", "direct", {"default_provider": "tw"}, now)
+            policies.put("t-tw-short", "direct", {"default_provider": "tw-short"}, now)
             policies.put(
                 "t-agg-alo",
                 "direct",
@@ -204,9 +207,9 @@ def test_outcome_unknown_at_least_once_is_retried(real: dict[str, Any]) -> None:
 def test_slow_answer_is_outcome_unknown(real: dict[str, Any]) -> None:
     gw: Gateway = real["gateway"]
     real["tw"].slow("+12025550179", 1.5)
-    message_id = _send(gw, "t-tw", "+12025550179", "slow")
+    message_id = _send(gw, "t-tw-short", "+12025550179", "slow")
     gw.run_until_idle()
-    view = gw.get_message("t-tw", message_id).body
+    view = gw.get_message("t-tw-short", message_id).body
     assert (view["status"], view["reason_code"]) == ("failed", "outcome_unknown")
     assert [a.outcome for a in gw.repo.attempts(message_id)] == ["unknown"]
 
