@@ -36,7 +36,7 @@ import pytest
 from moto import mock_aws
 from sqlalchemy import event
 
-from bench import bulk_figures, cold_figures
+from bench import bulk_figures, cold_figures, provider_figures
 from sms_gateway import wiring
 from tests import conftest  # the bench drives the same in-process harness as the tests
 from tests.support import Gateway, load_handler
@@ -174,6 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     run_path(args.messages)
     cold_figures.print_figures(max(7, args.pairs))
+    provider_figures.print_figures(max(7, args.pairs))
     bulk_figures.report()
     from bench import sql_figures  # the sender's SQL figures on PostgreSQL (issue 6)
 

@@ -431,6 +431,7 @@ def _gateway(
         "SMS_GATEWAY_RETRY_BASE_SECONDS": "0",
         "SMS_GATEWAY_RETRY_MAX_SECONDS": "0",
         "SMS_GATEWAY_LEASE_SECONDS": "30",
+        "SMS_GATEWAY_DEMO_PROVIDERS": "true",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -1,5 +1,6 @@
-"""StatusFunction: ``GET /v1/messages/{message_id}`` (tenant-scoped) and ``POST /v1/receipts``
-(delivery receipts from providers).
+"""StatusFunction: ``GET /v1/messages/{message_id}`` (tenant-scoped), ``POST /v1/receipts``
+(delivery receipts from providers) and ``POST /v1/receipts/twilio/{provider}`` (Twilio's
+status callbacks).
 
 Cold start: the module loads Powertools' logger, metrics and tracer, and the SQL stack its
 services are built on (SQLAlchemy, pydantic, the stores and services: about 1 s of CPU) in the
@@ -98,6 +99,56 @@ def post_receipt() -> Response[ReceiptAnswer]:
 
     container = wiring.sql()
     receipt, provider = read_receipt(app.current_event, container.settings, time.time())
+    outcome = container.receipts.handle(receipt, provider=provider)
+    return json_response(202 if outcome.outcome == "pending" else 200, receipt_view(outcome))
+
+
+@app.post(
+    "/v1/receipts/twilio/<provider>",
+    RouteDoc(
+        "Twilio status callback for a twilio provider (form-encoded, as Twilio posts it)",
+        answers={200: "ReceiptAnswer", 202: "ReceiptAnswer"},
+        problems={
+            401: ("receipt-signature-invalid",),
+            404: ("not-found", "message-not-found"),
+            409: ("receipt-without-attempt",),
+            422: ("validation-error",),
+            500: ("internal-error",),
+            503: ("storage-unavailable", "dependency-unavailable"),
+        },
+        request_headers={
+            "X-Twilio-Signature": "base64 HMAC-SHA1 of the callback URL and the sorted form "
+            "fields with the provider's auth token (Twilio's webhook security)"
+        },
+        auth="receipt_signature",
+    ),
+)
+@tracer.capture_method
+def post_twilio_callback(provider: str) -> Response[ReceiptAnswer]:
+    """A Twilio status callback for ``provider`` (a ``twilio`` provider of
+    ``SMS_GATEWAY_PROVIDERS``), verified by ``X-Twilio-Signature``: 200 applied or stale, 202
+    kept until the send completes, 401 bad signature, 404 no such provider or message, 409 no
+    attempt sent or in flight."""
+    from urllib.parse import parse_qsl
+
+    from sms_gateway.api import twilio_callbacks
+    from sms_gateway.api.errors import KINDS
+    from sms_gateway.api.requests import receipt_from_payload, request_text
+    from sms_gateway.api.views import receipt_view
+
+    container = wiring.sql()
+    config = container.settings.providers.get(provider)
+    if config is None or config.type != "twilio":
+        raise KINDS["not-found"].problem("no such Twilio provider")
+    event = app.current_event
+    params = parse_qsl(request_text(event) or "", keep_blank_values=True)
+    token = wiring.provider_secret(config.callback_secret or config.auth_secret)
+    urls = twilio_callbacks.request_urls(event.raw_event, config.status_callback_url)
+    signature = event.headers.get("X-Twilio-Signature") or ""
+    if not twilio_callbacks.signature_valid(token, urls, params, signature):
+        raise twilio_callbacks.refused("X-Twilio-Signature does not match the URL and form")
+    query = event.query_string_parameters or {}
+    receipt = receipt_from_payload(twilio_callbacks.receipt_payload(params, query))
     outcome = container.receipts.handle(receipt, provider=provider)
     return json_response(202 if outcome.outcome == "pending" else 200, receipt_view(outcome))
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sms_gateway.providers.config import ProviderConfig
 from sms_gateway.storage.kinds import DatabaseEngine
 
 
@@ -77,6 +78,12 @@ class Settings(BaseSettings):
     # provider -> HMAC secret for signed receipts, as JSON: {"provider-a": "..."}
     receipt_secrets: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
+    # name -> provider settings, as JSON (sms_gateway.providers.config): the providers route
+    # policies may name. {"eum": {"type": "end_user_messaging", "origination_identity": ...}}
+    providers: Annotated[dict[str, ProviderConfig], NoDecode] = Field(default_factory=dict)
+    # the seed's demo simulators (provider-a, provider-b, ...): the local stack and tests only
+    demo_providers: bool = False
+
     route_cache_ttl_seconds: float = Field(default=60.0, ge=0)
     route_cache_size: int = Field(default=1024, ge=1)
     default_provider: str = ""
@@ -102,6 +109,17 @@ class Settings(BaseSettings):
     problem_type_base: str = Field(
         default="https://sms-gateway.example/docs/problems.md#", min_length=1
     )
+
+    @property
+    def provider_names(self) -> list[str]:
+        """The provider names route policies may use, sorted: the configured ones, plus the
+        demo simulators when ``demo_providers``."""
+        names = set(self.providers)
+        if self.demo_providers:
+            from sms_gateway.providers.simulator import demo_providers
+
+            names |= {p.name for p in demo_providers()}
+        return sorted(names)
 
     @property
     def receipts_signed(self) -> bool:
@@ -143,7 +161,7 @@ class Settings(BaseSettings):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("provider_rates", "receipt_secrets", mode="before")
+    @field_validator("provider_rates", "receipt_secrets", "providers", mode="before")
     @classmethod
     def _parse_json(cls, value: Any) -> Any:
         if isinstance(value, str | bytes):

@@ -198,8 +198,7 @@ def sql() -> SqlContainer:
     query. The price: aws-xray-sdk's patch also wraps the ORM ``Session``, so with tracing on
     SQLAlchemy's ORM modules load with the first request (``make bench`` shows the cost)."""
     from sms_gateway.observability import PowertoolsMetrics, trace_libraries
-    from sms_gateway.providers.base import ProviderRegistry
-    from sms_gateway.providers.simulator import demo_providers
+    from sms_gateway.providers.config import build_registry
     from sms_gateway.services.dead_letter import DeadLetterService
     from sms_gateway.services.receipts import ReceiptService
     from sms_gateway.services.routing import CachedPolicyResolver
@@ -224,7 +223,7 @@ def sql() -> SqlContainer:
             max_size=s.route_cache_size,
             default_provider=s.default_provider,
         ),
-        providers=ProviderRegistry(demo_providers()),
+        providers=build_registry(s.providers, demo_simulators=s.demo_providers),
         queue=queue,
         receipts=receipts,
         metrics=metrics,
@@ -274,6 +273,17 @@ def rate_limiter() -> SendRateLimiter:
         utc_now,
         penalties={name: r.penalty_seconds for name, r in s.provider_rates.items()},
     )
+
+
+def provider_secret(reference: str) -> str:
+    """A provider secret (Secrets Manager or SSM, cached by Powertools parameters).
+
+    Raises:
+        SecretUnavailable: it cannot be read.
+    """
+    from sms_gateway.providers.secrets import read_secret
+
+    return read_secret(reference)
 
 
 def reset() -> None:

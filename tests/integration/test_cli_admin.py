@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from sms_gateway.domain.routing import Strategy
+from sms_gateway.domain.routing import Delivery, Strategy
 from sms_gateway.local.cli import main
 from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.repository import RoutePolicyRepository
 
 
-def test_migrate_then_set_a_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_migrate_then_set_a_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMS_GATEWAY_DEMO_PROVIDERS", "true")
     dsn = f"sqlite:///{tmp_path / 'ops.db'}"
     assert main(["migrate", "--dsn", dsn]) == 0
     payload = '{"providers": [{"provider": "provider-a"}, {"provider": "provider-b"}]}'
@@ -39,10 +43,61 @@ def test_migrate_then_set_a_policy(tmp_path: Path, capsys: pytest.CaptureFixture
         ("direct", '{"default_provider": "nope"}'),
     ],
 )
-def test_bad_policy_is_refused(tmp_path: Path, strategy: str, payload: str) -> None:
+def test_bad_policy_is_refused(
+    tmp_path: Path, strategy: str, payload: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMS_GATEWAY_DEMO_PROVIDERS", "true")
     dsn = f"sqlite:///{tmp_path / 'ops.db'}"
     assert main(["migrate", "--dsn", dsn]) == 0
     assert main(["policy", "acme", strategy, payload, "--dsn", dsn]) == 2
+
+
+TWILIO = {
+    "type": "twilio",
+    "account_sid": "AC" + "0" * 32,
+    "auth_secret": "ssm:/sms-gateway/twilio-token",
+    "from_number": "+12025550100",
+}
+
+
+def test_policy_names_only_declared_providers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment without SMS_GATEWAY_DEMO_PROVIDERS has no simulators: a policy naming
+    provider-a is refused, one naming the declared Twilio provider is written."""
+    monkeypatch.delenv("SMS_GATEWAY_DEMO_PROVIDERS", raising=False)
+    monkeypatch.setenv("SMS_GATEWAY_PROVIDERS", json.dumps({"twilio-us": TWILIO}))
+    dsn = f"sqlite:///{tmp_path / 'ops.db'}"
+    assert main(["migrate", "--dsn", dsn]) == 0
+    direct = '{"default_provider": "provider-a"}'
+    assert main(["policy", "acme", "direct", direct, "--dsn", dsn]) == 2
+    assert "unknown provider(s) provider-a; the deployment declares twilio-us" in (
+        capsys.readouterr().err
+    )
+    twilio = '{"default_provider": "twilio-us", "delivery": "at_least_once"}'
+    assert main(["policy", "acme", "direct", twilio, "--dsn", dsn]) == 0
+    engine = make_engine(dsn)
+    try:
+        policy = RoutePolicyRepository(engine).get("acme")
+    finally:
+        engine.dispose()
+    assert policy is not None
+    assert (policy.providers, policy.delivery) == (("twilio-us",), Delivery.AT_LEAST_ONCE)
+
+
+def test_policy_refuses_invalid_provider_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret written into the configuration instead of referenced is refused by name."""
+    monkeypatch.setenv(
+        "SMS_GATEWAY_PROVIDERS", json.dumps({"t": {**TWILIO, "auth_secret": "plain-token"}})
+    )
+    dsn = f"sqlite:///{tmp_path / 'ops.db'}"
+    assert main(["migrate", "--dsn", dsn]) == 0
+    assert main(["policy", "acme", "direct", '{"default_provider": "t"}', "--dsn", dsn]) == 2
+    err = capsys.readouterr().err
+    assert "SMS_GATEWAY_PROVIDERS" in err
+    assert "must reference a secret" in err
 
 
 @pytest.mark.parametrize(

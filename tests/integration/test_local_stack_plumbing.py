@@ -692,7 +692,7 @@ def lambda_handler(event, context):
     env = {key: os.environ.get(key) for key in (
         "WORK_QUEUE_URL", "TABLE_NAME", "STACK_REGION", "SMS_GATEWAY_AUTH_MODE",
         "SMS_GATEWAY_MESSAGE_DSN", "SMS_GATEWAY_RETRY_BASE_SECONDS", "AWS_ENDPOINT_URL",
-        "POWERTOOLS_TRACE_DISABLED",
+        "POWERTOOLS_TRACE_DISABLED", "SMS_GATEWAY_DEMO_PROVIDERS", "SMS_GATEWAY_PROVIDERS",
     )}
     context_seen = {
         "function_name": context.function_name,
@@ -821,6 +821,10 @@ def test_local_stack_end_to_end_on_a_throwaway_template(
     throwaway_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SMS_GATEWAY_RETRY_BASE_SECONDS", raising=False)
+    loopback = (
+        '{"agg": {"type": "http", "url": "http://127.0.0.1:8085/send", "signing_secret": "ssm:/a"}}'
+    )
+    monkeypatch.setenv("SMS_GATEWAY_PROVIDERS", loopback)
     before = dict(os.environ)
     records = tmp_path / "records"
     dsn = f"sqlite:///{tmp_path / 'x.db'}"
@@ -861,6 +865,9 @@ def test_local_stack_end_to_end_on_a_throwaway_template(
         assert env["SMS_GATEWAY_AUTH_MODE"] == "local"  # local mode beats the template
         assert env["SMS_GATEWAY_MESSAGE_DSN"] == dsn
         assert env["SMS_GATEWAY_RETRY_BASE_SECONDS"] == "1"
+        # the demo simulators are wired locally, and a loopback provider can be named
+        assert env["SMS_GATEWAY_DEMO_PROVIDERS"] == "true"
+        assert env["SMS_GATEWAY_PROVIDERS"] == loopback
         assert env["AWS_ENDPOINT_URL"] == stack.moto_endpoint
         assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
 

@@ -33,7 +33,17 @@ LATER = {
     # the status function loads its SQL stack at init (its first request has a 10 s Timeout)
     "StatusFunction": {"boto3", "phonenumbers", "aws_lambda_powertools.event_handler"},
     # the batch consumers' modules need SQLAlchemy and pydantic (their services' types)
-    "SenderFunction": {"boto3", "phonenumbers", "aws_lambda_powertools.event_handler"},
+    "SenderFunction": {
+        "boto3",
+        "phonenumbers",
+        "aws_lambda_powertools.event_handler",
+        # provider types load with the first request, and only the configured ones
+        "sms_gateway.providers.simulator",
+        "sms_gateway.providers.end_user_messaging",
+        "sms_gateway.providers.sns",
+        "sms_gateway.providers.twilio",
+        "sms_gateway.providers.aggregator",
+    },
     "DlqFunction": {"boto3", "phonenumbers", "aws_lambda_powertools.event_handler"},
 }
 DIRS = {
@@ -65,3 +75,45 @@ def test_import_app_loads_only_what_init_needs(logical_id: str) -> None:
     assert "aws_xray_sdk.core" in loaded  # tracing is on, as deployed
     assert loaded & NEVER == set()
     assert loaded & LATER[logical_id] == set()
+
+
+PROVIDER_MODULES = {
+    "simulator": "sms_gateway.providers.simulator",
+    "end_user_messaging": "sms_gateway.providers.end_user_messaging",
+    "sns": "sms_gateway.providers.sns",
+    "twilio": "sms_gateway.providers.twilio",
+    "http": "sms_gateway.providers.aggregator",
+}
+ONE_OF_EACH = {
+    "simulator": {"type": "simulator"},
+    "end_user_messaging": {"type": "end_user_messaging", "origination_identity": "pool-1"},
+    "sns": {"type": "sns"},
+    "twilio": {
+        "type": "twilio",
+        "account_sid": "AC" + "0" * 32,
+        "auth_secret": "ssm:/t",
+        "from_number": "+12025550100",
+    },
+    "http": {"type": "http", "url": "https://agg.example", "signing_secret": "ssm:/a"},
+}
+REGISTRY_PROBE = (
+    "import json, sys\n"
+    "from sms_gateway.providers.config import build_registry, parse_providers\n"
+    "build_registry(parse_providers(json.loads(sys.argv[1])))\n"
+    "print(json.dumps(sorted(m for m in sys.modules if m.startswith('sms_gateway.providers.'))))"
+)
+
+
+@pytest.mark.parametrize("kind", sorted(PROVIDER_MODULES))
+def test_sender_imports_only_the_configured_provider_types(kind: str) -> None:
+    """Declaring one type loads its module and no other type's (lazy imports per type)."""
+    run = subprocess.run(
+        [sys.executable, "-c", REGISTRY_PROBE, json.dumps({"p": ONE_OF_EACH[kind]})],
+        cwd=REPO_ROOT,
+        env={"PYTHONPATH": str(REPO_ROOT / "layers"), "PATH": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    loaded = set(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert loaded & set(PROVIDER_MODULES.values()) == {PROVIDER_MODULES[kind]}

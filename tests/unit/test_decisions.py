@@ -202,3 +202,42 @@ def test_every_path_ends_terminal_within_max_attempts(
     assert dead or statuses[-1] in FINAL
     if dead:
         assert statuses[-1] is S.QUEUED  # handed to the DLQ, whose function fails it
+
+
+@pytest.mark.parametrize(
+    ("attempt", "max_attempts", "at_least_once", "kind", "target", "delay"),
+    [
+        # at most once (the default): failed at once, whatever attempts remain
+        (1, 3, False, NextKind.FAIL, MessageStatus.FAILED, 0),
+        (3, 3, False, NextKind.FAIL, MessageStatus.FAILED, 0),
+        # at least once: as a transient failure (backoff 30 * 2^(n-1), then the dead letter)
+        (1, 3, True, NextKind.RETRY, MessageStatus.QUEUED, 30),
+        (2, 3, True, NextKind.RETRY, MessageStatus.QUEUED, 60),
+        (3, 3, True, NextKind.DEAD_LETTER, MessageStatus.QUEUED, 0),
+    ],
+)
+def test_outcome_unknown_follows_the_delivery_guarantee(
+    attempt: int,
+    max_attempts: int,
+    at_least_once: bool,
+    kind: NextKind,
+    target: MessageStatus,
+    delay: int,
+) -> None:
+    decided = decide_after_attempt(
+        attempt,
+        max_attempts,
+        AttemptOutcome.OUTCOME_UNKNOWN,
+        retry_base_seconds=30,
+        retry_max_seconds=900,
+        at_least_once=at_least_once,
+    )
+    assert (decided.kind, decided.target, decided.delay_seconds) == (kind, target, delay)
+
+
+def test_an_adapter_bug_is_still_retried_under_at_most_once() -> None:
+    """``unknown`` (not a provider's answer) keeps its retry; only ``outcome_unknown`` fails."""
+    decided = decide_after_attempt(
+        1, 3, AttemptOutcome.UNKNOWN, retry_base_seconds=30, retry_max_seconds=900
+    )
+    assert decided.kind is NextKind.RETRY

@@ -37,6 +37,7 @@ def test_document_covers_every_route_status_header_and_problem_type() -> None:
         ("POST", "/v1/messages/batch"),
         ("GET", "/v1/messages/{message_id}"),
         ("POST", "/v1/receipts"),
+        ("POST", "/v1/receipts/twilio/{provider}"),
     }
     send = ops["POST", "/v1/messages"]
     assert set(send["responses"]) == {"202", "400", "401", "409", "422", "500", "503"}

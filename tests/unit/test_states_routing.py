@@ -9,6 +9,7 @@ import pytest
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.retry import backoff_seconds
 from sms_gateway.domain.routing import (
+    Delivery,
     InvalidRoutePolicy,
     RoutePolicy,
     Strategy,
@@ -69,6 +70,8 @@ def test_retryable_reasons() -> None:
         "network_error",
         "timeout",
         "unknown",
+        # retryable, but retried only under an at_least_once policy (decisions)
+        "outcome_unknown",
     }
     assert not ReasonCode.PROVIDER_PERMANENT.retryable
     assert not ReasonCode.RECIPIENT_BLACKLISTED.retryable
@@ -202,3 +205,22 @@ def test_missing_policy_uses_default_provider_or_raises() -> None:
     ).providers == ("z",)
     with pytest.raises(NoRoutePolicy):
         CachedPolicyResolver(store, ttl_seconds=1, max_size=1).resolve("nobody")
+
+
+@pytest.mark.parametrize(
+    ("payload", "delivery"),
+    [
+        ({"default_provider": "a"}, Delivery.AT_MOST_ONCE),
+        ({"default_provider": "a", "delivery": "at_most_once"}, Delivery.AT_MOST_ONCE),
+        ({"default_provider": "a", "delivery": "at_least_once"}, Delivery.AT_LEAST_ONCE),
+    ],
+)
+def test_policy_delivery_guarantee_defaults_to_at_most_once(
+    payload: dict[str, str], delivery: Delivery
+) -> None:
+    assert parse_policy("t", "direct", payload).delivery is delivery
+
+
+def test_policy_refuses_an_unknown_delivery_guarantee() -> None:
+    with pytest.raises(InvalidRoutePolicy, match="'delivery' must be"):
+        parse_policy("t", "failover", {"providers": [{"provider": "a"}], "delivery": "twice"})

@@ -277,6 +277,7 @@ def test_api_routes_and_api_key_auth(
         ("POST", "/v1/messages/batch", "IngestFunction"),
         ("GET", "/v1/messages/{message_id}", "StatusFunction"),
         ("POST", "/v1/receipts", "StatusFunction"),
+        ("POST", "/v1/receipts/twilio/{provider}", "StatusFunction"),
     }
     api = props(template, "SmsApi")
     assert api["StageName"] == {"Ref": "Stage"}
@@ -285,8 +286,9 @@ def test_api_routes_and_api_key_auth(
     assert api["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
     assert api["TracingEnabled"] is True
     # receipts are signed by providers; an API key would make a provider a tenant
-    receipt_event = props(template, "StatusFunction")["Events"]["PostReceipt"]["Properties"]
-    assert receipt_event["Auth"] == {"ApiKeyRequired": False}
+    for receipt in ("PostReceipt", "PostTwilioCallback"):
+        receipt_event = props(template, "StatusFunction")["Events"][receipt]["Properties"]
+        assert receipt_event["Auth"] == {"ApiKeyRequired": False}
     # both ingest routes keep the API's default: an API key is required (it is the tenant)
     for event_name in ("SendMessage", "SendMessageBatch"):
         assert "Auth" not in props(template, "IngestFunction")["Events"][event_name]["Properties"]

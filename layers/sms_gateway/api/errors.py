@@ -111,6 +111,7 @@ def error_map() -> dict[type[Exception], Callable[[Exception], Problem]]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from sms_gateway.domain import errors
+    from sms_gateway.providers.secrets import SecretUnavailable
     from sms_gateway.services.bulk import BatchNotQueued, BatchRefused
     from sms_gateway.storage.errors import StorageUnavailable
 
@@ -128,6 +129,10 @@ def error_map() -> dict[type[Exception], Callable[[Exception], Problem]]:
         # SQS refused an entry as malformed: a bug of ours, a retry would fail again.
         BatchRefused: lambda exc: KINDS["internal-error"].problem(str(exc)),
         StorageUnavailable: lambda exc: KINDS["storage-unavailable"].problem(),
+        # A provider's secret (a Twilio callback's auth token) cannot be read now.
+        SecretUnavailable: lambda exc: KINDS["dependency-unavailable"].problem(
+            "a provider secret cannot be read now"
+        ),
         ClientError: lambda exc: KINDS["dependency-unavailable"].problem(),
         BotoCoreError: lambda exc: KINDS["dependency-unavailable"].problem(),
     }

@@ -255,15 +255,25 @@ def read_receipt(event: _Event, settings: _Settings, now: float) -> tuple[Receip
         Problem: 401 signature refused, 400 malformed JSON, 422 naming every invalid field.
     """
     from sms_gateway.api import signatures
-    from sms_gateway.api.models import ReceiptBody
 
     raw = request_text(event) or ""
     provider = None
     if settings.receipts_signed:
         provider = signatures.verify(event.headers, raw, settings.receipt_secrets, now)
-    payload = decode_json_body(raw)
+    return receipt_from_payload(decode_json_body(raw)), provider
+
+
+def receipt_from_payload(payload: Any) -> Receipt:
+    """A receipt from its JSON payload (``POST /v1/receipts``' body, or what a provider's own
+    callback stands for).
+
+    Raises:
+        Problem: 422 naming every invalid field.
+    """
+    from sms_gateway.api.models import ReceiptBody
+
     try:
         body = ReceiptBody.model_validate(payload)
     except ValidationError as exc:
         raise validation_problem(field_errors(exc)) from exc
-    return body.to_domain(), provider
+    return body.to_domain()

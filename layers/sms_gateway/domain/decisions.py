@@ -102,15 +102,17 @@ def released(state: MessageState) -> MessageState:
 class AttemptOutcome(StrEnum):
     """How a provider call ended.
 
-    ``unknown``: the adapter raised something that is not a provider error (a bug, a
-    timeout of our own): whether the provider took the message is unknown, so it is retried
-    like a transient failure (a lost message is worse than a second send).
+    ``unknown``: the adapter raised something that is not a provider error (a bug): it is
+    retried like a transient failure (a lost message is worse than a second send).
+    ``outcome_unknown``: the provider adapter says the request left and no answer came (read
+    timeout, reset): the tenant's delivery guarantee decides (issue 7).
     """
 
     ACCEPTED = "accepted"
     TRANSIENT = "transient"
     PERMANENT = "permanent"
     UNKNOWN = "unknown"
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 class NextKind(StrEnum):
@@ -140,11 +142,15 @@ def decide_after_attempt(
     *,
     retry_base_seconds: int,
     retry_max_seconds: int,
+    at_least_once: bool = False,
 ) -> Next:
     """What follows attempt ``attempt`` (1-based) of a message allowed ``max_attempts``.
 
     - accepted: ``sent``;
     - permanent (invalid or opted-out number): ``failed`` at once, no retry, no DLQ wait;
+    - outcome unknown: ``failed`` at once (reason ``outcome_unknown``) unless the tenant's
+      policy says ``at_least_once`` (``at_least_once=True``), then as transient: none of the
+      four provider APIs takes an idempotency key, so a resend may reach the handset twice;
     - transient or unknown: back to ``queued``; retried after
       :func:`~sms_gateway.domain.retry.backoff_seconds` (``attempt``, base, cap) while
       attempts remain, else dead-lettered (the sender hands it to the DeadLetterQueue, whose
@@ -155,7 +161,9 @@ def decide_after_attempt(
     """
     if outcome is AttemptOutcome.ACCEPTED:
         return Next(NextKind.SENT, MessageStatus.SENT)
-    if outcome is AttemptOutcome.PERMANENT:
+    if outcome is AttemptOutcome.PERMANENT or (
+        outcome is AttemptOutcome.OUTCOME_UNKNOWN and not at_least_once
+    ):
         return Next(NextKind.FAIL, MessageStatus.FAILED)
     if attempt >= max_attempts:
         return Next(NextKind.DEAD_LETTER, MessageStatus.QUEUED)

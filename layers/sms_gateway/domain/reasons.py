@@ -17,6 +17,9 @@ class ReasonCode(StrEnum):
     RECIPIENT_BLACKLISTED = "recipient_blacklisted"
     PROVIDER_TRANSIENT = "provider_transient"
     PROVIDER_PERMANENT = "provider_permanent"
+    INVALID_NUMBER = "invalid_number"  # the provider says the number is invalid or unreachable
+    OPTED_OUT = "opted_out"  # the recipient opted out (STOP) of this sender or account
+    OUTCOME_UNKNOWN = "outcome_unknown"  # the request was sent; whether it was taken is unknown
     DEAD_LETTER = "dead_letter"
     NETWORK_ERROR = "network_error"
     TIMEOUT = "timeout"
@@ -25,7 +28,9 @@ class ReasonCode(StrEnum):
     @property
     def retryable(self) -> bool:
         """Whether a later attempt of the same message may succeed (throttling, 5xx, timeouts,
-        network trouble). Unknown errors are retried: a lost message is worse than a retry."""
+        network trouble). Unknown errors are retried: a lost message is worse than a retry.
+        ``outcome_unknown`` is retryable too; whether it *is* retried is the tenant's delivery
+        guarantee (:func:`sms_gateway.domain.decisions.decide_after_attempt`)."""
         return self in _RETRYABLE
 
 
@@ -37,5 +42,6 @@ _RETRYABLE = frozenset(
         ReasonCode.NETWORK_ERROR,
         ReasonCode.TIMEOUT,
         ReasonCode.UNKNOWN,
+        ReasonCode.OUTCOME_UNKNOWN,
     }
 )

@@ -8,6 +8,10 @@ Strategies and their JSON payloads (contract):
 - ``failover``: ``{"providers": [{"provider": "a"}, {"provider": "b"}]}``; attempt n goes to the
   next provider in order after a failure (wrapping around).
 
+Each payload may add ``"delivery": "at_most_once"`` (the default) or ``"at_least_once"``: what
+follows an attempt whose outcome is unknown (issue 7; see
+:func:`sms_gateway.domain.decisions.decide_after_attempt`).
+
 The weighted choice is a stable hash of the message id, so a message keeps its provider across
 retries and the split over many messages follows the weights.
 """
@@ -29,6 +33,17 @@ class Strategy(StrEnum):
     FAILOVER = "failover"
 
 
+class Delivery(StrEnum):
+    """What follows an attempt whose outcome is unknown (the request left, no answer came).
+
+    ``at_most_once``: the message fails with ``outcome_unknown`` (never two SMS on a handset);
+    ``at_least_once``: it is retried like a transient failure (never a lost SMS).
+    """
+
+    AT_MOST_ONCE = "at_most_once"
+    AT_LEAST_ONCE = "at_least_once"
+
+
 class InvalidRoutePolicy(ValueError):
     """A stored policy whose strategy or payload is not one of the contract's shapes."""
 
@@ -38,7 +53,8 @@ class RoutePolicy:
     """A tenant's parsed route policy.
 
     ``providers``: provider names in policy order; ``weights``: one positive int per provider
-    for ``weighted`` (empty otherwise); ``version``: the stored row's version.
+    for ``weighted`` (empty otherwise); ``version``: the stored row's version; ``delivery``:
+    the guarantee for unknown outcomes.
     """
 
     tenant_id: str
@@ -46,6 +62,7 @@ class RoutePolicy:
     providers: tuple[str, ...]
     weights: tuple[int, ...] = ()
     version: int = 1
+    delivery: Delivery = Delivery.AT_MOST_ONCE
 
 
 def _provider_name(item: Any, where: str) -> str:
@@ -67,7 +84,7 @@ def parse_policy(
 
     Raises:
         InvalidRoutePolicy: unknown strategy, malformed JSON, missing providers, weights that
-            are not positive integers.
+            are not positive integers, an unknown ``delivery``.
     """
     try:
         kind = Strategy(strategy)
@@ -79,17 +96,21 @@ def parse_policy(
         raise InvalidRoutePolicy(f"payload is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidRoutePolicy("payload must be a JSON object")
+    try:
+        delivery = Delivery(data.get("delivery", Delivery.AT_MOST_ONCE))
+    except ValueError:
+        raise InvalidRoutePolicy("'delivery' must be 'at_most_once' or 'at_least_once'") from None
     if kind is Strategy.DIRECT:
         name = data.get("default_provider")
         if not isinstance(name, str) or not name:
             raise InvalidRoutePolicy("direct: 'default_provider' must be a non-empty string")
-        return RoutePolicy(tenant_id, kind, (name,), version=version)
+        return RoutePolicy(tenant_id, kind, (name,), version=version, delivery=delivery)
     items = data.get("providers")
     if not isinstance(items, list) or not items:
         raise InvalidRoutePolicy(f"{kind}: 'providers' must be a non-empty list")
     names = tuple(_provider_name(item, str(kind)) for item in items)
     if kind is Strategy.FAILOVER:
-        return RoutePolicy(tenant_id, kind, names, version=version)
+        return RoutePolicy(tenant_id, kind, names, version=version, delivery=delivery)
     weights = []
     for item in items:
         weight = item.get("weight")
@@ -98,7 +119,7 @@ def parse_policy(
         weights.append(weight)
     if sum(weights) <= 0:
         raise InvalidRoutePolicy("weighted: the weights must add up to more than 0")
-    return RoutePolicy(tenant_id, kind, names, tuple(weights), version=version)
+    return RoutePolicy(tenant_id, kind, names, tuple(weights), version=version, delivery=delivery)
 
 
 def _bucket(message_id: str, total: int) -> int:

@@ -294,7 +294,9 @@ def _add_admin_commands(commands: Any) -> None:
         "policy",
         help="create or replace a tenant's route policy",
         description=(
-            "Write a tenant route policy. Examples: "
+            "Write a tenant route policy; every provider it names must be declared "
+            "(SMS_GATEWAY_PROVIDERS, or the demo simulators with "
+            "SMS_GATEWAY_DEMO_PROVIDERS=true). Examples: "
             'direct \'{"default_provider": "provider-b"}\'; '
             "failover "
             '\'{"providers": [{"provider": "provider-fail"}, {"provider": "provider-b"}]}\''
@@ -313,10 +315,25 @@ def _dsn(args: argparse.Namespace) -> str:
     return str(dsn)
 
 
+def _declared_providers() -> list[str] | None:
+    """The provider names the deployment declares (the functions' ``SMS_GATEWAY_PROVIDERS``
+    and ``SMS_GATEWAY_DEMO_PROVIDERS``, read from this environment); None after printing
+    why the settings are invalid."""
+    from sms_gateway.wiring import SettingsError, settings
+
+    settings.cache_clear()
+    try:
+        return settings().provider_names
+    except SettingsError as exc:
+        print(f"sms-gateway: {exc}", file=sys.stderr)
+        return None
+    finally:
+        settings.cache_clear()
+
+
 def _run_admin(args: argparse.Namespace) -> int:
     from sms_gateway.domain.routing import InvalidRoutePolicy, parse_policy
     from sms_gateway.local.stack import mask_dsn
-    from sms_gateway.providers.simulator import demo_providers
     from sms_gateway.storage.engine import make_engine
     from sms_gateway.storage.repository import RoutePolicyRepository
     from sms_gateway.storage.schema import run_migrations
@@ -336,12 +353,14 @@ def _run_admin(args: argparse.Namespace) -> int:
     except InvalidRoutePolicy as exc:
         print(f"sms-gateway: invalid policy: {exc}", file=sys.stderr)
         return 2
-    known = {provider.name for provider in demo_providers()}
-    unknown = sorted(set(policy.providers) - known)
+    known = _declared_providers()
+    if known is None:
+        return 2
+    unknown = sorted(set(policy.providers) - set(known))
     if unknown:
         print(
-            f"sms-gateway: unknown provider(s) {', '.join(unknown)}; "
-            f"configured: {', '.join(sorted(known))}",
+            f"sms-gateway: unknown provider(s) {', '.join(unknown)}; the deployment declares "
+            f"{', '.join(known) or 'none'} (SMS_GATEWAY_PROVIDERS, SMS_GATEWAY_DEMO_PROVIDERS)",
             file=sys.stderr,
         )
         return 2

@@ -103,9 +103,13 @@ _LOCAL_FORCED: Final = {
 }
 # Local defaults that a value already in the process environment overrides: retries come back
 # in seconds rather than minutes so the demo flows finish while you watch.
+# The demo simulators are wired here (never deployed unless configured); a developer names
+# real or loopback providers with SMS_GATEWAY_PROVIDERS (e.g. an "http" provider on 127.0.0.1).
 _LOCAL_DEFAULTS: Final = {
     "SMS_GATEWAY_RETRY_BASE_SECONDS": "1",
     "SMS_GATEWAY_RETRY_MAX_SECONDS": "5",
+    "SMS_GATEWAY_DEMO_PROVIDERS": "true",
+    "SMS_GATEWAY_PROVIDERS": "{}",
 }
 # Template values that a value already in the process environment overrides.
 # Template-set variables a developer may override from the shell for the local stack.

@@ -13,7 +13,9 @@ from sms_gateway.domain.reasons import ReasonCode
 @dataclass(frozen=True, slots=True)
 class SendRequest:
     """One MT SMS for a provider. ``to`` is E.164; ``attempt`` is 1-based; ``message_id`` is ours
-    (providers that support it get it as their idempotency / client reference)."""
+    (providers that support it get it as their client reference, so receipts can be matched);
+    ``tenant_id``: whose message it is; ``ttl_seconds``: what is left of its validity period
+    (None: no validity period)."""
 
     message_id: str
     attempt: int
@@ -22,6 +24,8 @@ class SendRequest:
     body: str
     encoding: str
     segments: int
+    tenant_id: str = ""
+    ttl_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

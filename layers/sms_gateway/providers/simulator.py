@@ -15,9 +15,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.providers.base import ProviderError, SendRequest, SendResult
+
+if TYPE_CHECKING:
+    from sms_gateway.providers.config import SimulatorConfig
 
 _ID_NAMESPACE = uuid.UUID("0b5e4c55-0f5f-4f5e-8d7b-3d4b8f1f2a6c")
 
@@ -54,6 +58,16 @@ class SimulatorProvider:
             )
         pid = uuid.uuid5(_ID_NAMESPACE, f"{self.name}/{request.message_id}/{request.attempt}")
         return SendResult(provider_message_id=f"{self.name}-{pid}")
+
+
+def from_config(name: str, config: SimulatorConfig) -> SimulatorProvider:
+    """A simulator a configuration declares (``{"type": "simulator", ...}``)."""
+    return SimulatorProvider(
+        name,
+        fail_first=config.fail_first,
+        fail_always=config.fail_always,
+        delay_seconds=config.delay_seconds,
+    )
 
 
 def demo_providers() -> list[SimulatorProvider]:

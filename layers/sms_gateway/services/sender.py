@@ -67,7 +67,7 @@ from sms_gateway.domain.decisions import (
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.retry import backoff_seconds
-from sms_gateway.domain.routing import RoutePolicy, choose_provider
+from sms_gateway.domain.routing import Delivery, RoutePolicy, choose_provider
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.observability import log_transition, logger
 from sms_gateway.providers.base import (
@@ -128,6 +128,15 @@ def bounded(result: AttemptResult) -> AttemptResult:
         error_code=_storable(result.error_code, ERROR_CODE_MAX),
         error_detail=_storable(result.error_detail, ERROR_DETAIL_MAX),
     )
+
+
+# How an attempt row's ``outcome`` records each kind of answer (``message_attempts.outcome``):
+# an attempt whose outcome is unknown is recorded ``unknown`` whatever follows it (issue 7).
+_ATTEMPT_OUTCOMES = {
+    AttemptOutcome.ACCEPTED: "sent",
+    AttemptOutcome.PERMANENT: "permanent_error",
+    AttemptOutcome.OUTCOME_UNKNOWN: "unknown",
+}
 
 
 class SendOutcome(StrEnum):
@@ -245,6 +254,7 @@ class _Send:
     attempt: int
     provider_name: str
     provider: Provider
+    at_least_once: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +402,7 @@ class SenderService:
         now = self._clock()
         lease_until = now + timedelta(seconds=self._config.lease_seconds)
         routed: dict[str, tuple[str, Provider]] = {}
+        at_least_once: set[str] = set()
         no_route: dict[str, Exception] = {}
         out_of_time: set[str] = set()
 
@@ -447,6 +458,10 @@ class SenderService:
                     continue
                 per_provider[name] += 1
                 routed[message_id] = (name, provider)
+                if policy.delivery is Delivery.AT_LEAST_ONCE:
+                    at_least_once.add(message_id)
+                else:
+                    at_least_once.discard(message_id)
                 claims.append(Claim(message_id, row.version, decision.attempt, name))
             granted = self._ask_rates(claims, rows, rates)
             for claim in claims:
@@ -478,7 +493,17 @@ class SenderService:
                     attempt=attempt,
                     provider=name,
                 )
-                sends.append(_Send(record, msg, row, attempt, name, provider))
+                sends.append(
+                    _Send(
+                        record,
+                        msg,
+                        row,
+                        attempt,
+                        name,
+                        provider,
+                        at_least_once=message_id in at_least_once,
+                    )
+                )
                 continue
             if self._settle_unclaimed(record, msg, row, now, no_route, out_of_time, rates, report):
                 released[message_id] = (record, msg)
@@ -631,6 +656,9 @@ class SenderService:
 
     def _call(self, send: _Send) -> _Answer:
         """One provider call (in a worker thread), bounded per provider."""
+        ttl = None
+        if send.row.expires_at is not None:
+            ttl = max(0, math.ceil((send.row.expires_at - self._clock()).total_seconds()))
         request = SendRequest(
             message_id=send.msg.message_id,
             attempt=send.attempt,
@@ -639,6 +667,8 @@ class SenderService:
             body=send.row.body,
             encoding=send.row.encoding,
             segments=send.row.segments,
+            tenant_id=send.row.tenant_id,
+            ttl_seconds=ttl,
         )
         with self._limit(send.provider_name):
             started = time.perf_counter()
@@ -646,7 +676,12 @@ class SenderService:
                 accepted = send.provider.send(request)
             except ProviderError as exc:
                 error = exc
-                outcome = AttemptOutcome.TRANSIENT if exc.retryable else AttemptOutcome.PERMANENT
+                if exc.reason is ReasonCode.OUTCOME_UNKNOWN:
+                    outcome = AttemptOutcome.OUTCOME_UNKNOWN
+                elif exc.retryable:
+                    outcome = AttemptOutcome.TRANSIENT
+                else:
+                    outcome = AttemptOutcome.PERMANENT
             except Exception as exc:  # an adapter bug must not lose the message: retry it
                 logger.exception("provider adapter raised an unexpected error")
                 error = ProviderError(
@@ -661,7 +696,9 @@ class SenderService:
                 return _Answer(send, bounded(result), AttemptOutcome.ACCEPTED, None)
         latency_ms = int((time.perf_counter() - started) * 1000)
         result = AttemptResult(
-            "transient_error" if error.retryable else "permanent_error",
+            _ATTEMPT_OUTCOMES.get(
+                outcome, "transient_error" if error.retryable else "permanent_error"
+            ),
             latency_ms,
             reason_code=error.reason,
             error_code=error.error_code,
@@ -686,6 +723,7 @@ class SenderService:
                 a.outcome,
                 retry_base_seconds=self._config.retry_base_seconds,
                 retry_max_seconds=self._config.retry_max_seconds,
+                at_least_once=a.send.at_least_once,
             )
             for a in answers
         }
@@ -701,10 +739,7 @@ class SenderService:
             send = answer.send
             message_id = send.msg.message_id
             decided = nexts[message_id]
-            provider_outcome = {
-                AttemptOutcome.ACCEPTED: "sent",
-                AttemptOutcome.PERMANENT: "permanent_error",
-            }.get(answer.outcome, "transient_error")
+            provider_outcome = _ATTEMPT_OUTCOMES.get(answer.outcome, "transient_error")
             self._metrics.add(
                 "SendLatency", answer.result.latency_ms, "Milliseconds", provider=send.provider_name
             )

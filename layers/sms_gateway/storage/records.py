@@ -91,7 +91,8 @@ class ReceiptRecord:
 class AttemptResult:
     """What a provider call came to.
 
-    ``outcome``: ``sent`` | ``transient_error`` | ``permanent_error``; ``latency_ms``: wall time
+    ``outcome``: ``sent`` | ``transient_error`` | ``permanent_error`` | ``unknown``;
+    ``latency_ms``: wall time
     of the provider call in milliseconds.
     """
 

@@ -117,7 +117,8 @@ message_attempts = Table(
     Column("message_id", String(64), ForeignKey("messages.id"), nullable=False),
     Column("attempt_number", Integer, nullable=False),
     Column("provider", String(64), nullable=False),
-    # in_flight (claim recorded before the provider call), sent, transient_error, permanent_error
+    # in_flight (claim recorded before the provider call), sent, transient_error, permanent_error,
+    # unknown (the request left, no answer came: issue 7)
     Column("outcome", String(32), nullable=False),
     Column("reason_code", String(32)),
     Column("error_code", String(64)),

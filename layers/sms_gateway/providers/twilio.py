@@ -1,0 +1,153 @@
+"""Twilio Messages API (issue 7):
+``POST {base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json``.
+
+https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource
+
+Form-encoded (``application/x-www-form-urlencoded``), HTTP basic auth: the account SID and
+auth token, or an API key SID and its secret (the secret read from Secrets Manager or SSM,
+:mod:`sms_gateway.providers.secrets`). Fields:
+
+- ``To`` (E.164), ``Body``;
+- ``From``: the message's own sender ID, else the configured number; or
+  ``MessagingServiceSid`` when configured and the message names no sender;
+- ``StatusCallback``: the configured receipts URL plus ``?message_id=<our id>`` (Twilio signs
+  and posts to exactly that URL, so a callback matches our message even before its ``sid``
+  is stored);
+- ``ValidityPeriod``: what is left of the validity period (1..36000 s; Twilio honours it
+  with a messaging service only, so it is sent with one only).
+
+Answer 201 ``{"sid": "SM..."}`` -> the provider message id. A refusal is
+``{"code": 21211, "message": ..., "status": 400}``: :data:`ERRORS` maps the code, else the
+HTTP status (429, 5xx transient).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from sms_gateway.domain.reasons import ReasonCode as R
+from sms_gateway.providers import transport
+from sms_gateway.providers.base import ProviderError, SendRequest, SendResult
+from sms_gateway.providers.errors import ErrorRule, ErrorTable
+from sms_gateway.providers.secrets import SecretUnavailable, read_secret
+
+if TYPE_CHECKING:
+    from sms_gateway.providers.config import TwilioConfig
+
+_DOCS = "https://www.twilio.com/docs/api/errors/"
+
+ERRORS = ErrorTable(
+    "twilio",
+    [
+        ErrorRule("20003", R.AUTH_FAILED, False, _DOCS + "20003"),  # authentication error
+        ErrorRule("20429", R.RATE_LIMITED, True, _DOCS + "20429"),  # too many requests
+        ErrorRule("20500", R.PROVIDER_TRANSIENT, True, _DOCS + "20500"),  # internal error
+        ErrorRule("20503", R.PROVIDER_TRANSIENT, True, _DOCS + "20503"),  # service unavailable
+        ErrorRule("21211", R.INVALID_NUMBER, False, _DOCS + "21211"),  # invalid 'To' number
+        ErrorRule("21614", R.INVALID_NUMBER, False, _DOCS + "21614"),  # 'To' not a mobile number
+        ErrorRule("21612", R.INVALID_NUMBER, False, _DOCS + "21612"),  # 'To' not reachable by SMS
+        ErrorRule("21610", R.OPTED_OUT, False, _DOCS + "21610"),  # unsubscribed recipient (STOP)
+        # geo permissions: the 'To' country is not enabled for the account (unsupported country)
+        ErrorRule("21408", R.PROVIDER_PERMANENT, False, _DOCS + "21408"),
+        ErrorRule("21606", R.PROVIDER_PERMANENT, False, _DOCS + "21606"),  # 'From' not SMS-capable
+        ErrorRule("21617", R.VALIDATION_ERROR, False, _DOCS + "21617"),  # body over 1600 chars
+        ErrorRule("30007", R.RECIPIENT_BLACKLISTED, False, _DOCS + "30007"),  # filtered (content)
+        ErrorRule("21611", R.RATE_LIMITED, True, _DOCS + "21611"),  # 'From' queue full
+    ],
+)
+
+VALIDITY_MAX = 36_000  # Twilio's ValidityPeriod upper bound (seconds)
+
+
+@dataclass
+class TwilioProvider:
+    """Sends through Twilio's Messages API; see the module docstring."""
+
+    name: str
+    config: TwilioConfig
+
+    @property
+    def url(self) -> str:
+        """The Messages resource URL of the account."""
+        base = self.config.base_url.rstrip("/")
+        return f"{base}/2010-04-01/Accounts/{self.config.account_sid}/Messages.json"
+
+    def form(self, request: SendRequest) -> dict[str, str]:
+        """The form fields for ``request``."""
+        config = self.config
+        fields = {"To": request.to, "Body": request.body}
+        if request.sender_id:
+            fields["From"] = request.sender_id
+        elif config.messaging_service_sid:
+            fields["MessagingServiceSid"] = config.messaging_service_sid
+        elif config.from_number:
+            fields["From"] = config.from_number
+        if config.status_callback_url:
+            joiner = "&" if "?" in config.status_callback_url else "?"
+            query = urlencode({"message_id": request.message_id})
+            fields["StatusCallback"] = f"{config.status_callback_url}{joiner}{query}"
+        if request.ttl_seconds is not None and "MessagingServiceSid" in fields:
+            fields["ValidityPeriod"] = str(min(VALIDITY_MAX, max(1, request.ttl_seconds)))
+        return fields
+
+    def _authorization(self) -> str:
+        try:
+            secret = read_secret(self.config.auth_secret)
+        except SecretUnavailable as exc:
+            raise ProviderError(
+                R.PROVIDER_TRANSIENT, f"{self.name}: {exc}", error_code="SECRET_UNAVAILABLE"
+            ) from exc
+        user = self.config.api_key_sid or self.config.account_sid
+        return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+    def send(self, request: SendRequest) -> SendResult:
+        """Send one SMS.
+
+        Raises:
+            ProviderError: mapped by :data:`ERRORS` (or the HTTP status), not sent, or
+                outcome unknown.
+        """
+        headers = {
+            "Authorization": self._authorization(),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        answer = transport.post(
+            self.name,
+            self.url,
+            urlencode(self.form(request)).encode(),
+            headers,
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+        )
+        data = _json(answer.body)
+        if 200 <= answer.status < 300:
+            sid = data.get("sid")
+            if not isinstance(sid, str) or not sid:
+                # it answered success: it has the message; without its id we still count it sent
+                raise ProviderError(
+                    R.OUTCOME_UNKNOWN,
+                    f"{self.name}: HTTP {answer.status} without a message sid",
+                    error_code="NO_SID",
+                )
+            return SendResult(provider_message_id=sid)
+        code = data.get("code")
+        detail = f"HTTP {answer.status}: {data.get('message', '')}".strip()
+        raise ERRORS.error(self.name, None if code is None else str(code), answer.status, detail)
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def from_config(name: str, config: TwilioConfig) -> TwilioProvider:
+    """The provider a configuration declares."""
+    return TwilioProvider(name, config)
