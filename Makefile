@@ -20,7 +20,16 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (auto: one per core); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
 
-.PHONY: help install run test lint format build validate bench events clean
+# Starts Docker (and builds the stand-in Lambda base image where no registry is reachable) for
+# `make sam-local-check`; empty, or a missing file, when Docker already runs with the image.
+DOCKER_UP ?= ../shared/tools/docker-up.sh
+# `make smoke`: the deployed API's URL (the stack's ApiUrl output) and a tenant's API key.
+URL ?=
+API_KEY ?=
+FAIL_API_KEY ?=
+RECEIPT_SECRET ?=
+
+.PHONY: help install run test lint format build validate bench events clean sam-local-check smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +67,17 @@ build: $(STAMP) ## sam build (no container), then check that every module ships 
 	@test -n "$(PY312)" || { echo "sam build needs Python 3.12 (the template's runtime): python3.12 on PATH or pyenv"; exit 1; }
 	PATH="$(abspath $(BIN)):$(dir $(PY312)):$$PATH" $(BIN)/sam build
 	$(BIN)/python -m tests.build_output .aws-sam/build
+
+sam-local-check: build ## sam local invoke (every event) + start-api + start-lambda, demo flows
+	@if [ -n "$(DOCKER_UP)" ] && [ -x "$(DOCKER_UP)" ]; then "$(DOCKER_UP)"; \
+	else docker info >/dev/null || { echo "Docker is not running (DOCKER_UP=$(DOCKER_UP))"; exit 1; }; fi
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/sam_local_check.py $(ARGS)
+
+smoke: $(STAMP) ## The demo flows against a deployed API: make smoke URL=https://... API_KEY=...
+	@test -n "$(URL)" || { echo "usage: make smoke URL=<ApiUrl> API_KEY=<key> [FAIL_API_KEY=<key>] [RECEIPT_SECRET=<provider-a secret>]"; exit 1; }
+	$(BIN)/python scripts/demo_flows.py --url "$(URL)" \
+		$(if $(API_KEY),--api-key "$(API_KEY)") $(if $(FAIL_API_KEY),--fail-api-key "$(FAIL_API_KEY)") \
+		$(if $(RECEIPT_SECRET),--receipt-secret "$(RECEIPT_SECRET)") $(ARGS)
 
 bench: build ## Print the cost figures: AWS requests, DynamoDB writes, SQL statements, cold imports
 	$(BIN)/python -m bench.bench $(ARGS)
