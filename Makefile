@@ -23,10 +23,14 @@ TEST_WORKERS ?= auto
 # Starts Docker (and builds the stand-in Lambda base image where no registry is reachable) for
 # `make sam-local-check`; empty, or a missing file, when Docker already runs with the image.
 DOCKER_UP ?= ../shared/tools/docker-up.sh
-# `make smoke`: the deployed API's URL (the stack's ApiUrl output) and a tenant's API key.
+# `make smoke`: the deployed API's URL (the stack's ApiUrl output) and the API key of a tenant
+# routed to provider-a (FAIL_API_KEY: one routed to provider-fail, for flow 2); against the
+# local stack (AuthMode=local) TENANT=tenant-1 FAIL_TENANT=tenant-2 (X-Tenant-ID) instead.
 URL ?=
 API_KEY ?=
 FAIL_API_KEY ?=
+TENANT ?=
+FAIL_TENANT ?=
 RECEIPT_SECRET ?=
 
 .PHONY: help install run test lint format build validate bench events clean sam-local-check smoke
@@ -77,6 +81,7 @@ smoke: $(STAMP) ## The demo flows against a deployed API: make smoke URL=https:/
 	@test -n "$(URL)" || { echo "usage: make smoke URL=<ApiUrl> API_KEY=<key> [FAIL_API_KEY=<key>] [RECEIPT_SECRET=<provider-a secret>]"; exit 1; }
 	$(BIN)/python scripts/demo_flows.py --url "$(URL)" \
 		$(if $(API_KEY),--api-key "$(API_KEY)") $(if $(FAIL_API_KEY),--fail-api-key "$(FAIL_API_KEY)") \
+		$(if $(TENANT),--tenant "$(TENANT)") $(if $(FAIL_TENANT),--fail-tenant "$(FAIL_TENANT)") \
 		$(if $(RECEIPT_SECRET),--receipt-secret "$(RECEIPT_SECRET)") $(ARGS)
 
 bench: build ## Print the cost figures: AWS requests, DynamoDB writes, SQL statements, cold imports
