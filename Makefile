@@ -75,7 +75,8 @@ build: $(STAMP) ## sam build (no container), then check that every module ships 
 sam-local-check: build ## sam local invoke (every event) + start-api + start-lambda, demo flows
 	@if [ -n "$(DOCKER_UP)" ] && [ -x "$(DOCKER_UP)" ]; then "$(DOCKER_UP)"; \
 	else docker info >/dev/null || { echo "Docker is not running (DOCKER_UP=$(DOCKER_UP))"; exit 1; }; fi
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/sam_local_check.py $(ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" PYTHONPATH="$(abspath layers)" \
+		$(BIN)/python scripts/sam_local_check.py $(ARGS)
 
 smoke: $(STAMP) ## The demo flows against a deployed API: make smoke URL=https://... API_KEY=...
 	@test -n "$(URL)" || { echo "usage: make smoke URL=<ApiUrl> API_KEY=<key> [FAIL_API_KEY=<key>] [RECEIPT_SECRET=<provider-a secret>]"; exit 1; }

@@ -22,7 +22,9 @@ stand-in base image). Then, each step checked and printed (``PASS``/``FAIL``):
 7. everything it started is stopped (containers, sam processes, the stack, PostgreSQL, the
    network if it created it; dockerd stays), also on failure or Ctrl-C.
 
-Bounded: each step has a timeout (``--timeout`` for the whole run, 900 s by default).
+Bounded: each step has a timeout (``--timeout`` for the whole run, 1500 s by default; a run
+takes 9 to 13 minutes on this project's busy 2-core machines, most of it SAM rebuilding the
+function image with the layer for each ``sam local invoke``).
 Prints ``N passed, M failed`` and the duration; exit 1 if any check failed.
 """
 
@@ -252,12 +254,21 @@ def invoke_events(run_: Run, env_vars: Path, checks: Checks) -> None:
             checks.check(label, False, "no expected outcome in scripts/sam_local_check.py")
             continue
         started = time.monotonic()
+        retried = ""
         try:
-            done = run(
-                [str(BIN / "sam"), "local", "invoke", function, "-e", str(path),
-                 "--env-vars", str(env_vars), *sam_args()],
-                timeout=300, cwd=ROOT, env=run_.env,
-            )  # fmt: skip
+            for attempt in (1, 2):
+                done = run(
+                    [str(BIN / "sam"), "local", "invoke", function, "-e", str(path),
+                     "--env-vars", str(env_vars), *sam_args()],
+                    timeout=300, cwd=ROOT, env=run_.env,
+                )  # fmt: skip
+                # The emulator counts the handler's import (the cold start) in the function's
+                # Timeout, which Lambda does not (init has a budget of its own): on a busy
+                # machine a 10 s function can time out on its first invocation. Once, retried.
+                if attempt == 1 and f"'{function}' timed out after" in done.stdout + done.stderr:
+                    retried = f", retried after a timeout at {time.monotonic() - started:.0f} s"
+                    continue
+                break
         except subprocess.TimeoutExpired:
             checks.check(label, False, "no answer within 300 s")
             continue
@@ -272,7 +283,7 @@ def invoke_events(run_: Run, env_vars: Path, checks: Checks) -> None:
             checks.check(label, False, f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
             continue
         ok, detail = outcome(name, answer)
-        checks.check(label, ok, f"{detail} ({seconds:.0f} s)")
+        checks.check(label, ok, f"{detail} ({seconds:.0f} s{retried})")
 
 
 def outcome(name: str, answer: dict[str, Any]) -> tuple[bool, str]:
@@ -426,7 +437,7 @@ def check(checks: Checks, run_: Run, timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--timeout", type=float, default=900, help="bound of the run (s)")
+    parser.add_argument("--timeout", type=float, default=1500, help="bound of the run (s)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = parser.parse_args(argv)
     if not (ROOT / ".aws-sam" / "build" / "template.yaml").is_file():
