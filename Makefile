@@ -20,8 +20,21 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (auto: one per core); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
 
+# Starts Docker (and builds the stand-in Lambda base image where no registry is reachable) for
+# `make sam-local-check`; empty, or a missing file, when Docker already runs with the image.
+DOCKER_UP ?= ../shared/tools/docker-up.sh
+# `make smoke`: the deployed API's URL (the stack's ApiUrl output) and the API key of a tenant
+# routed to provider-a (FAIL_API_KEY: one routed to provider-fail, for flow 2); against the
+# local stack (AuthMode=local) TENANT=tenant-1 FAIL_TENANT=tenant-2 (X-Tenant-ID) instead.
+URL ?=
+API_KEY ?=
+FAIL_API_KEY ?=
+TENANT ?=
+FAIL_TENANT ?=
+RECEIPT_SECRET ?=
+
 .PHONY: help install run test lint format build validate bench events lock lock-check openapi fuzz \
-	clean
+	clean sam-local-check smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -83,6 +96,19 @@ lock-check: $(STAMP) ## Fail when layers/requirements.txt is not what `make lock
 		&& diff -u layers/requirements.txt "$$tmp"/requirements.txt \
 		&& rm -rf "$$tmp" \
 		|| { echo "layers/requirements.txt is not what make lock makes: run it and commit"; exit 1; }
+
+sam-local-check: build ## sam local invoke (every event) + start-api + start-lambda, demo flows
+	@if [ -n "$(DOCKER_UP)" ] && [ -x "$(DOCKER_UP)" ]; then "$(DOCKER_UP)"; \
+	else docker info >/dev/null || { echo "Docker is not running (DOCKER_UP=$(DOCKER_UP))"; exit 1; }; fi
+	PATH="$(abspath $(BIN)):$$PATH" PYTHONPATH="$(abspath layers)" \
+		$(BIN)/python scripts/sam_local_check.py $(ARGS)
+
+smoke: $(STAMP) ## The demo flows against a deployed API: make smoke URL=https://... API_KEY=...
+	@test -n "$(URL)" || { echo "usage: make smoke URL=<ApiUrl> API_KEY=<key> [FAIL_API_KEY=<key>] [RECEIPT_SECRET=<provider-a secret>]"; exit 1; }
+	$(BIN)/python scripts/demo_flows.py --url "$(URL)" \
+		$(if $(API_KEY),--api-key "$(API_KEY)") $(if $(FAIL_API_KEY),--fail-api-key "$(FAIL_API_KEY)") \
+		$(if $(TENANT),--tenant "$(TENANT)") $(if $(FAIL_TENANT),--fail-tenant "$(FAIL_TENANT)") \
+		$(if $(RECEIPT_SECRET),--receipt-secret "$(RECEIPT_SECRET)") $(ARGS)
 
 bench: build ## Print the cost figures: AWS requests, DynamoDB writes, SQL statements, cold imports
 	$(BIN)/python -m bench.bench $(ARGS)

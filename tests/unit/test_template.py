@@ -93,8 +93,30 @@ def test_globals_environment(template: SamTemplate, resolver: Resolver) -> None:
         "SMS_GATEWAY_AUTH_MODE": "api_key",
         "SMS_GATEWAY_MAX_RECEIVE_COUNT": "3",
         "SMS_GATEWAY_PROBLEM_TYPE_BASE": "https://sms-gateway.example/docs/problems.md#",
+        "AWS_ENDPOINT_URL": "",
     }
     assert template.parameters["AuthMode"]["AllowedValues"] == ["api_key", "local"]
+
+
+def test_the_empty_endpoint_override_leaves_boto3_on_aws_endpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The template declares AWS_ENDPOINT_URL="" for every function (so that `sam local
+    # --env-vars` can set it); deployed, that empty value must change nothing.
+    import boto3.session
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    session = boto3.session.Session(
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        region_name="eu-west-1",
+    )
+    assert session.client("sqs").meta.endpoint_url == "https://sqs.eu-west-1.amazonaws.com"
+    assert (
+        session.client("dynamodb").meta.endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://172.18.0.1:4566")
+    assert session.client("sqs").meta.endpoint_url == "http://172.18.0.1:4566"
 
 
 def test_redrive_max_receive_count_is_3_and_is_what_the_functions_get(

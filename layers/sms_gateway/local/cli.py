@@ -6,6 +6,12 @@
                       [--root DIR] [--parameter NAME=VALUE ...] [--environments N]
                       [--prewarm N] [--quiet]
                       [--reset | --reset-journal]
+                      [--aws-host ADDR] [--sam-env-vars FILE] [--lambda-endpoint URL]
+
+For ``sam local`` (README, "sam local and the local stack"): ``--aws-host`` binds the moto
+endpoint to the Docker network's gateway address, where Lambda containers reach it;
+``--sam-env-vars`` writes the ``--env-vars`` file; ``--lambda-endpoint`` hands the queues'
+batches to ``sam local start-lambda``.
 
 State survives a restart: the SQLite file and the AWS journal (queued messages, idempotency
 records) live in --data-dir; ``--reset`` deletes both first (a --dsn database is kept),
@@ -161,6 +167,28 @@ def build_parser() -> argparse.ArgumentParser:
         f"parallel, like Lambda's provisioned concurrency ({DEFAULT_PREWARM}; 0: cold starts "
         "on first use)",
     )
+    local.add_argument(
+        "--aws-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the AWS endpoint (moto) listens on (127.0.0.1); for sam local, the "
+        "gateway address of the Docker network its containers join (docker network inspect)",
+    )
+    local.add_argument(
+        "--sam-env-vars",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the `sam local ... --env-vars FILE` JSON here: per function, its template "
+        "variables with this stack's values (endpoint, table, queue URLs, DSN)",
+    )
+    local.add_argument(
+        "--lambda-endpoint",
+        default=None,
+        metavar="URL",
+        help="invoke the SQS functions (sender, DLQ) through `sam local start-lambda` at URL "
+        "(e.g. http://127.0.0.1:3001) instead of in this process",
+    )
     local.add_argument("--quiet", action="store_true", help="no access log lines")
     local.add_argument(
         "--verbose",
@@ -236,6 +264,9 @@ def _run_local(args: argparse.Namespace) -> int:
             prewarm=args.prewarm,
             log_sink=view.feed,
             on_request=on_request if not args.quiet else None,
+            aws_host=args.aws_host,
+            sam_env_vars=args.sam_env_vars.resolve() if args.sam_env_vars else None,
+            lambda_endpoint=args.lambda_endpoint,
         )
         stack.start()
         print(stack.banner(), flush=True)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import re
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from sms_gateway.local.http_front import ApiFront, Invoker, RequestHook, Router
 from sms_gateway.local.journal import JOURNAL_FILE, JournaledMotoServer, RestoreReport
 from sms_gateway.local.logview import QUIET_WARNINGS
-from sms_gateway.local.pollers import SqsPoller
+from sms_gateway.local.pollers import SqsInvoker, SqsPoller
 from sms_gateway.local.resources import LocalResources, provision
 from sms_gateway.local.runtime import LocalFunction, LogSink, function_environment, print_log_line
 from sms_gateway.local.template import FunctionSpec, Resolver, SamTemplate, TemplateError
@@ -62,11 +63,14 @@ __all__ = [
     "REGION",
     "STACK_NAME",
     "DataDirInUse",
+    "LambdaInvokeError",
     "LocalStack",
     "default_dsn",
     "find_root",
+    "lambda_invoker",
     "lock_data_dir",
     "mask_dsn",
+    "write_sam_env_vars",
 ]
 
 logger = logging.getLogger(__name__)
@@ -215,6 +219,15 @@ class LocalStack:
         reset_journal: delete the AWS journal only (queued messages and idempotency records
             are lost; every SQL database is kept), e.g. after a
             :class:`~sms_gateway.local.journal.JournalError`.
+        aws_host: the address moto's server listens on (default 127.0.0.1). For ``sam local``,
+            the gateway address of the Docker network its containers join (e.g. 172.18.0.1),
+            which both this machine and the containers reach.
+        sam_env_vars: write the ``sam local ... --env-vars`` file here at start (see
+            :meth:`sam_env_vars`); mode 0600, since the DSN may carry a password.
+        lambda_endpoint: the URL of ``sam local start-lambda`` (e.g. ``http://127.0.0.1:3001``):
+            the pollers then invoke the SQS functions there (boto3 ``lambda.invoke``, one
+            container per batch, as Lambda's event source mapping does) instead of in
+            execution environments of this process.
 
     One stack per process at a time: moto's backends are process-global.
     """
@@ -238,6 +251,9 @@ class LocalStack:
         on_request: RequestHook | None = None,
         reset_journal: bool = False,
         prewarm: int = DEFAULT_PREWARM,
+        aws_host: str = "127.0.0.1",
+        sam_env_vars: Path | None = None,
+        lambda_endpoint: str | None = None,
     ) -> None:
         self.root = (root or find_root()).resolve()
         self.host = host
@@ -257,6 +273,10 @@ class LocalStack:
         self.journal_path = self.data_dir / JOURNAL_FILE
         self.restored: RestoreReport | None = None
         self.on_request = on_request
+        self.aws_host = aws_host
+        self.sam_env_vars_path = sam_env_vars
+        self.lambda_endpoint = lambda_endpoint.rstrip("/") if lambda_endpoint else None
+        self._declared: dict[str, list[str]] = {}
 
         self.template = SamTemplate.from_file(self.root / TEMPLATE_FILE)
         self.environments: dict[str, dict[str, str]] = {}
@@ -310,7 +330,7 @@ class LocalStack:
         )
         if self.reset or self.reset_journal:
             self._wipe()
-        self._moto = JournaledMotoServer(self.journal_path, host="127.0.0.1", port=0)
+        self._moto = JournaledMotoServer(self.journal_path, host=self.aws_host, port=0)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
         self._moto_endpoint = f"http://{moto_host}:{moto_port}"
@@ -356,10 +376,12 @@ class LocalStack:
             self._prepare_database()
 
         for spec in specs:
-            if not spec.api_routes and not spec.sqs_sources:
-                continue
-            environment = self._handler_environment(function_environment(spec, resolver))
+            declared = function_environment(spec, resolver)
+            environment = self._handler_environment(declared)
             self.environments[spec.logical_id] = environment
+            self._declared[spec.logical_id] = list(declared)  # sam local invokes any function
+            if not spec.api_routes and not spec.sqs_sources:
+                continue  # nothing here invokes it (the migrations' custom resource)
             self.functions[spec.logical_id] = LocalFunction(
                 spec=spec,
                 root=self.root,
@@ -371,6 +393,8 @@ class LocalStack:
                 log_sink=self.log_sink,
             )
 
+        if self.sam_env_vars_path is not None:
+            write_sam_env_vars(self.sam_env_vars_path, self.sam_env_vars())
         self._prewarm()
 
         routes = [
@@ -393,11 +417,14 @@ class LocalStack:
                         f"{function.logical_id}.Events.{source.event}: queue {arn!r} "
                         "is not a queue of this template"
                     )
+                invoke: SqsInvoker = function.invoke
+                if self.lambda_endpoint is not None:
+                    invoke = lambda_invoker(self.lambda_endpoint, function.logical_id)
                 poller = SqsPoller(
                     sqs=self._sqs_client(),
                     queue_url=by_arn[arn],
                     queue_arn=arn,
-                    invoke=function.invoke,
+                    invoke=invoke,
                     batch_size=source.batch_size,
                     batching_window_seconds=source.batching_window_seconds,
                     report_batch_item_failures=source.report_batch_item_failures,
@@ -486,6 +513,59 @@ class LocalStack:
             raise RuntimeError("local stack not started")
         return self._moto_endpoint
 
+    def sam_env_vars(self) -> dict[str, dict[str, str]]:
+        """The ``sam local invoke|start-api|start-lambda --env-vars`` document for this stack:
+        logical id -> the variables the template declares for that function (Globals + its
+        own), with this stack's values: ``AWS_ENDPOINT_URL`` (moto), the table names and queue
+        URLs, ``SMS_GATEWAY_AUTH_MODE=local``, the short retry delays. SAM passes a function
+        only the variables its template declares, so nothing else is written.
+
+        The SQL functions reach the database the way a deployed stack does (the template
+        declares no DSN): ``SMS_GATEWAY_DB_ENGINE`` / ``HOST`` / ``PORT`` / ``NAME`` from the
+        stack's DSN, and ``SMS_GATEWAY_DB_SECRET_ARN`` naming a secret in the stack's moto
+        that holds the DSN's user name and password (``DB_TLS=false``: a local server has no
+        RDS certificate). A SQLite DSN leaves them empty: a file is not reachable from the
+        functions' containers.
+
+        Raises:
+            RuntimeError: not started.
+        """
+        if not self._declared:
+            raise RuntimeError("local stack not started")
+        database = self._sam_database()
+        return {
+            logical_id: {
+                name: database.get(name, self.environments[logical_id][name]) for name in names
+            }
+            for logical_id, names in self._declared.items()
+        }
+
+    def _sam_database(self) -> dict[str, str]:
+        """The ``SMS_GATEWAY_DB_*`` values of :meth:`sam_env_vars` (empty for SQLite)."""
+        import json
+
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.dsn)
+        engine = url.get_backend_name()
+        if engine not in ("postgresql", "mysql"):
+            return {}
+        client = self._session().client("secretsmanager", endpoint_url=self.moto_endpoint)
+        name = f"{self.stack_name}/database"
+        value = json.dumps({"username": url.username or "", "password": url.password or ""})
+        try:
+            arn = client.create_secret(Name=name, SecretString=value)["ARN"]
+        except client.exceptions.ResourceExistsException:
+            arn = client.put_secret_value(SecretId=name, SecretString=value)["ARN"]
+        return {
+            "SMS_GATEWAY_DB_ENGINE": engine,
+            "SMS_GATEWAY_DB_HOST": url.host or "",
+            "SMS_GATEWAY_DB_PORT": str(url.port or 0),
+            "SMS_GATEWAY_DB_NAME": url.database or "",
+            "SMS_GATEWAY_DB_SECRET_ARN": arn,
+            "SMS_GATEWAY_DB_TLS": "false",
+        }
+
     def demo_commands(self) -> list[str]:
         """The demo curl lines of DESIGN section 10, against this stack's URL."""
         base = self.url
@@ -516,6 +596,16 @@ class LocalStack:
             "sms-gateway local stack",
             f"  API          {self.url}  (stage {self.stage}, X-Tenant-ID header = tenant)",
             f"  AWS (moto)   {self.moto_endpoint}",
+            *(
+                [f"  sam env-vars {self.sam_env_vars_path}"]
+                if self.sam_env_vars_path is not None
+                else []
+            ),
+            *(
+                [f"  SQS -> sam   {self.lambda_endpoint} (sam local start-lambda)"]
+                if self.lambda_endpoint is not None
+                else []
+            ),
             f"  AWS journal  {self.journal_path}{restored}",
             f"  SQL          {mask_dsn(self.dsn)}",
         ]
@@ -547,7 +637,13 @@ class LocalStack:
         if not self.prewarm:
             return
         started = time.monotonic()
-        jobs = [function for function in self.functions.values() for _ in range(self.prewarm)]
+        local = [
+            function
+            for function in self.functions.values()
+            # with lambda_endpoint, SQS-only functions run in sam local's containers
+            if self.lambda_endpoint is None or function.spec.api_routes
+        ]
+        jobs = [function for function in local for _ in range(self.prewarm)]
         failures: list[str] = []
 
         def warm(function: LocalFunction) -> None:
@@ -659,6 +755,62 @@ class LocalStack:
 
     def _dynamodb_client(self) -> DynamoDBClient:
         return self._session().client("dynamodb", endpoint_url=self.moto_endpoint)
+
+
+def write_sam_env_vars(path: Path, document: Mapping[str, Mapping[str, str]]) -> None:
+    """Write ``document`` (:meth:`LocalStack.sam_env_vars`) to ``path`` as JSON, readable by
+    its owner only (the DSN may carry a password); the directory is created if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        json.dump(document, file, indent=2, sort_keys=True)
+        file.write("\n")
+
+
+class LambdaInvokeError(RuntimeError):
+    """``sam local start-lambda`` answered an invocation with an error (``FunctionError``)."""
+
+
+def lambda_invoker(endpoint: str, function_name: str, *, timeout: float = 300.0) -> SqsInvoker:
+    """An :data:`~sms_gateway.local.pollers.SqsInvoker` that invokes ``function_name`` (its
+    logical id, as ``sam local start-lambda`` names it) through the Lambda API at ``endpoint``:
+    ``lambda.invoke`` (RequestResponse) with the SQS event, the decoded JSON payload returned.
+    One attempt, no retry (the poller leaves a failed batch to SQS's redelivery, as Lambda's
+    event source mapping does); ``timeout`` seconds per call covers a container's cold start.
+
+    Raises (from the returned callable):
+        LambdaInvokeError: the function raised or timed out (``FunctionError`` set).
+        botocore.exceptions.BotoCoreError, ClientError: the endpoint did not answer.
+    """
+    import boto3.session
+    from botocore.config import Config
+
+    client = boto3.session.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - sam local accepts any credentials
+        region_name=REGION,
+    ).client(
+        "lambda",
+        endpoint_url=endpoint,
+        config=Config(read_timeout=timeout, connect_timeout=10, retries={"total_max_attempts": 1}),
+    )
+    lock = threading.Lock()  # boto3 clients are thread-safe; one poller per client anyway
+
+    def invoke(event: dict[str, Any]) -> Any:
+        with lock:
+            answer = client.invoke(
+                FunctionName=function_name,
+                InvocationType="RequestResponse",
+                Payload=json.dumps(event).encode("utf-8"),
+            )
+        payload = answer["Payload"].read()
+        if answer.get("FunctionError"):
+            raise LambdaInvokeError(
+                f"{function_name}: {answer['FunctionError']}: {payload[:500]!r}"
+            )
+        return json.loads(payload) if payload else None
+
+    return invoke
 
 
 def _api_invoker(function: LocalFunction) -> Invoker:
