@@ -144,6 +144,16 @@ def main() -> None:
             {"message_id": "4f7f2a8e-0000-5000-8000-000000000001"},
             tenant="tenant-3",
         ),
+        # names the sender sample's third message, recorded queued (not sent) by its test
+        "status-cancel-message.json": api_event(
+            "POST",
+            "/v1/messages/4f7f2a8e-0000-5000-8000-000000000003/cancel",
+            "/v1/messages/{message_id}/cancel",
+            None,
+            {},
+            {"message_id": "4f7f2a8e-0000-5000-8000-000000000003"},
+            tenant="tenant-3",
+        ),
         "status-post-receipt.json": api_event(
             "POST",
             "/v1/receipts",

@@ -1,5 +1,6 @@
-"""StatusFunction: ``GET /v1/messages/{message_id}`` (tenant-scoped) and ``POST /v1/receipts``
-(delivery receipts from providers).
+"""StatusFunction: ``GET /v1/messages/{message_id}`` (tenant-scoped), ``POST
+/v1/messages/{message_id}/cancel`` (tenant-scoped) and ``POST /v1/receipts`` (delivery
+receipts from providers).
 
 Cold start: the module loads Powertools' logger, metrics and tracer, and the SQL stack its
 services are built on (SQLAlchemy, pydantic, the stores and services: about 1 s of CPU) in the
@@ -34,10 +35,17 @@ if TYPE_CHECKING:
 
 def status_problems() -> ProblemMap:
     """The status and receipt services' errors as HTTP answers (imported with them)."""
+    from sms_gateway.services.operations import MessageNotCancelable
     from sms_gateway.services.receipts import MessageNotFound
 
     return {
         MessageNotFound: Problem(404, "message-not-found", "Message not found", "not found"),
+        MessageNotCancelable: Problem(
+            409,
+            "message-not-cancelable",
+            "Message can no longer be canceled",
+            "only a queued message can be canceled",
+        ),
         StorageUnavailable: Problem(
             503,
             "storage-unavailable",
@@ -64,6 +72,20 @@ def get_message(message_id: str) -> Response[str]:
     message = container.repository.get_for_tenant(tenant_id, message_id)
     if message is None:
         raise MessageNotFound(f"no message {message_id}")
+    return json_response(200, message_view(message))
+
+
+@app.post("/v1/messages/<message_id>/cancel")
+@tracer.capture_method
+def cancel_message(message_id: str) -> Response[str]:
+    """Cancel a queued message: 200 with the message (``canceled``), also when it was canceled
+    before; 409 once it is ``sending`` or past it; another tenant's id 404 like an unknown one.
+    """
+    from sms_gateway.api.views import message_view
+
+    container = wiring.sql()
+    tenant_id = tenant_of_event(app.current_event, container.settings.auth_mode)
+    message = wiring.operations().cancel(tenant_id, message_id)
     return json_response(200, message_view(message))
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sms_gateway.adapters.sqs import SqsMessageQueue
     from sms_gateway.services.dead_letter import DeadLetterService
     from sms_gateway.services.ingest import IngestService
+    from sms_gateway.services.operations import MessageOperations
     from sms_gateway.services.ports import SendRateLimiter
     from sms_gateway.services.receipts import ReceiptService
     from sms_gateway.services.sender import SenderService
@@ -214,6 +215,27 @@ def sql() -> SqlContainer:
 
 
 @functools.cache
+def operations() -> MessageOperations:
+    """Cancel, dead-letter replay and stuck messages over the SQL container's engine
+    (:mod:`sms_gateway.services.operations`). Replays go to ``SMS_GATEWAY_SEND_QUEUE_URL``
+    (without it, cancel and stuck work and a replay is refused)."""
+    from sms_gateway.observability import PowertoolsMetrics
+    from sms_gateway.services.operations import MessageOperations
+    from sms_gateway.storage.operations import SqlOperationsStore
+
+    container = sql()
+    s = container.settings
+    return MessageOperations(
+        messages=container.repository,
+        operations=SqlOperationsStore(container.database),
+        queue=_sqs_queue() if s.send_queue_url else None,
+        metrics=PowertoolsMetrics(),
+        clock=utc_now,
+        max_budget=s.max_receive_count,
+    )
+
+
+@functools.cache
 def rate_limiter() -> SendRateLimiter:
     """The container's send-rate limiter (see :mod:`sms_gateway.services.ratelimit` for how
     the sender calls it). Without ``SMS_GATEWAY_PROVIDER_RATES`` it grants everything and
@@ -244,5 +266,5 @@ def reset() -> None:
     """Forget every cached container (tests, after changing the environment)."""
     if sql.cache_info().currsize:
         sql().engine.dispose()
-    for cached in (settings, _sqs_queue, ingest, sql, rate_limiter):
+    for cached in (settings, _sqs_queue, ingest, sql, operations, rate_limiter):
         cached.cache_clear()

@@ -25,12 +25,16 @@ EXPECTED = {
     "ingest-post-messages-batch.json": 202,
     "status-get-message.json": 200,
     "status-post-receipt.json": 200,
+    "status-cancel-message.json": 200,
 }
 
 
 @pytest.mark.parametrize("name", ALL_SAMPLES)
 def test_sample_replays(gateway: Gateway, name: str) -> None:
     function = name.split("-", 1)[0]
+    if name == "status-cancel-message.json":
+        _replay_cancel(gateway)
+        return
     if name.startswith("status-"):
         # the status samples name the message the sender sample sends
         gateway.invoke("sender", sample("sender-batch.json"))
@@ -54,3 +58,24 @@ def test_sample_replays(gateway: Gateway, name: str) -> None:
         assert body["status"] == "sent"
     if name == "status-post-receipt.json":
         assert body["status"] == "delivered"
+
+
+def _replay_cancel(gateway: Gateway) -> None:
+    """The cancel sample names the sender sample's third message: recorded ``queued`` (as
+    the sender records it before its claim), canceled by the sample, then the sender sample
+    arrives and sends the first message only."""
+    from sms_gateway.domain.message import QueuedMessage
+
+    records = sample("sender-batch.json")["Records"]
+    third = QueuedMessage.model_validate_json(records[2]["body"])
+    gateway.repo.record_queued(third, gateway.clock())
+    answer = gateway.api("status", sample("status-cancel-message.json"))
+    assert answer.status == 200, answer.body
+    assert (answer.body["message_id"], answer.body["status"]) == (third.message_id, "canceled")
+    malformed = records[1]["messageId"]
+    assert gateway.invoke("sender", sample("sender-batch.json")) == {
+        "batchItemFailures": [{"itemIdentifier": malformed}]
+    }
+    assert gateway.sends(third.message_id) == []
+    assert len(gateway.sends(json.loads(records[0]["body"])["message_id"])) == 1
+    assert gateway.repo.get(third.message_id).status.value == "canceled"  # type: ignore[union-attr]

@@ -272,6 +272,7 @@ def test_api_routes_and_api_key_auth(
         ("POST", "/v1/messages", "IngestFunction"),
         ("POST", "/v1/messages/batch", "IngestFunction"),
         ("GET", "/v1/messages/{message_id}", "StatusFunction"),
+        ("POST", "/v1/messages/{message_id}/cancel", "StatusFunction"),
         ("POST", "/v1/receipts", "StatusFunction"),
     }
     api = props(template, "SmsApi")
@@ -286,6 +287,8 @@ def test_api_routes_and_api_key_auth(
     # both ingest routes keep the API's default: an API key is required (it is the tenant)
     for event_name in ("SendMessage", "SendMessageBatch"):
         assert "Auth" not in props(template, "IngestFunction")["Events"][event_name]["Properties"]
+    # so does cancel: only the message's tenant may cancel it
+    assert "Auth" not in props(template, "StatusFunction")["Events"]["CancelMessage"]["Properties"]
 
 
 def test_alarms_on_dead_letters_and_sender_errors(template: SamTemplate) -> None:

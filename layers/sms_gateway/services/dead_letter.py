@@ -87,6 +87,7 @@ class DeadLetterService:
                 detail=detail,
                 raw_payload=letter.body,
                 now=now,
+                generation=msg.generation,
             )
             # even for a second copy: the first may have met a live sender that has since
             # put the message back to queued
