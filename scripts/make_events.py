@@ -203,6 +203,13 @@ def main() -> None:
                 ("d1a1c0de-0000-4000-8000-000000000002", '{"to":"+1415'),
             ],
         ),
+        # AdminFunction commands (sam remote invoke --event): plain JSON, no AWS envelope
+        "admin-replay.json": {
+            "command": "replay",
+            "tenant_id": "tenant-2",
+            "reason": "dead_letter",
+        },
+        "admin-stuck.json": {"command": "stuck", "state": "queued", "older_than": "15m"},
     }
     for name, event in samples.items():
         (EVENTS / name).write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")

@@ -27,6 +27,7 @@ ARTIFACTS = (
     "StatusFunction",
     "SenderFunction",
     "DlqFunction",
+    "AdminFunction",
 )
 
 

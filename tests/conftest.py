@@ -308,11 +308,11 @@ def moto_resources(
 
 @pytest.fixture(scope="session")
 def handler_modules() -> dict[str, ModuleType]:
-    """The four functions' ``app`` modules, loaded once (a warm container's), in the
+    """The functions' ``app`` modules, loaded once (a warm container's), in the
     functions' environment (Powertools reads its service and namespace at import)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         set_aws_test_env(monkeypatch)
-        return {name: load_handler(name) for name in ("ingest", "status", "sender", "dlq")}
+        return {name: load_handler(name) for name in ("ingest", "status", "sender", "dlq", "admin")}
 
 
 def _gateway(

@@ -26,6 +26,8 @@ EXPECTED = {
     "status-get-message.json": 200,
     "status-post-receipt.json": 200,
     "status-cancel-message.json": 200,
+    "admin-replay.json": "replayed",
+    "admin-stuck.json": "listed",
 }
 
 
@@ -34,6 +36,9 @@ def test_sample_replays(gateway: Gateway, name: str) -> None:
     function = name.split("-", 1)[0]
     if name == "status-cancel-message.json":
         _replay_cancel(gateway)
+        return
+    if function == "admin":
+        _replay_admin(gateway, name)
         return
     if name.startswith("status-"):
         # the status samples name the message the sender sample sends
@@ -79,3 +84,25 @@ def _replay_cancel(gateway: Gateway) -> None:
     assert gateway.sends(third.message_id) == []
     assert len(gateway.sends(json.loads(records[0]["body"])["message_id"])) == 1
     assert gateway.repo.get(third.message_id).status.value == "canceled"  # type: ignore[union-attr]
+
+
+def _replay_admin(gateway: Gateway, name: str) -> None:
+    """The replay sample replays tenant-2's dead letters: the DLQ sample's message, whose
+    dead letter the DLQ sample records. The stuck sample lists a message queued 20 min ago."""
+    from datetime import timedelta
+
+    from sms_gateway.domain.message import QueuedMessage
+
+    if name == "admin-replay.json":
+        gateway.invoke("dlq", sample("dlq-batch.json"))
+        letter = QueuedMessage.model_validate_json(sample("dlq-batch.json")["Records"][0]["body"])
+        answer = gateway.invoke("admin", sample(name))
+        assert (answer["replayed"], answer["message_ids"]) == (1, [letter.message_id])
+        assert gateway.queue_depth("send") == 1
+        return
+    records = sample("sender-batch.json")["Records"]
+    old = QueuedMessage.model_validate_json(records[0]["body"])
+    assert gateway.repo.record_queued(old, gateway.clock() - timedelta(minutes=20))
+    answer = gateway.invoke("admin", sample(name))
+    (listed,) = answer["messages"]
+    assert (listed["message_id"], listed["age_seconds"]) == (old.message_id, 20 * 60)

@@ -420,3 +420,22 @@ def test_admin_commands_refuse_bad_arguments_with_exit_2(
         code = int(exited.code or 0)
     assert code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ({"command": "replay"}, "at least one"),
+        ({"command": "replay", "tenant_id": "t", "attempts": 4}, "1..3"),
+        ({"command": "stuck", "state": "queued", "older_than": "soon"}, "older_than"),
+        ({"command": "purge"}, "command"),
+    ],
+)
+def test_the_admin_function_refuses_a_bad_command_and_does_nothing(
+    gateway: Gateway, command: dict[str, Any], says: str
+) -> None:
+    message_id = _dead_letter(gateway, "tenant-2", "admin-bad")
+    answer = gateway.invoke("admin", command)
+    assert says in answer["error"]
+    assert _status(gateway, message_id) is MessageStatus.FAILED
+    assert gateway.queue_depth("send") == 0

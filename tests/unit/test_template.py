@@ -169,7 +169,13 @@ def test_idempotency_table_matches_powertools_defaults(template: SamTemplate) ->
 def test_every_function_code_dir_has_app_with_lambda_handler(
     functions: dict[str, FunctionSpec],
 ) -> None:
-    assert set(functions) == {"IngestFunction", "StatusFunction", "SenderFunction", "DlqFunction"}
+    assert set(functions) == {
+        "IngestFunction",
+        "StatusFunction",
+        "SenderFunction",
+        "DlqFunction",
+        "AdminFunction",
+    }
     for spec in functions.values():
         module, _, name = spec.handler.rpartition(".")
         source = ROOT / spec.code_uri / f"{module}.py"
