@@ -210,6 +210,8 @@ def main() -> None:
             "reason": "dead_letter",
         },
         "admin-stuck.json": {"command": "stuck", "state": "queued", "older_than": "15m"},
+        # RetentionFunction: the schedule's Input (template: RetentionRun), not read
+        "retention-schedule.json": {"source": "sms-gateway retention schedule"},
     }
     for name, event in samples.items():
         (EVENTS / name).write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")

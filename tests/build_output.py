@@ -28,6 +28,7 @@ ARTIFACTS = (
     "SenderFunction",
     "DlqFunction",
     "AdminFunction",
+    "RetentionFunction",
 )
 
 

@@ -312,7 +312,8 @@ def handler_modules() -> dict[str, ModuleType]:
     functions' environment (Powertools reads its service and namespace at import)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         set_aws_test_env(monkeypatch)
-        return {name: load_handler(name) for name in ("ingest", "status", "sender", "dlq", "admin")}
+        names = ("ingest", "status", "sender", "dlq", "admin", "retention")
+        return {name: load_handler(name) for name in names}
 
 
 def _gateway(

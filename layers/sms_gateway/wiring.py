@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sms_gateway.services.operations import MessageOperations
     from sms_gateway.services.ports import SendRateLimiter
     from sms_gateway.services.receipts import ReceiptService
+    from sms_gateway.services.retention import RetentionService
     from sms_gateway.services.sender import SenderService
     from sms_gateway.settings import Settings
     from sms_gateway.storage.dead_letters import SqlDeadLetterStore
@@ -236,6 +237,28 @@ def operations() -> MessageOperations:
 
 
 @functools.cache
+def retention() -> RetentionService:
+    """The retention run over the SQL container's engine
+    (:mod:`sms_gateway.services.retention`; periods from ``SMS_GATEWAY_REDACT_AFTER_DAYS``,
+    ``SMS_GATEWAY_DELETE_AFTER_DAYS``, bounds from ``SMS_GATEWAY_RETENTION_*``)."""
+    from sms_gateway.observability import PowertoolsMetrics
+    from sms_gateway.services.retention import RetentionPolicy, RetentionService
+    from sms_gateway.storage.retention import SqlRetentionStore
+
+    container = sql()
+    s = container.settings
+    policy = RetentionPolicy(
+        redact_after_days=s.redact_after_days,
+        delete_after_days=s.delete_after_days,
+        batch_size=s.retention_batch_size,
+        max_batches=s.retention_max_batches,
+    )
+    return RetentionService(
+        SqlRetentionStore(container.database), policy, PowertoolsMetrics(), utc_now
+    )
+
+
+@functools.cache
 def rate_limiter() -> SendRateLimiter:
     """The container's send-rate limiter (see :mod:`sms_gateway.services.ratelimit` for how
     the sender calls it). Without ``SMS_GATEWAY_PROVIDER_RATES`` it grants everything and
@@ -266,5 +289,5 @@ def reset() -> None:
     """Forget every cached container (tests, after changing the environment)."""
     if sql.cache_info().currsize:
         sql().engine.dispose()
-    for cached in (settings, _sqs_queue, ingest, sql, operations, rate_limiter):
+    for cached in (settings, _sqs_queue, ingest, sql, operations, retention, rate_limiter):
         cached.cache_clear()

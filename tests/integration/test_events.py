@@ -28,6 +28,7 @@ EXPECTED = {
     "status-cancel-message.json": 200,
     "admin-replay.json": "replayed",
     "admin-stuck.json": "listed",
+    "retention-schedule.json": "retention",
 }
 
 
@@ -39,6 +40,9 @@ def test_sample_replays(gateway: Gateway, name: str) -> None:
         return
     if function == "admin":
         _replay_admin(gateway, name)
+        return
+    if function == "retention":
+        _replay_retention(gateway)
         return
     if name.startswith("status-"):
         # the status samples name the message the sender sample sends
@@ -106,3 +110,28 @@ def _replay_admin(gateway: Gateway, name: str) -> None:
     answer = gateway.invoke("admin", sample(name))
     (listed,) = answer["messages"]
     assert (listed["message_id"], listed["age_seconds"]) == (old.message_id, 20 * 60)
+
+
+def _replay_retention(gateway: Gateway) -> None:
+    """The schedule's event: the sender sample's first message, sent 401 days ago, is deleted
+    (the default DeleteAfterDays is 400); the second, sent 31 days ago, is redacted."""
+    from datetime import timedelta
+
+    from sms_gateway.domain.message import QueuedMessage
+    from sms_gateway.domain.states import MessageStatus
+
+    records = sample("sender-batch.json")["Records"]
+    now = gateway.clock()
+    for record, days in ((records[0], 401), (records[2], 31)):
+        msg = QueuedMessage.model_validate_json(record["body"])
+        msg = msg.model_copy(update={"created_at": now - timedelta(days=days)})
+        assert gateway.repo.record_queued(msg, msg.created_at)
+        assert gateway.repo.transition(
+            msg.message_id, MessageStatus.QUEUED, MessageStatus.EXPIRED, msg.created_at
+        )
+    answer = gateway.invoke("retention", sample("retention-schedule.json"))
+    assert answer == {"deleted": 1, "redacted": 1, "other_rows": 0, "more": False}
+    first = json.loads(records[0]["body"])["message_id"]
+    third = gateway.repo.get(json.loads(records[2]["body"])["message_id"])
+    assert gateway.repo.get(first) is None
+    assert third is not None and (third.body, third.to_number) == ("", "")

@@ -175,6 +175,7 @@ def test_every_function_code_dir_has_app_with_lambda_handler(
         "SenderFunction",
         "DlqFunction",
         "AdminFunction",
+        "RetentionFunction",
     }
     for spec in functions.values():
         module, _, name = spec.handler.rpartition(".")

@@ -50,6 +50,7 @@ class ReplaySkip(StrEnum):
     NOT_FAILED = "not_failed"  # the message moved on (sent, delivered, canceled, queued)
     TAKEN = "taken"  # another replay marked this dead letter first
     NO_MESSAGE = "no_message"  # the message row is gone
+    REDACTED = "redacted"  # retention blanked its body and number: nothing left to send
 
 
 def can_replay(status: MessageStatus) -> bool:

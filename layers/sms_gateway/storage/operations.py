@@ -24,6 +24,7 @@ from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.storage.messages import transition
 from sms_gateway.storage.records import MessageRecord
+from sms_gateway.storage.retention import REDACTED
 from sms_gateway.storage.sql import Database
 from sms_gateway.storage.tables import dead_letters, message_events, messages
 
@@ -108,6 +109,8 @@ class SqlOperationsStore:
             message = MessageRecord.from_row(row)
             if not can_replay(message.status):
                 return ReplaySkip.NOT_FAILED
+            if message.body == REDACTED:
+                return ReplaySkip.REDACTED
             marked = conn.execute(
                 update(dead_letters)
                 .where(dead_letters.c.id == letter.id, dead_letters.c.replayed_at.is_(None))

@@ -1,4 +1,5 @@
-"""template.yaml: the receipts route's protection (issue 11, item 4). POST /v1/receipts takes
+"""template.yaml: the receipts route's protection (issue 11, item 4) and the retention
+schedule (item 5). POST /v1/receipts takes
 no API key, so the usage plan's throttling never applies to it: the stage throttles it, and
 an optional WAF rate-based rule limits each source IP.
 
@@ -116,3 +117,27 @@ def test_the_web_acl_is_attached_to_the_api_stage(
         "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${SmsApi}"
         f"/stages/${{{stage_id}}}"
     }
+
+
+def test_retention_runs_on_an_eventbridge_scheduler_schedule(
+    template: SamTemplate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(issue 11, item 5) The RetentionFunction is invoked by EventBridge Scheduler (SAM's
+    ScheduleV2), inside the VPC like the other SQL functions, with the template's periods."""
+    function = template.resources["RetentionFunction"]["Properties"]
+    (event,) = function["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == {"Ref": "RetentionSchedule"}
+    env = function["Environment"]["Variables"]
+    assert env["SMS_GATEWAY_REDACT_AFTER_DAYS"] == {"Ref": "RedactAfterDays"}
+    assert env["SMS_GATEWAY_DELETE_AFTER_DAYS"] == {"Ref": "DeleteAfterDays"}
+    assert function["VpcConfig"] == template.resources["SenderFunction"]["Properties"]["VpcConfig"]
+    resolver = Resolver(template)
+    assert int(resolver.resolve({"Ref": "RedactAfterDays"})) <= int(
+        resolver.resolve({"Ref": "DeleteAfterDays"})
+    )
+    resources = _translated({}, monkeypatch)["Resources"]
+    (schedule,) = [r for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    target = schedule["Properties"]["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": ["RetentionFunction", "Arn"]}
+    assert schedule["Properties"]["ScheduleExpression"] == {"Ref": "RetentionSchedule"}
