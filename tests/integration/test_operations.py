@@ -71,6 +71,10 @@ def test_a_canceled_message_is_acknowledged_and_never_sent(gateway: Gateway) -> 
     assert first.status == 200, first.body
     assert first.body["status"] == "canceled"
     assert first.body["attempts"] == 1
+    assert (first.body["reason_code"], first.body["reason_detail"]) == (
+        None,
+        "canceled by the tenant",
+    )
     again = gateway.cancel_message("tenant-1", message_id)
     assert (again.status, again.body) == (200, first.body)
 

@@ -132,6 +132,9 @@ class MessageOperations:
                 now,
                 detail=CANCEL_DETAIL,
                 lease_expires_at=None,
+                # a problem noted while it waited (no route) is not why it ended
+                reason_code=None,
+                reason_detail=CANCEL_DETAIL,
             ):
                 self._metrics.add("StatusTransitions", 1, "Count", status="canceled")
                 log_transition(message_id, tenant_id, MessageStatus.QUEUED, MessageStatus.CANCELED)
