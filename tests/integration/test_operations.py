@@ -239,6 +239,22 @@ def test_a_replay_that_fails_again_is_a_new_generation(gateway: Gateway) -> None
     assert trail.count(("queued", "failed", "dead_letter")) == 2
 
 
+def test_a_late_copy_of_a_replayed_generation_does_not_fail_the_replay(gateway: Gateway) -> None:
+    """SQS may deliver a record twice: a copy of generation 0 redriven to the DLQ after the
+    operator replayed generation 0 must not fail generation 1 (its record is on the queue)."""
+    message_id = _dead_letter(gateway, "tenant-2", "replay-5")
+    (letter,) = gateway.repo.dead_letters_for(message_id)
+    assert wiring.operations().replay(ReplaySelection(message_id=message_id)).replayed == [
+        message_id
+    ]
+    wiring.sql().dead_letters.process(DeadLetter("sqs-late-copy", letter["raw_payload"], 4))
+    assert _status(gateway, message_id) is MessageStatus.QUEUED
+    _route(gateway, "tenant-2", "provider-b")
+    gateway.run_until_idle()
+    assert _status(gateway, message_id) is MessageStatus.SENT
+    assert len(gateway.providers["provider-b"].calls) == 1
+
+
 def test_replay_by_tenant_reason_and_time_range(gateway: Gateway) -> None:
     _route(gateway, "tenant-9", "provider-fail")
     early = gateway.clock()
