@@ -144,6 +144,16 @@ def main() -> None:
             {"message_id": "4f7f2a8e-0000-5000-8000-000000000001"},
             tenant="tenant-3",
         ),
+        # names the sender sample's third message, recorded queued (not sent) by its test
+        "status-cancel-message.json": api_event(
+            "POST",
+            "/v1/messages/4f7f2a8e-0000-5000-8000-000000000003/cancel",
+            "/v1/messages/{message_id}/cancel",
+            None,
+            {},
+            {"message_id": "4f7f2a8e-0000-5000-8000-000000000003"},
+            tenant="tenant-3",
+        ),
         "status-post-receipt.json": api_event(
             "POST",
             "/v1/receipts",
@@ -193,6 +203,15 @@ def main() -> None:
                 ("d1a1c0de-0000-4000-8000-000000000002", '{"to":"+1415'),
             ],
         ),
+        # AdminFunction commands (sam remote invoke --event): plain JSON, no AWS envelope
+        "admin-replay.json": {
+            "command": "replay",
+            "tenant_id": "tenant-2",
+            "reason": "dead_letter",
+        },
+        "admin-stuck.json": {"command": "stuck", "state": "queued", "older_than": "15m"},
+        # RetentionFunction: the schedule's Input (template: RetentionRun), not read
+        "retention-schedule.json": {"source": "sms-gateway retention schedule"},
     }
     for name, event in samples.items():
         (EVENTS / name).write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")

@@ -27,6 +27,8 @@ ARTIFACTS = (
     "StatusFunction",
     "SenderFunction",
     "DlqFunction",
+    "AdminFunction",
+    "RetentionFunction",
 )
 
 

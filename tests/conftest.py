@@ -398,6 +398,8 @@ FUNCTION_IDS = {
     "sender": "SenderFunction",
     "dlq": "DlqFunction",
     "migrate": "MigrateFunction",
+    "admin": "AdminFunction",
+    "retention": "RetentionFunction",
 }
 FUNCTION_DIRS = tuple(FUNCTION_IDS)
 

@@ -202,6 +202,18 @@ class Gateway:
             ),
         )
 
+    def cancel_message(self, tenant: str, message_id: str) -> HttpAnswer:
+        """``POST /v1/messages/{id}/cancel`` through the status handler."""
+        event = api_event(
+            "POST",
+            f"/v1/messages/{message_id}/cancel",
+            headers={"X-Tenant-ID": tenant},
+            path_parameters={"message_id": message_id},
+        )
+        event["resource"] = "/v1/messages/{message_id}/cancel"
+        event["requestContext"]["resourcePath"] = event["resource"]
+        return self.api("status", event)
+
     def post_receipt(self, payload: dict[str, Any] | str) -> HttpAnswer:
         text = payload if isinstance(payload, str) else json.dumps(payload)
         return self.api(

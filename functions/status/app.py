@@ -1,6 +1,6 @@
-"""StatusFunction: ``GET /v1/messages/{message_id}`` (tenant-scoped), ``POST /v1/receipts``
-(delivery receipts from providers) and ``POST /v1/receipts/twilio/{provider}`` (Twilio's
-status callbacks).
+"""StatusFunction: ``GET /v1/messages/{message_id}`` and ``POST
+/v1/messages/{message_id}/cancel`` (tenant-scoped), ``POST /v1/receipts`` (delivery receipts
+from providers) and ``POST /v1/receipts/twilio/{provider}`` (Twilio's status callbacks).
 
 Cold start: the module loads Powertools' logger, metrics and tracer, and the SQL stack its
 services are built on (SQLAlchemy, pydantic, the stores and services: about 1 s of CPU) in the
@@ -68,6 +68,34 @@ def get_message(message_id: str) -> Response[MessageView]:
     message = container.repository.get_for_tenant(tenant_id, message_id)
     if message is None:
         raise MessageNotFound(f"no message {message_id}")
+    return json_response(200, message_view(message))
+
+
+@app.post(
+    "/v1/messages/<message_id>/cancel",
+    RouteDoc(
+        "Cancel a queued message",
+        answers={200: "MessageView"},
+        problems={
+            401: ("unauthorized",),
+            404: ("message-not-found",),
+            409: ("message-not-cancelable",),
+            422: ("validation-error",),
+            500: ("internal-error",),
+            503: ("storage-unavailable",),
+        },
+    ),
+)
+@tracer.capture_method
+def cancel_message(message_id: str) -> Response[MessageView]:
+    """Cancel a queued message: 200 with the message (``canceled``), also when it was canceled
+    before; 409 once it is ``sending`` or past it; another tenant's id 404 like an unknown one.
+    """
+    from sms_gateway.api.views import message_view
+
+    container = wiring.sql()
+    tenant_id = tenant_of_event(app.current_event, container.settings.auth_mode)
+    message = wiring.operations().cancel(tenant_id, message_id)
     return json_response(200, message_view(message))
 
 

@@ -121,6 +121,14 @@ class Settings(BaseSettings):
             names |= {p.name for p in demo_providers()}
         return sorted(names)
 
+    # Retention (RetentionFunction), counted from a message's creation: bodies and numbers
+    # redacted after redact_after_days, rows deleted after delete_after_days; at most
+    # retention_max_batches batches of retention_batch_size messages per run and kind.
+    redact_after_days: int = Field(default=30, ge=1, le=36_500)
+    delete_after_days: int = Field(default=400, ge=1, le=36_500)
+    retention_batch_size: int = Field(default=500, ge=1, le=10_000)
+    retention_max_batches: int = Field(default=20, ge=1, le=1000)
+
     @property
     def receipts_signed(self) -> bool:
         """Whether receipts must be signed: always when deployed (``api_key`` mode), and in
@@ -160,6 +168,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _check_retention(self) -> Settings:
+        if self.delete_after_days < self.redact_after_days:
+            raise ValueError(
+                "SMS_GATEWAY_DELETE_AFTER_DAYS must be >= SMS_GATEWAY_REDACT_AFTER_DAYS"
+            )
+        return self
 
     @field_validator("provider_rates", "receipt_secrets", "providers", mode="before")
     @classmethod

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from sms_gateway.adapters.sqs import SqsMessageQueue
     from sms_gateway.services.dead_letter import DeadLetterService
     from sms_gateway.services.ingest import IngestService
+    from sms_gateway.services.operations import MessageOperations
     from sms_gateway.services.ports import SendRateLimiter
     from sms_gateway.services.receipts import ReceiptService
+    from sms_gateway.services.retention import RetentionService
     from sms_gateway.services.sender import SenderService
     from sms_gateway.settings import Settings
     from sms_gateway.storage.dead_letters import SqlDeadLetterStore
@@ -250,6 +252,49 @@ def sql() -> SqlContainer:
 
 
 @functools.cache
+def operations() -> MessageOperations:
+    """Cancel, dead-letter replay and stuck messages over the SQL container's engine
+    (:mod:`sms_gateway.services.operations`). Replays go to ``SMS_GATEWAY_SEND_QUEUE_URL``
+    (without it, cancel and stuck work and a replay is refused)."""
+    from sms_gateway.observability import PowertoolsMetrics
+    from sms_gateway.services.operations import MessageOperations
+    from sms_gateway.storage.operations import SqlOperationsStore
+
+    container = sql()
+    s = container.settings
+    return MessageOperations(
+        messages=container.repository,
+        operations=SqlOperationsStore(container.database),
+        queue=_sqs_queue() if s.send_queue_url else None,
+        metrics=PowertoolsMetrics(),
+        clock=utc_now,
+        max_budget=s.max_receive_count,
+    )
+
+
+@functools.cache
+def retention() -> RetentionService:
+    """The retention run over the SQL container's engine
+    (:mod:`sms_gateway.services.retention`; periods from ``SMS_GATEWAY_REDACT_AFTER_DAYS``,
+    ``SMS_GATEWAY_DELETE_AFTER_DAYS``, bounds from ``SMS_GATEWAY_RETENTION_*``)."""
+    from sms_gateway.observability import PowertoolsMetrics
+    from sms_gateway.services.retention import RetentionPolicy, RetentionService
+    from sms_gateway.storage.retention import SqlRetentionStore
+
+    container = sql()
+    s = container.settings
+    policy = RetentionPolicy(
+        redact_after_days=s.redact_after_days,
+        delete_after_days=s.delete_after_days,
+        batch_size=s.retention_batch_size,
+        max_batches=s.retention_max_batches,
+    )
+    return RetentionService(
+        SqlRetentionStore(container.database), policy, PowertoolsMetrics(), utc_now
+    )
+
+
+@functools.cache
 def rate_limiter() -> SendRateLimiter:
     """The container's send-rate limiter (see :mod:`sms_gateway.services.ratelimit` for how
     the sender calls it). Without ``SMS_GATEWAY_PROVIDER_RATES`` it grants everything and
@@ -290,5 +335,5 @@ def reset() -> None:
     """Forget every cached container (tests, after changing the environment)."""
     if sql.cache_info().currsize:
         sql().engine.dispose()
-    for cached in (settings, _sqs_queue, ingest, sql, rate_limiter):
+    for cached in (settings, _sqs_queue, ingest, sql, operations, retention, rate_limiter):
         cached.cache_clear()

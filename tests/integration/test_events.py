@@ -27,6 +27,10 @@ EXPECTED = {
     "status-get-message.json": 200,
     "status-post-receipt.json": 200,
     "migrate-create.json": "SUCCESS",  # a CloudFormation custom resource request
+    "status-cancel-message.json": 200,
+    "admin-replay.json": "replayed",
+    "admin-stuck.json": "listed",
+    "retention-schedule.json": "retention",
 }
 
 
@@ -35,6 +39,15 @@ def test_sample_replays(gateway: Gateway, name: str) -> None:
     function = name.split("-", 1)[0]
     if function == "migrate":
         replay_custom_resource(gateway, name)
+        return
+    if name == "status-cancel-message.json":
+        _replay_cancel(gateway)
+        return
+    if function == "admin":
+        _replay_admin(gateway, name)
+        return
+    if function == "retention":
+        _replay_retention(gateway)
         return
     if name.startswith("status-"):
         # the status samples name the message the sender sample sends
@@ -76,3 +89,71 @@ def replay_custom_resource(gateway: Gateway, name: str) -> None:
     for key in ("StackId", "RequestId", "LogicalResourceId"):
         assert put["body"][key] == sample(name)[key]
     assert put["body"]["Data"] == {"Revision": "0002"}  # the suite's database is migrated
+
+
+def _replay_cancel(gateway: Gateway) -> None:
+    """The cancel sample names the sender sample's third message: recorded ``queued`` (as
+    the sender records it before its claim), canceled by the sample, then the sender sample
+    arrives and sends the first message only."""
+    from sms_gateway.domain.message import QueuedMessage
+
+    records = sample("sender-batch.json")["Records"]
+    third = QueuedMessage.model_validate_json(records[2]["body"])
+    gateway.repo.record_queued(third, gateway.clock())
+    answer = gateway.api("status", sample("status-cancel-message.json"))
+    assert answer.status == 200, answer.body
+    assert (answer.body["message_id"], answer.body["status"]) == (third.message_id, "canceled")
+    malformed = records[1]["messageId"]
+    assert gateway.invoke("sender", sample("sender-batch.json")) == {
+        "batchItemFailures": [{"itemIdentifier": malformed}]
+    }
+    assert gateway.sends(third.message_id) == []
+    assert len(gateway.sends(json.loads(records[0]["body"])["message_id"])) == 1
+    assert gateway.repo.get(third.message_id).status.value == "canceled"  # type: ignore[union-attr]
+
+
+def _replay_admin(gateway: Gateway, name: str) -> None:
+    """The replay sample replays tenant-2's dead letters: the DLQ sample's message, whose
+    dead letter the DLQ sample records. The stuck sample lists a message queued 20 min ago."""
+    from datetime import timedelta
+
+    from sms_gateway.domain.message import QueuedMessage
+
+    if name == "admin-replay.json":
+        gateway.invoke("dlq", sample("dlq-batch.json"))
+        letter = QueuedMessage.model_validate_json(sample("dlq-batch.json")["Records"][0]["body"])
+        answer = gateway.invoke("admin", sample(name))
+        assert (answer["replayed"], answer["message_ids"]) == (1, [letter.message_id])
+        assert gateway.queue_depth("send") == 1
+        return
+    records = sample("sender-batch.json")["Records"]
+    old = QueuedMessage.model_validate_json(records[0]["body"])
+    assert gateway.repo.record_queued(old, gateway.clock() - timedelta(minutes=20))
+    answer = gateway.invoke("admin", sample(name))
+    (listed,) = answer["messages"]
+    assert (listed["message_id"], listed["age_seconds"]) == (old.message_id, 20 * 60)
+
+
+def _replay_retention(gateway: Gateway) -> None:
+    """The schedule's event: the sender sample's first message, sent 401 days ago, is deleted
+    (the default DeleteAfterDays is 400); the second, sent 31 days ago, is redacted."""
+    from datetime import timedelta
+
+    from sms_gateway.domain.message import QueuedMessage
+    from sms_gateway.domain.states import MessageStatus
+
+    records = sample("sender-batch.json")["Records"]
+    now = gateway.clock()
+    for record, days in ((records[0], 401), (records[2], 31)):
+        msg = QueuedMessage.model_validate_json(record["body"])
+        msg = msg.model_copy(update={"created_at": now - timedelta(days=days)})
+        assert gateway.repo.record_queued(msg, msg.created_at)
+        assert gateway.repo.transition(
+            msg.message_id, MessageStatus.QUEUED, MessageStatus.EXPIRED, msg.created_at
+        )
+    answer = gateway.invoke("retention", sample("retention-schedule.json"))
+    assert answer == {"deleted": 1, "redacted": 1, "other_rows": 0, "more": False}
+    first = json.loads(records[0]["body"])["message_id"]
+    third = gateway.repo.get(json.loads(records[2]["body"])["message_id"])
+    assert gateway.repo.get(first) is None
+    assert third is not None and (third.body, third.to_number) == ("", "")

@@ -31,6 +31,8 @@ def test_every_function_has_its_own_role_without_managed_policies(
         "SenderFunction",
         "DlqFunction",
         "MigrateFunction",
+        "AdminFunction",
+        "RetentionFunction",
     }
     translated = iam.translate(TEMPLATE, iam.DEPLOYED)["Resources"]
     roles = {
@@ -38,7 +40,7 @@ def test_every_function_has_its_own_role_without_managed_policies(
         for r in translated.values()
         if r["Type"] == "AWS::Lambda::Function"
     }
-    assert len(roles) == 5  # one each
+    assert len(roles) == 7  # one each
     assert not [r for r in translated.values() if r["Type"] == "AWS::IAM::ManagedPolicy"]
 
 
@@ -84,6 +86,8 @@ def test_data_plane_permissions_per_function(
     }
     assert data("StatusFunction") == {secret}
     assert data("MigrateFunction") == {secret}
+    assert data("AdminFunction") == {("sqs:SendMessage", "SendQueue"), secret}  # a replay
+    assert data("RetentionFunction") == {secret}
 
 
 def test_secret_and_vpc_permissions_only_when_configured() -> None:

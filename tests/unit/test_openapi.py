@@ -36,6 +36,7 @@ def test_document_covers_every_route_status_header_and_problem_type() -> None:
         ("POST", "/v1/messages"),
         ("POST", "/v1/messages/batch"),
         ("GET", "/v1/messages/{message_id}"),
+        ("POST", "/v1/messages/{message_id}/cancel"),
         ("POST", "/v1/receipts"),
         ("POST", "/v1/receipts/twilio/{provider}"),
     }

@@ -15,7 +15,14 @@ from tests.cfn_rules import DEPLOYABLE
 from tests.support import REPO_ROOT
 
 TEMPLATE = REPO_ROOT / "template.yaml"
-SQL_FUNCTIONS = ("StatusFunction", "SenderFunction", "DlqFunction", "MigrateFunction")
+SQL_FUNCTIONS = (
+    "StatusFunction",
+    "SenderFunction",
+    "DlqFunction",
+    "MigrateFunction",
+    "AdminFunction",
+    "RetentionFunction",
+)
 VPC = {"VpcSubnetIds": "subnet-1,subnet-2", "VpcSecurityGroupIds": "sg-1,sg-2"}
 ENDPOINTS = {
     **VPC,
@@ -129,7 +136,7 @@ def test_each_function_logs_to_its_own_group_with_the_retention_parameter(
     resolver = Resolver(template, pseudo_parameters={"AWS::StackName": "sms"})
     functions = template.resources_of_type("AWS::Serverless::Function")
     groups = template.resources_of_type("AWS::Logs::LogGroup")
-    assert len(groups) == len(functions) == 5
+    assert len(groups) == len(functions) == 7
     for logical_id, function in functions.items():
         group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         group = groups[group_id]["Properties"]

@@ -68,6 +68,12 @@ KINDS: dict[str, ProblemKind] = {
             "the message has no attempt sent or in flight",
         ),
         ProblemKind(
+            409,
+            "message-not-cancelable",
+            "Message can no longer be canceled",
+            "only a queued message can be canceled",
+        ),
+        ProblemKind(
             401,
             "receipt-signature-invalid",
             "Receipt signature invalid",
@@ -123,6 +129,7 @@ def error_map() -> dict[type[Exception], Callable[[Exception], Problem]]:
         errors.IdempotencyInProgress: kind("idempotency-key-in-flight"),
         errors.MessageNotFound: kind("message-not-found"),
         errors.ReceiptConflict: kind("receipt-without-attempt"),
+        errors.MessageNotCancelable: kind("message-not-cancelable"),
         errors.InvalidField: _invalid_field,
         # Some messages of a bulk request are queued, some are not: not a 202 for them.
         BatchNotQueued: _batch_not_queued,

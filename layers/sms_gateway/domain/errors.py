@@ -8,6 +8,10 @@ first request (the ingest function has no SQL; the status function no idempotenc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sms_gateway.domain.states import MessageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,19 @@ class MessageNotFound(LookupError):
 class ReceiptConflict(Exception):
     """A delivery receipt for a message that has no attempt sent or in flight (still queued,
     or waiting for a retry): nothing could have been delivered, so nothing is stored."""
+
+
+class MessageNotCancelable(Exception):
+    """The message is ``sending`` or past it: too late to cancel (an HTTP 409).
+
+    ``status``: where it stands (a :class:`~sms_gateway.domain.states.MessageStatus`).
+    """
+
+    def __init__(self, message_id: str, status: MessageStatus) -> None:
+        super().__init__(
+            f"message {message_id} is {status.value}: only a queued message can be canceled"
+        )
+        self.status = status
 
 
 class InvalidField(ValueError):

@@ -54,7 +54,9 @@ class QueuedMessage(BaseModel):
 
     ``to`` is E.164; ``segments`` and ``encoding`` were computed at ingest (GSM 03.38 rules);
     ``max_attempts`` is at most the queue's maxReceiveCount; ``expires_at`` (UTC) is set when
-    the client gave a ``validity_period``: the message is not sent after it.
+    the client gave a ``validity_period``: the message is not sent after it. ``generation``: 0
+    as ingest queues it, ``n`` once an operator replayed its dead letter ``n`` times
+    (:mod:`sms_gateway.services.operations`); its next dead letter is stored under it.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -72,6 +74,7 @@ class QueuedMessage(BaseModel):
     idempotency_key: CarriableText = Field(min_length=1, max_length=255)
     created_at: datetime
     expires_at: datetime | None = None
+    generation: int = Field(default=0, ge=0)
 
 
 @dataclass(frozen=True, slots=True)

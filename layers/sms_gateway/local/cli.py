@@ -1,4 +1,5 @@
-"""``sms-gateway`` command line: ``sms-gateway local`` runs the local stack.
+"""``sms-gateway`` command line: ``sms-gateway local`` runs the local stack; ``migrate``,
+``policy`` and ``admin replay|stuck`` are the operator's commands against a database.
 
 ::
 
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the functions' raw JSON log lines and EMF metrics too, and INFO logs",
     )
     _add_admin_commands(commands)
+    _add_operations_commands(commands)
     return parser
 
 
@@ -339,6 +341,117 @@ def _add_admin_commands(commands: Any) -> None:
     policy.add_argument("--dsn", default=None, help=dsn_help)
 
 
+def _add_operations_commands(commands: Any) -> None:
+    """``sms-gateway admin replay|stuck``: :mod:`sms_gateway.services.admin`, as the
+    AdminFunction runs it."""
+    dsn_help = "database URL (default: $SMS_GATEWAY_MESSAGE_DSN)"
+    admin = commands.add_parser(
+        "admin",
+        help="operate on messages: replay dead letters, list stuck messages",
+        description="Operator commands (the AdminFunction runs the same code).",
+    )
+    sub = admin.add_subparsers(dest="admin_command", required=True, metavar="ADMIN_COMMAND")
+    replay = sub.add_parser(
+        "replay",
+        help="replay dead letters as a new generation of their messages",
+        description=(
+            "Replay dead letters not replayed yet (every criterion given must hold; at least "
+            "one). Each failed message goes back to queued with --attempts more attempts and "
+            "a new SendQueue record; the dead letter is kept, marked replayed. A message that "
+            "is no longer failed is skipped. Prints a JSON report."
+        ),
+    )
+    replay.add_argument("--message-id", default=None)
+    replay.add_argument("--tenant", dest="tenant_id", default=None)
+    replay.add_argument("--reason", default=None, help="a reason code, e.g. dead_letter")
+    replay.add_argument("--since", default=None, help="RFC 3339, e.g. 2026-11-30T00:00:00Z")
+    replay.add_argument("--until", default=None, help="RFC 3339 (exclusive)")
+    replay.add_argument(
+        "--attempts", type=_positive, default=1, help="attempts granted (1..maxReceiveCount)"
+    )
+    replay.add_argument("--limit", type=_positive, default=100, help="dead letters at most")
+    replay.add_argument("--dsn", default=None, help=dsn_help)
+    replay.add_argument(
+        "--queue-url", default=None, help="SendQueue URL (default: $SMS_GATEWAY_SEND_QUEUE_URL)"
+    )
+    stuck = sub.add_parser(
+        "stuck",
+        help="list messages in a state for longer than a duration",
+        description="Messages in --state since longer than --older-than (90s, 15m, 2h, 1d).",
+    )
+    stuck.add_argument("--state", required=True)
+    stuck.add_argument("--older-than", required=True)
+    stuck.add_argument("--limit", type=_positive, default=100)
+    stuck.add_argument("--json", action="store_true", help="print the JSON answer")
+    stuck.add_argument("--dsn", default=None, help=dsn_help)
+    stuck.add_argument("--queue-url", default=None, help=argparse.SUPPRESS)
+
+
+def _run_operations(args: argparse.Namespace) -> int:
+    from sms_gateway.adapters.sqs import SqsMessageQueue
+    from sms_gateway.services.admin import AdminError, run_command
+    from sms_gateway.services.operations import MessageOperations
+    from sms_gateway.services.ports import NullMetrics
+    from sms_gateway.storage.engine import make_engine
+    from sms_gateway.storage.operations import SqlOperationsStore
+    from sms_gateway.storage.repository import MessageRepository
+    from sms_gateway.storage.sql import Database
+
+    if args.admin_command == "replay":
+        command: dict[str, Any] = {"command": "replay", "attempts": args.attempts}
+        for name in ("message_id", "tenant_id", "reason", "since", "until"):
+            if getattr(args, name) is not None:
+                command[name] = getattr(args, name)
+        command["limit"] = args.limit
+    else:
+        command = {
+            "command": "stuck",
+            "state": args.state,
+            "older_than": args.older_than,
+            "limit": args.limit,
+        }
+    dsn = _dsn(args)
+    queue_url = args.queue_url or os.environ.get("SMS_GATEWAY_SEND_QUEUE_URL", "")
+    queue = None
+    if args.admin_command == "replay" and queue_url:
+        import boto3
+
+        queue = SqsMessageQueue(boto3.client("sqs"), queue_url, "")
+    max_budget = _positive(os.environ.get("SMS_GATEWAY_MAX_RECEIVE_COUNT", "3"))
+    from sms_gateway.observability import logger
+
+    level = logger.log_level
+    logger.setLevel(logging.WARNING)  # the services' JSON lines would mix with the answer
+    engine = make_engine(dsn)
+    try:
+        database = Database(engine)
+        operations = MessageOperations(
+            messages=MessageRepository(database),
+            operations=SqlOperationsStore(database),
+            queue=queue,
+            metrics=NullMetrics(),
+            clock=lambda: datetime.now(UTC),
+            max_budget=max_budget,
+        )
+        answer = run_command(command, operations, datetime.now(UTC))
+    except AdminError as exc:
+        print(f"sms-gateway admin {args.admin_command}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+        logger.setLevel(level)
+    if args.admin_command == "stuck" and not args.json:
+        print("message_id  tenant  status  since  age  attempts")
+        for m in answer["messages"]:
+            print(
+                f"{m['message_id']}  {m['tenant_id']}  {m['status']}  {m['since']}  "
+                f"{m['age_seconds']}s  {m['attempts']}/{m['max_attempts']}"
+            )
+        return 0
+    print(json.dumps(answer, indent=2))
+    return 0
+
+
 def _dsn(args: argparse.Namespace) -> str:
     dsn = args.dsn or os.environ.get("SMS_GATEWAY_MESSAGE_DSN", "")
     if not dsn:
@@ -414,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "local":
         return _run_local(args)
+    if args.command == "admin":
+        return _run_operations(args)
     return _run_admin(args)
 
 

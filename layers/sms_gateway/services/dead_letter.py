@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.states import MessageStatus
-from sms_gateway.observability import log_transition
+from sms_gateway.observability import log_transition, logger
 from sms_gateway.services.ports import Clock, DeadLetterStore, MessageStore, MetricsSink
 
 
@@ -87,7 +87,16 @@ class DeadLetterService:
                 detail=detail,
                 raw_payload=letter.body,
                 now=now,
+                generation=msg.generation,
             )
+            if self._replayed_since(msg):
+                # a late copy of a generation an operator already replayed: the message is on
+                # its next generation, whose own record decides its fate
+                logger.warning(
+                    "dead letter of an already replayed generation: message left as it is",
+                    extra={"generation": msg.generation},
+                )
+                return stored
             # even for a second copy: the first may have met a live sender that has since
             # put the message back to queued
             left = self._letters.fail_message(msg.message_id, ReasonCode.DEAD_LETTER, detail, now)
@@ -102,6 +111,13 @@ class DeadLetterService:
         if stored:
             self._metrics.add("DeadLetters", 1, "Count")
         return stored
+
+    def _replayed_since(self, msg: QueuedMessage) -> bool:
+        """Whether a dead letter of ``msg``'s generation (or a later one) was replayed."""
+        return any(
+            row["generation"] >= msg.generation and row["replayed_at"] is not None
+            for row in self._letters.list_for(msg.message_id)
+        )
 
     def _last_error(self, message_id: str, letter: DeadLetter) -> str:
         for attempt in reversed(self._repo.attempts(message_id)):

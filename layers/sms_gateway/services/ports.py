@@ -242,6 +242,7 @@ class DeadLetterStore(Protocol):
         detail: str | None,
         raw_payload: str,
         now: datetime,
+        generation: int = 0,
     ) -> bool:
         """Store a dead letter unless this one (or this message's) is stored; whether it was."""
         ...

@@ -35,11 +35,14 @@ class SqlDeadLetterStore:
         detail: str | None,
         raw_payload: str,
         now: datetime,
+        generation: int = 0,
     ) -> bool:
         """Store a dead letter unless one is already stored: the same SQS message again, or
         another copy of the same message (unique per message and replay generation, so
-        concurrent DLQ invocations cannot both store one). Insert-if-absent: no error reaches
-        the server for a copy. Returns whether this call stored it."""
+        concurrent DLQ invocations cannot both store one). ``generation``: the message's replay
+        generation (0 until an operator replays it; a replayed message that is dead-lettered
+        again makes a new row). Insert-if-absent: no error reaches the server for a copy.
+        Returns whether this call stored it."""
         row = {
             "sqs_message_id": sqs_message_id,
             "message_id": message_id,
@@ -49,7 +52,7 @@ class SqlDeadLetterStore:
             "detail": detail,
             "raw_payload": raw_payload,
             "created_at": now,
-            "generation": 0,
+            "generation": generation,
         }
         return self._db.single(
             lambda conn: conn.execute(self._db.insert_if_absent(dead_letters, [row])).rowcount == 1

@@ -430,6 +430,7 @@ class MemoryDeadLetterStore(_Base):
         detail: str | None,
         raw_payload: str,
         now: datetime,
+        generation: int = 0,
     ) -> bool:
         """See the port."""
         with self.state.lock:
@@ -438,7 +439,7 @@ class MemoryDeadLetterStore(_Base):
                 if row["sqs_message_id"] == sqs_message_id or (
                     message_id is not None
                     and row["message_id"] == message_id
-                    and row["generation"] == 0
+                    and row["generation"] == generation
                 ):
                     return False
             self.state.dead_letters.append(
@@ -453,7 +454,7 @@ class MemoryDeadLetterStore(_Base):
                     "raw_payload": raw_payload,
                     "created_at": now,
                     "replayed_at": None,
-                    "generation": 0,
+                    "generation": generation,
                 }
             )
             return True
