@@ -247,6 +247,21 @@ class SharedAws:
                 self.dynamodb.delete_item(TableName=table, Key=item)
 
 
+# Markers of the tests that start a local stack (moto's server, a process per execution
+# environment, often the CLI in a subprocess): the suite's longest files by far.
+SLOW_FIRST = ("e2e", "local_stack")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start a local stack go first (a stable sort: files stay whole, in their
+    order). Under ``-n 2 --dist loadfile --no-loadscope-reorder`` (``make test``; the
+    ``--no-loadscope-reorder`` is in pyproject's ``addopts``) xdist hands files to the workers
+    in this order, so the long ones run while the other worker still has many short files
+    left to even out the end; xdist's default order, by number of tests, handed the
+    one-test 30 s restart file out last."""
+    items.sort(key=lambda item: not any(item.get_closest_marker(name) for name in SLOW_FIRST))
+
+
 _shared: list[SharedAws] = []  # the session's SharedAws, once built
 
 
