@@ -25,59 +25,28 @@ from tests.integration.throwaway import (
     call,
     wait_for,
 )
+from tests.local_cli import local_stack
 
 pytestmark = pytest.mark.local_stack
 
 
 def test_cli_prints_ready_line_and_exits_0_on_sigterm(throwaway_root: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "SMS_GATEWAY_MESSAGE_DSN": f"sqlite:///{tmp_path / 'cli.db'}"}
-    env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from sms_gateway.local.cli import main; sys.exit(main())",
-            "local",
-            "--port",
-            "0",
-            "--root",
-            str(throwaway_root),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        # The CLI always migrates and seeds (into the throwaway SQLite file of the env).
-        assert process.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if line.startswith("Local stack ready on "):
-                break
-        ready = lines[-1] if lines else ""
+    # The CLI always migrates and seeds (into the throwaway SQLite file of the env).
+    env = {"SMS_GATEWAY_MESSAGE_DSN": f"sqlite:///{tmp_path / 'cli.db'}"}
+    args = ["--root", str(throwaway_root), "--quiet"]
+    with local_stack(tmp_path / "data", env=env, args=args) as (process, stack, _):
+        lines = [line.rstrip("\n") for line in stack.startup]
+        ready = lines[-1]
         assert re.fullmatch(r"Local stack ready on http://127\.0\.0\.1:\d+", ready), lines
         url = ready.removeprefix("Local stack ready on ")
-        port = url.rsplit(":", 1)[1]
+        assert url == stack.url
+        assert url.rsplit(":", 1)[1] != "0"
         assert any(f"curl -sS -X POST {url}/v1/receipts" in line for line in lines)
         assert any("AWS (moto)" in line for line in lines)
         status, _, _, _ = call("GET", f"{url}/v1/items/x")
         assert status == 200
-        assert port != "0"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -219,45 +188,16 @@ def test_ctrl_c_closes_the_front_first_and_a_second_one_forces_the_stop(tmp_path
     (root / "template.yaml").write_text(
         SLOW_BATCH_TEMPLATE.format(record_dir=records), encoding="utf-8"
     )
-    env = {**os.environ, "SMS_GATEWAY_MESSAGE_DSN": f"sqlite:///{tmp_path / 'cli.db'}"}
-    env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen(
-        [
-            *(
-                sys.executable,
-                "-c",
-                "import sys; from sms_gateway.local.cli import main; sys.exit(main())",
-                "local",
-                "--port",
-                "0",
-                "--quiet",
-            ),
-            *("--root", str(root), "--data-dir", str(tmp_path / "data")),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if line.startswith("Local stack ready on "):
-                break
-        assert lines and lines[-1].startswith("Local stack ready on "), lines
-        url = lines[-1].removeprefix("Local stack ready on ")
-        port = int(url.rsplit(":", 1)[1])
-        moto = next(line.split()[-1] for line in lines if "AWS (moto)" in line)
-        queue = next(line.split()[-1] for line in lines if line.strip().startswith("queue "))
+    env = {"SMS_GATEWAY_MESSAGE_DSN": f"sqlite:///{tmp_path / 'cli.db'}"}
+    args = ["--quiet", "--root", str(root)]
+    with local_stack(tmp_path / "data", env=env, args=args) as (process, stack, _):
+        port = int(stack.url.rsplit(":", 1)[1])
+        queue = next(
+            line.split()[-1] for line in stack.startup if line.strip().startswith("queue ")
+        )
         sqs = boto3.client(
             "sqs",
-            endpoint_url=moto,
+            endpoint_url=stack.moto_url,
             region_name=REGION,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
@@ -282,10 +222,6 @@ def test_ctrl_c_closes_the_front_first_and_a_second_one_forces_the_stop(tmp_path
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         assert wait_for_gone(worker)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def wait_for_gone(pid: int, timeout: float = 10.0) -> bool:
