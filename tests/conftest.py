@@ -25,6 +25,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -249,6 +250,34 @@ class SharedAws:
         for page in pages:
             for item in page.get("Items", []):
                 self.dynamodb.delete_item(TableName=table, Key=item)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start a local stack (markers ``e2e`` and ``local_stack``: moto's server, a
+    process per execution environment, often the CLI in a subprocess; the suite's longest
+    files by far) go first, e2e files first of all, and among them the files with the fewest
+    tests first (a stable sort: files stay whole).
+
+    Under ``-n 2 --dist loadfile --no-loadscope-reorder`` (``make test``; the option is in
+    pyproject's ``addopts``) xdist hands files to the workers in this order, giving a worker
+    its next file while it still has two tests or fewer to run. Here a file's length is its
+    stack starts, not its number of tests: the one-test restart file (two starts and a
+    kill) is as long as the nine tests sharing the session's stack. Fewest first gives each
+    worker one long e2e file and then another, and leaves the many short in-process files to
+    even out the end. (xdist's own order, most tests first, handed the e2e files out last.)
+    """
+    per_file = Counter(item.nodeid.split("::", 1)[0] for item in items)
+
+    def key(item: pytest.Item) -> tuple[int, int]:
+        if item.get_closest_marker("e2e"):
+            rank = 0
+        elif item.get_closest_marker("local_stack"):
+            rank = 1
+        else:
+            return (2, 0)
+        return (rank, per_file[item.nodeid.split("::", 1)[0]])
+
+    items.sort(key=key)
 
 
 _shared: list[SharedAws] = []  # the session's SharedAws, once built

@@ -38,8 +38,11 @@ pytestmark = pytest.mark.e2e
 
 TENANT = "tenant-3"  # -> provider-b, always succeeds: one attempt per message
 THREADS = 4
-PER_THREAD = 13  # 52 sends in all
 KILL_AFTER = 20  # 202s seen before the SIGKILL
+# Each thread sends until the kill, at most this many: on a loaded machine some sends are
+# answered 502 (an invocation past the function's Timeout) and do not count towards
+# KILL_AFTER, so a fixed burst could end before the kill.
+MAX_PER_THREAD = 50
 LEASE_SECONDS = "3"  # a claim cut by the kill is released in seconds, not the template's 30
 
 
@@ -100,7 +103,7 @@ def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(tmp_path: Path) 
     with restartable_stack(tmp_path) as (proc, first, first_db):
 
         def burst(thread: int) -> None:
-            for n in range(PER_THREAD):
+            for n in range(MAX_PER_THREAD):
                 if killed.is_set():
                     return
                 key = f"burst-{run}-{thread}-{n}"
@@ -130,7 +133,7 @@ def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(tmp_path: Path) 
             assert not thread.is_alive()
         with lock:
             before_kill = dict(accepted)
-        assert KILL_AFTER <= len(before_kill) < THREADS * PER_THREAD, "not cut mid-burst"
+        assert KILL_AFTER <= len(before_kill) < THREADS * MAX_PER_THREAD, "not cut mid-burst"
         counts = sent_attempts(first_db)
         already_sent = sum(1 for mid, _ in before_kill.values() if counts.get(mid, 0) == 1)
         unrecorded = sum(1 for mid, _ in before_kill.values() if mid not in counts)

@@ -23,6 +23,8 @@ import pytest
 from sms_gateway.local.runtime import FunctionError, FunctionTimeout, LocalFunction
 from sms_gateway.local.template import FunctionSpec
 
+pytestmark = pytest.mark.local_stack
+
 HANDLER = """\
 import json
 import os

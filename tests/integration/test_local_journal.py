@@ -24,6 +24,8 @@ from sms_gateway.local.journal import JournaledMotoServer, RestoreReport, read_j
 from sms_gateway.local.resources import LocalResources, provision
 from sms_gateway.local.template import Resolver, SamTemplate
 
+pytestmark = pytest.mark.local_stack
+
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 TABLE = "sms-gateway-IdempotencyTable"
