@@ -452,6 +452,8 @@ class LocalFunction:
     _all: list[ExecutionEnvironment] = field(default_factory=list, init=False, repr=False)
     _count: int = field(default=0, init=False, repr=False)
     _started: int = field(default=0, init=False, repr=False)
+    _busy: int = field(default=0, init=False, repr=False)
+    _peak: int = field(default=0, init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
 
@@ -486,6 +488,12 @@ class LocalFunction:
         with self._cond:
             return self._started
 
+    @property
+    def peak_concurrency(self) -> int:
+        """The most invocations that have been in progress at once so far."""
+        with self._cond:
+            return self._peak
+
     def invoke(self, event: Mapping[str, Any], request_id: str | None = None) -> Any:
         """Invoke the function with ``event`` in a free environment; return its answer.
 
@@ -500,6 +508,9 @@ class LocalFunction:
         """
         request_id = request_id or str(uuid.uuid4())
         environment = self._acquire()
+        with self._cond:
+            self._busy += 1
+            self._peak = max(self._peak, self._busy)
         healthy = False
         try:
             answer = environment.invoke(event, request_id)
@@ -509,6 +520,8 @@ class LocalFunction:
             healthy = environment.alive  # a handler's own exception leaves it warm
             raise
         finally:
+            with self._cond:
+                self._busy -= 1
             self._release(environment, healthy)
 
     def _acquire(self) -> ExecutionEnvironment:
