@@ -539,6 +539,23 @@ def test_aggregator_reset_is_outcome_unknown(secrets: None, aggregator_api: Fake
     assert caught.value.reason is P.OUTCOME_UNKNOWN
 
 
+@pytest.mark.parametrize("kind", ["twilio", "aggregator"])
+def test_a_2xx_without_an_id_is_sent_not_outcome_unknown(
+    secrets: None, twilio_api: FakeServer, aggregator_api: FakeServer, kind: str
+) -> None:
+    """The provider answered success: it has the message. Calling that outcome unknown would
+    resend it (at_least_once) or fail a message that goes out (at_most_once)."""
+    server = twilio_api if kind == "twilio" else aggregator_api
+    server.refuse(REQUEST.to, 202, {"status": "accepted"})
+    provider: Any = (
+        twilio.TwilioProvider("t", twilio_config(twilio_api))
+        if kind == "twilio"
+        else aggregator.HttpAggregatorProvider("a", aggregator_config(aggregator_api))
+    )
+    assert provider.send(REQUEST).provider_message_id is None
+    assert len(server.requests) == 1
+
+
 # ---- configuration ------------------------------------------------------------------------
 
 

@@ -282,3 +282,16 @@ def test_twilio_callback_with_a_wrong_signature_changes_nothing(real: dict[str, 
     assert answer.status == 401
     assert answer.body["type"].endswith("#receipt-signature-invalid")
     assert gw.get_message("t-tw", message_id).body["status"] == "sent"
+
+
+def test_accepted_without_an_id_is_sent_once(real: dict[str, Any]) -> None:
+    """A 2xx without the provider's id: the provider has the message, so it is ``sent`` (no
+    provider message id) and never sent again, even for an at_least_once tenant."""
+    gw: Gateway = real["gateway"]
+    real["agg"].refuse("+12025550181", 202, {"status": "accepted"})
+    message_id = _send(gw, "t-agg-alo", "+12025550181", "no-id-accepted")
+    gw.run_until_idle()
+    bodies = [json.loads(r.body) for r in real["agg"].requests]
+    assert [b["message_id"] for b in bodies].count(message_id) == 1
+    view = gw.get_message("t-agg-alo", message_id).body
+    assert (view["status"], view["provider_message_id"]) == ("sent", None)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sms_gateway.domain.reasons import ReasonCode as R
+from sms_gateway.observability import logger
 from sms_gateway.providers import transport
 from sms_gateway.providers.base import ProviderError, SendRequest, SendResult
 from sms_gateway.providers.errors import ErrorRule, ErrorTable
@@ -118,11 +119,12 @@ class HttpAggregatorProvider:
         if 200 <= answer.status < 300:
             pmid = data.get("provider_message_id")
             if not isinstance(pmid, str) or not pmid:
-                raise ProviderError(
-                    R.OUTCOME_UNKNOWN,
-                    f"{self.name}: HTTP {answer.status} without a provider_message_id",
-                    error_code="NO_ID",
+                # it accepted the message: sent, though its receipts can only name our id
+                logger.warning(
+                    "provider accepted without a provider_message_id",
+                    extra={"provider": self.name, "http_status": answer.status},
                 )
+                return SendResult(provider_message_id=None)
             return SendResult(provider_message_id=pmid)
         found = data.get("error")
         error: dict[str, Any] = found if isinstance(found, dict) else {}

@@ -30,9 +30,11 @@ class SendRequest:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """A provider's acceptance: its own id for the message (receipts refer to it)."""
+    """A provider's acceptance: its own id for the message (receipts refer to it), or None
+    when it accepted the message (a 2xx) without giving one: the message is sent all the same
+    (calling that outcome unknown would resend, or fail, a message the provider has)."""
 
-    provider_message_id: str
+    provider_message_id: str | None
 
 
 class ProviderError(Exception):

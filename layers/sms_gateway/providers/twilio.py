@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from sms_gateway.domain.reasons import ReasonCode as R
+from sms_gateway.observability import logger
 from sms_gateway.providers import transport
 from sms_gateway.providers.base import ProviderError, SendRequest, SendResult
 from sms_gateway.providers.errors import ErrorRule, ErrorTable
@@ -128,12 +129,13 @@ class TwilioProvider:
         if 200 <= answer.status < 300:
             sid = data.get("sid")
             if not isinstance(sid, str) or not sid:
-                # it answered success: it has the message; without its id we still count it sent
-                raise ProviderError(
-                    R.OUTCOME_UNKNOWN,
-                    f"{self.name}: HTTP {answer.status} without a message sid",
-                    error_code="NO_SID",
+                # it answered success: it has the message; without its id we still count it
+                # sent (its status callbacks carry our message_id in the callback URL)
+                logger.warning(
+                    "provider accepted without a message sid",
+                    extra={"provider": self.name, "http_status": answer.status},
                 )
+                return SendResult(provider_message_id=None)
             return SendResult(provider_message_id=sid)
         code = data.get("code")
         detail = f"HTTP {answer.status}: {data.get('message', '')}".strip()
