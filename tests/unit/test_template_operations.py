@@ -69,6 +69,19 @@ def test_the_stage_throttles_the_receipts_route(
         "ThrottlingRateLimit": {"Ref": "ReceiptsRateLimit"},
         "ThrottlingBurstLimit": {"Ref": "ReceiptsBurstLimit"},
     }
+    # every route without an API key (providers' receipts, Twilio's callbacks) is throttled
+    keyless = {
+        "/" + e["Properties"]["Path"].replace("/", "~1")
+        for e in template.resources["StatusFunction"]["Properties"]["Events"].values()
+        if e["Properties"].get("Auth") == {"ApiKeyRequired": False}
+    }
+    assert keyless == {"/~1v1~1receipts", "/~1v1~1receipts~1twilio~1{provider}"}
+    throttled = {
+        s["ResourcePath"]
+        for s in settings
+        if s["ThrottlingRateLimit"] == {"Ref": "ReceiptsRateLimit"}
+    }
+    assert keyless <= throttled
     resolver = Resolver(template)
     rate = int(resolver.resolve({"Ref": "ReceiptsRateLimit"}))
     burst = int(resolver.resolve({"Ref": "ReceiptsBurstLimit"}))
@@ -100,10 +113,12 @@ def test_the_waf_rule_limits_receipts_per_ip_and_nothing_else(template: SamTempl
     assert rated["AggregateKeyType"] == "IP"
     match = rated["ScopeDownStatement"]["ByteMatchStatement"]
     assert match["FieldToMatch"] == {"UriPath": {}}
-    assert (match["PositionalConstraint"], match["SearchString"]) == ("ENDS_WITH", path)
-    stage_path = f"/{Resolver(template).resolve({'Ref': 'Stage'})}{path}"
-    assert stage_path.endswith(match["SearchString"])
-    assert not "/dev/v1/messages".endswith(match["SearchString"])
+    assert (match["PositionalConstraint"], match["SearchString"]) == ("CONTAINS", path)
+    stage = Resolver(template).resolve({"Ref": "Stage"})
+    for route in (path, f"{path}/twilio/twilio-us"):  # the receipts and Twilio's callbacks
+        assert match["SearchString"] in f"/{stage}{route}"
+    for other in ("/v1/messages", "/v1/messages/m-1", "/v1/messages/m-1/cancel"):
+        assert match["SearchString"] not in f"/{stage}{other}"
 
 
 def test_the_web_acl_is_attached_to_the_api_stage(
