@@ -30,9 +30,6 @@ EXPECTED = {
     "TEXT_CARRIER_UNREACHABLE": "failed",
     "TEXT_INVALID_MESSAGE": "failed",
 }
-# the handset's time: just after the test's messages were created (a time before a message's
-# creation is refused, beyond the clock skew)
-STAMP_MS = int(time.time() * 1000) + 60_000
 
 
 def _sns(documents: list[dict[str, Any]]) -> dict[str, Any]:
@@ -44,11 +41,11 @@ def _sns(documents: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _event(event_type: str, message_id: str | None, pmid: str) -> dict[str, Any]:
+def _event(event_type: str, message_id: str | None, pmid: str, stamp_ms: int) -> dict[str, Any]:
     document: dict[str, Any] = {
         "eventType": event_type,
         "eventVersion": "1.0",
-        "eventTimestamp": STAMP_MS,
+        "eventTimestamp": stamp_ms,
         "isFinal": True,
         "destinationPhoneNumber": "+12025550100",
         "messageId": pmid,
@@ -69,9 +66,12 @@ def test_each_event_type_ends_in_its_state(gateway: Gateway) -> None:
     by_pmid = gateway.post_message("tenant-1", "eum-pmid", {"to": "+12025550143", "body": "x"})
     gateway.run_until_idle()
     pmid = gateway.get_message("tenant-1", by_pmid.body["message_id"]).body["provider_message_id"]
-    documents = [_event(t, ids[t], f"eum-{t}") for t in EXPECTED]
-    documents.append(_event("TEXT_DELIVERED", None, pmid))  # matched by messageId alone
-    documents.append(_event("TEXT_DELIVERED", "no-such-message", "eum-none"))
+    # the handset's time: just after the messages were created (a time before a message's
+    # creation is refused, beyond the clock skew)
+    stamp_ms = int(time.time() * 1000) + 60_000
+    documents = [_event(t, ids[t], f"eum-{t}", stamp_ms) for t in EXPECTED]
+    documents.append(_event("TEXT_DELIVERED", None, pmid, stamp_ms))  # by messageId alone
+    documents.append(_event("TEXT_DELIVERED", "no-such-message", "eum-none", stamp_ms))
     documents.append({"eventType": "VOICE_COMPLETED", "messageId": "v-1"})
     receipts = wiring.sql().receipts
     counts = handle_sns_event(_sns(documents), receipts)
@@ -81,7 +81,7 @@ def test_each_event_type_ends_in_its_state(gateway: Gateway) -> None:
         assert view["status"] == EXPECTED[event_type], event_type
     delivered = gateway.get_message("tenant-1", ids["TEXT_DELIVERED"]).body
     assert delivered["delivered_at"].startswith(
-        datetime.fromtimestamp(STAMP_MS / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        datetime.fromtimestamp(stamp_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     )
     failed = gateway.get_message("tenant-1", ids["TEXT_SPAM"]).body
     assert failed["reason_detail"] == "receipt: failed (eum:TEXT_SPAM)"

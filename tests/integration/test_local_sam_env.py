@@ -91,9 +91,11 @@ def test_the_real_templates_env_vars_point_every_function_at_the_local_stack(
         secret = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
     assert secret == {"username": "gateway", "password": "s3cret"}
     assert sorted(document) == [
+        "AdminFunction",
         "DlqFunction",
         "IngestFunction",
         "MigrateFunction",
+        "RetentionFunction",
         "SenderFunction",
         "StatusFunction",
     ]
@@ -111,7 +113,8 @@ def test_the_real_templates_env_vars_point_every_function_at_the_local_stack(
     assert retries == ("1", "5")
     # the SQL functions reach the database as deployed: its address, and the credentials in a
     # secret of the stack's moto; no DSN (the template declares none)
-    for name in ("SenderFunction", "DlqFunction", "StatusFunction", "MigrateFunction"):
+    sql_functions = ("Sender", "Dlq", "Status", "Migrate", "Admin", "Retention")
+    for name in (f"{function}Function" for function in sql_functions):
         database = {k: v for k, v in document[name].items() if k.startswith("SMS_GATEWAY_DB_")}
         assert database == {
             "SMS_GATEWAY_DB_ENGINE": "postgresql",

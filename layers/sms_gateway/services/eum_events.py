@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sms_gateway.domain.errors import MessageNotFound, ReceiptConflict
+from sms_gateway.domain.errors import InvalidField, MessageNotFound, ReceiptConflict
 from sms_gateway.domain.receipts import Receipt, ReceiptStatus
 from sms_gateway.services.receipts import ReceiptService
 
@@ -81,8 +81,9 @@ def handle_sns_event(event: Mapping[str, Any], receipts: ReceiptService) -> dict
     """Apply every SMS event of an SNS-triggered Lambda ``event`` (``Records[].Sns.Message``).
 
     Returns counts by outcome (``applied``, ``pending``, ``stale``, ``unmatched``,
-    ``conflict``, ``ignored``). An event for an unknown message is kept ``unmatched`` (the
-    sender applies it when it records that provider message id), never retried.
+    ``conflict``, ``invalid``, ``ignored``): one bad event never fails the others. An event
+    for an unknown message is kept ``unmatched`` (the sender applies it when it records that
+    provider message id), never retried.
 
     Raises:
         StorageUnavailable: the database is down (Lambda retries the SNS delivery).
@@ -103,5 +104,7 @@ def handle_sns_event(event: Mapping[str, Any], receipts: ReceiptService) -> dict
                 outcome = "unmatched"
             except ReceiptConflict:
                 outcome = "conflict"  # no attempt sent or in flight: nothing to report on
+            except InvalidField:
+                outcome = "invalid"  # e.g. a time before the message existed: this event only
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
