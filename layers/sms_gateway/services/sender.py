@@ -637,7 +637,10 @@ class SenderService:
                 self._config.retry_base_seconds,
                 self._config.retry_max_seconds,
             )
-            self._queue.change_visibility(record.receipt_handle, delay)
+            try:
+                self._queue.change_visibility(record.receipt_handle, delay)
+            except Exception:  # best effort: the record then waits out its visibility timeout
+                logger.warning("could not delay a record without a route", exc_info=True)
             report.kept[key] = RetryLater(str(exc), delay)
         elif msg.message_id in out_of_time:
             logger.info("not enough time left in the invocation: left unclaimed")
