@@ -300,6 +300,8 @@ def test_driver_errors_are_classified_by_code_not_text() -> None:
 
     assert outage_class(pg("53300")) is OutageClass.RESOURCES
     assert outage_class(pg("57P03")) is OutageClass.OPERATOR
+    assert outage_class(pg("25006")) is OutageClass.OPERATOR  # a reader after a failover
+    assert outage_class(pg("25P02")) is None  # in a failed transaction: the unit's own fault
     assert outage_class(pg("28000")) is OutageClass.AUTHORIZATION
     assert outage_class(pg("08006")) is OutageClass.CONNECTION
     assert outage_class(pg("23505")) is None  # unique violation: the statement's fault

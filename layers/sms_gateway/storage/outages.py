@@ -93,6 +93,11 @@ MYSQL_ERRNO_CLASS: Final[dict[int, OutageClass]] = {
 }
 
 
+# PostgreSQL 25006 read_only_sql_transaction: the endpoint reached a reader, as during an
+# Aurora failover before DNS follows the new writer. Class 25 is otherwise a statement's fault.
+READ_ONLY_SQL_TRANSACTION: Final = "25006"
+
+
 def sqlstate(exc: BaseException) -> str:
     """The SQLSTATE a pg8000 error carries in its fields (``{"C": "57P01", ...}``), or ''."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
@@ -124,6 +129,9 @@ def outage_class(exc: BaseException) -> OutageClass | None:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return OutageClass.CONNECTION
     state = sqlstate(exc)
+    if state == READ_ONLY_SQL_TRANSACTION:
+        # a writer demoted to a reader (an Aurora or RDS failover): as MySQL's 1290 / 1836
+        return OutageClass.OPERATOR
     if state:
         for kind in OutageClass:
             if state.startswith(kind.value):
