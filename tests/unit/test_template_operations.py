@@ -151,6 +151,10 @@ def test_retention_runs_on_an_eventbridge_scheduler_schedule(
     assert int(resolver.resolve({"Ref": "RedactAfterDays"})) <= int(
         resolver.resolve({"Ref": "DeleteAfterDays"})
     )
+    # rows outlive the DeadLetterQueue's records: a late dead letter never re-creates a
+    # deleted message (body included) as replayable
+    dlq_days = template.resources["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] / 86400
+    assert template.parameters["DeleteAfterDays"]["MinValue"] > dlq_days
     resources = _translated({}, monkeypatch)["Resources"]
     (schedule,) = [r for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
     target = schedule["Properties"]["Target"]
