@@ -203,7 +203,9 @@ def run_flows(
             _brief(final),
         )
     if message_id:
-        raw = json.dumps({"message_id": message_id, "delivered_at": "2026-02-05T12:00:00Z"})
+        # the handset's time: now (a time before the message was created is refused)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        raw = json.dumps({"message_id": message_id, "delivered_at": now})
         headers: dict[str, str] = {}
         if receipt_secret:
             stamp = str(int(time.time()))
