@@ -214,3 +214,20 @@ def test_a_bulk_of_100_is_sent_in_full(stack: Stack) -> None:
     assert replay.status == 202
     assert replay.headers["idempotent-replayed"] == "true"
     assert replay.body == answer.body
+
+
+def test_make_smoke_passes_against_the_local_stack(stack: Stack) -> None:
+    """``make smoke`` (scripts/demo_flows.py), the check a user runs after ``sam deploy``, run
+    against the local stack in its header-tenant mode: every step of the three flows passes."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "demo_flows.py"), "--url", stack.url,
+         "--tenant", "tenant-1", "--fail-tenant", "tenant-2"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1].startswith("smoke: ") and " 0 failed " in done.stdout
