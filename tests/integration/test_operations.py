@@ -419,6 +419,29 @@ def test_admin_commands_replay_and_list_stuck(
     assert json.loads(capsys.readouterr().out)["replayed"] == 0
 
 
+def test_admin_replay_finds_the_queue_region_or_says_what_to_set(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sms_gateway.local.cli import _queue_region, main
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    assert _queue_region("https://sqs.eu-west-1.amazonaws.com/111122223333/q") == "eu-west-1"
+    with pytest.raises(SystemExit, match="set AWS_REGION"):
+        _queue_region("http://127.0.0.1:4566/123456789012/sms-gateway-send")
+    monkeypatch.setenv("AWS_REGION", "ap-southeast-2")  # what Lambda and the README set
+    assert _queue_region("https://sqs.eu-west-1.amazonaws.com/111122223333/q") == "ap-southeast-2"
+    # a queue that does not exist (the wrong region): the replay is undone, exit 1
+    message_id = _dead_letter(gateway, "tenant-2", "cli-region")
+    capsys.readouterr()
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    argv = ["admin", "replay", "--message-id", message_id, "--dsn", gateway.dsn]
+    assert main([*argv, "--queue-url", gateway.send_queue_url]) == 1
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["replayed"] == 0 and answer["failed"]
+    assert _status(gateway, message_id) is MessageStatus.FAILED
+
+
 @pytest.mark.parametrize(
     "argv",
     [

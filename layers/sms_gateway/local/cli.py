@@ -416,7 +416,8 @@ def _run_operations(args: argparse.Namespace) -> int:
     if args.admin_command == "replay" and queue_url:
         import boto3
 
-        queue = SqsMessageQueue(boto3.client("sqs"), queue_url, "")
+        region = _queue_region(queue_url)
+        queue = SqsMessageQueue(boto3.client("sqs", region_name=region), queue_url, "")
     max_budget = _positive(os.environ.get("SMS_GATEWAY_MAX_RECEIVE_COUNT", "3"))
     from sms_gateway.observability import logger
 
@@ -449,7 +450,28 @@ def _run_operations(args: argparse.Namespace) -> int:
             )
         return 0
     print(json.dumps(answer, indent=2))
-    return 0
+    return 1 if answer.get("failed") else 0  # a replay the queue refused is not a success
+
+
+def _queue_region(queue_url: str) -> str:
+    """The SendQueue's region: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else the one an AWS
+    queue URL names (``https://sqs.<region>.amazonaws.com/...``).
+
+    Raises:
+        SystemExit: neither gives one (a local queue URL and no region set).
+    """
+    import re
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        return region
+    found = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/", queue_url)
+    if found:
+        return found.group(1)
+    raise SystemExit(
+        "sms-gateway admin replay: set AWS_REGION to the queue's region "
+        "(the local stack's is us-east-1)"
+    )
 
 
 def _dsn(args: argparse.Namespace) -> str:
