@@ -120,3 +120,25 @@ def test_an_unreadable_secret_is_503_not_401(
     answer = signed_with(sqlite_gateway, "anything", message_id)
     assert answer.status == 503
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_the_previous_version_is_read_only_when_the_current_one_does_not_match() -> None:
+    from sms_gateway.api.signatures import verify
+
+    read: list[str] = []
+
+    def versions(reference: str) -> Iterator[str]:
+        for value in ("current", "previous"):
+            read.append(value)
+            yield value
+
+    body = '{"message_id": "m"}'
+    for secret, expected in (("current", ["current"]), ("previous", ["current", "previous"])):
+        read.clear()
+        headers = {
+            "X-Provider": "p",
+            "X-Timestamp": "1000",
+            "X-Signature": sign(secret, 1000, body),
+        }
+        assert verify(headers, body, {"p": "secretsmanager:x"}, 1000.0, versions=versions) == "p"
+        assert read == expected
