@@ -75,7 +75,10 @@ class Settings(BaseSettings):
     db_tls_ca_file: str = ""
     db_pool_recycle_seconds: int = Field(default=240, ge=1)
 
-    # provider -> HMAC secret for signed receipts, as JSON: {"provider-a": "..."}
+    # provider -> HMAC secret for signed receipts, as JSON. Deployed (api_key mode) each value
+    # is a reference read at verify time (sms_gateway.providers.secrets):
+    # {"provider-a": "secretsmanager:sms-gateway/receipts/provider-a"}; local mode may use
+    # literal secrets: {"provider-a": "s3cret"}.
     receipt_secrets: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
     # name -> provider settings, as JSON (sms_gateway.providers.config): the providers route
@@ -151,6 +154,21 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{', '.join(missing)} must be set: a database given by host takes its "
                     "name from SMS_GATEWAY_DB_NAME and its credentials from the secret"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _check_receipt_secrets(self) -> Settings:
+        from sms_gateway.providers.secrets import is_reference
+
+        if self.auth_mode is AuthMode.API_KEY:
+            literal = sorted(n for n, v in self.receipt_secrets.items() if not is_reference(v))
+            if literal:
+                raise ValueError(
+                    f"SMS_GATEWAY_RECEIPT_SECRETS: the value for {', '.join(literal)} is a "
+                    "literal secret; deployed (SMS_GATEWAY_AUTH_MODE=api_key) each value must "
+                    "be a reference: secretsmanager:<name or ARN>, a Secrets Manager ARN, "
+                    "ssm:<parameter name> or an SSM parameter ARN (optionally #field)"
                 )
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 
@@ -74,6 +75,30 @@ def test_an_invalid_value_is_located_by_its_field(
     with pytest.raises(ValidationError) as caught:
         settings_from({variable: value})
     assert {error["loc"][0] for error in caught.value.errors()} == {field}
+
+
+def test_deployed_a_literal_receipt_secret_is_refused_naming_the_setting(
+    settings_from: SettingsFrom,
+) -> None:
+    secrets = '{"provider-b": "secretsmanager:sms-gateway/b", "provider-a": "s3cret"}'
+    with pytest.raises(ValidationError) as caught:
+        settings_from({"SMS_GATEWAY_AUTH_MODE": "api_key", "SMS_GATEWAY_RECEIPT_SECRETS": secrets})
+    message = str(caught.value)
+    assert "SMS_GATEWAY_RECEIPT_SECRETS" in message
+    assert "the value for provider-a is a literal secret" in message
+    assert "provider-b" not in message  # a reference is fine
+
+
+def test_deployed_receipt_secrets_may_be_any_reference(settings_from: SettingsFrom) -> None:
+    references = {
+        "sm": "secretsmanager:sms-gateway/receipts#hmac",
+        "sm-arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:receipts-AbCdEf",
+        "ssm": "ssm:/sms-gateway/receipts/ssm",
+        "ssm-arn": "arn:aws:ssm:eu-west-1:123456789012:parameter/sms-gateway/receipts",
+    }
+    settings = settings_from({"SMS_GATEWAY_RECEIPT_SECRETS": json.dumps(references)})
+    assert settings.auth_mode is AuthMode.API_KEY
+    assert settings.receipt_secrets == references
 
 
 def test_wiring_names_the_variable_at_fault(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -121,3 +121,35 @@ def test_provider_conditions_are_off_by_default(template: SamTemplate) -> None:
     )
     assert on.condition("HasEndUserMessaging") is True
     assert on.condition("HasSnsSms") is True
+
+
+def test_the_function_verifying_receipts_may_read_the_receipt_secrets(
+    template: SamTemplate,
+) -> None:
+    """ReceiptSecrets holds references (issue 10, item 5) whose ARNs go into
+    ProviderSecretArns / ProviderParameterArns: whichever function serves POST /v1/receipts
+    must be allowed to read both lists (and only them)."""
+    verifying = [
+        logical_id
+        for logical_id, resource in template.resources_of_type("AWS::Serverless::Function").items()
+        if any(
+            event.get("Properties", {}).get("Path") == "/v1/receipts"
+            for event in resource["Properties"].get("Events", {}).values()
+        )
+    ]
+    assert verifying == ["StatusFunction"]
+    for function in verifying:
+        assert _statements(template, function, "HasProviderSecrets") == [
+            {
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": {"Ref": "ProviderSecretArns"},
+            }
+        ]
+        assert _statements(template, function, "HasProviderParameters") == [
+            {
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": {"Ref": "ProviderParameterArns"},
+            }
+        ]

@@ -249,17 +249,23 @@ class _Settings(Protocol):
 
 def read_receipt(event: _Event, settings: _Settings, now: float) -> tuple[Receipt, str | None]:
     """``POST /v1/receipts``: the receipt and the provider that signed it (None when receipts
-    are unsigned: local mode without secrets). ``now``: Unix seconds.
+    are unsigned: local mode without secrets). ``now``: Unix seconds. A receipt secret that
+    is a reference is read through Powertools parameters, current then previous version
+    (:func:`sms_gateway.providers.secrets.secret_versions`).
 
     Raises:
+        SecretUnavailable: a receipt secret cannot be read now (answered 503).
         Problem: 401 signature refused, 400 malformed JSON, 422 naming every invalid field.
     """
     from sms_gateway.api import signatures
+    from sms_gateway.providers.secrets import secret_versions
 
     raw = request_text(event) or ""
     provider = None
     if settings.receipts_signed:
-        provider = signatures.verify(event.headers, raw, settings.receipt_secrets, now)
+        provider = signatures.verify(
+            event.headers, raw, settings.receipt_secrets, now, versions=secret_versions
+        )
     return receipt_from_payload(decode_json_body(raw)), provider
 
 
