@@ -119,6 +119,7 @@ def test_the_layer_ships_the_migrations() -> None:
     assert sorted(p.name for p in (history / "versions").glob("*.py")) == [
         "0001_initial_schema.py",
         "0002_receipt_waiting_flag.py",
+        "0003_opt_outs.py",
     ]
     # the top-level migrations/ is a link to it, not a second history
     assert (REPO_ROOT / "migrations").resolve() == history
