@@ -1380,9 +1380,12 @@ def test_the_real_templates_env_vars_point_every_function_at_the_local_stack(
         secret = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
     assert secret == {"username": "gateway", "password": "s3cret"}
     assert sorted(document) == [
+        "AdminFunction",
         "DlqFunction",
+        "EumEventsFunction",
         "IngestFunction",
         "MigrateFunction",
+        "RetentionFunction",
         "SenderFunction",
         "StatusFunction",
     ]

@@ -22,6 +22,7 @@ SQL_FUNCTIONS = (
     "MigrateFunction",
     "AdminFunction",
     "RetentionFunction",
+    "EumEventsFunction",
 )
 VPC = {"VpcSubnetIds": "subnet-1,subnet-2", "VpcSecurityGroupIds": "sg-1,sg-2"}
 ENDPOINTS = {
@@ -137,7 +138,7 @@ def test_each_function_logs_to_its_own_group_with_the_retention_parameter(
     resolver = Resolver(template, pseudo_parameters={"AWS::StackName": "sms"})
     functions = template.resources_of_type("AWS::Serverless::Function")
     groups = template.resources_of_type("AWS::Logs::LogGroup")
-    assert len(groups) == len(functions) == 7
+    assert len(groups) == len(functions) == 8
     for logical_id, function in functions.items():
         group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         group = groups[group_id]["Properties"]
