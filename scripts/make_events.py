@@ -17,6 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 
 
+def eum_event(document: dict[str, Any]) -> dict[str, Any]:
+    """SAM's SNS notification carrying one End User Messaging SMS event document (set after
+    generation: SAM pastes --message into its JSON template unescaped)."""
+    event = sam_event("sns", "notification", "--topic", "sms-gateway-EndUserMessagingEventTopic")
+    event["Records"][0]["Sns"]["Message"] = json.dumps(document)
+    event["Records"][0]["Sns"]["Subject"] = None
+    return event
+
+
 def sam_event(*args: str) -> dict[str, Any]:
     out = subprocess.run(
         ["sam", "local", "generate-event", *args], check=True, capture_output=True, text=True
@@ -212,6 +221,32 @@ def main() -> None:
         "admin-stuck.json": {"command": "stuck", "state": "queued", "older_than": "15m"},
         # RetentionFunction: the schedule's Input (template: RetentionRun), not read
         "retention-schedule.json": {"source": "sms-gateway retention schedule"},
+        # EumEventsFunction: an End User Messaging SMS event (configuration set -> SNS) for the
+        # message sender-batch.json sends, matched by the Context the sender set
+        "eum_events-delivered.json": eum_event(
+            {
+                "eventType": "TEXT_DELIVERED",
+                "eventVersion": "1.0",
+                "eventTimestamp": 1796040005000,  # 2026-11-30T12:00:05Z
+                "isFinal": True,
+                "originationPhoneNumber": "+12065550152",
+                "destinationPhoneNumber": "+12025550143",
+                "isoCountryCode": "US",
+                "messageId": "b7f1c2d3-0000-4000-8000-00000000e0e1",
+                "messageRequestTimestamp": 1796040001000,
+                "messageEncoding": "GSM",
+                "messageType": "TRANSACTIONAL",
+                "messageStatus": "DELIVERED",
+                "messageStatusDescription": "Message has been accepted by phone",
+                "totalMessageParts": 1,
+                "totalMessagePrice": 0.00581,
+                "totalCarrierFee": 0.00767,
+                "context": {
+                    "message_id": "4f7f2a8e-0000-5000-8000-000000000001",
+                    "tenant_id": "tenant-3",
+                },
+            }
+        ),
     }
     for name, event in samples.items():
         (EVENTS / name).write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")

@@ -63,15 +63,18 @@ FUNCTIONS = {
     "admin": "AdminFunction",
     "retention": "RetentionFunction",
     "migrate": "MigrateFunction",
+    "eum_events": "EumEventsFunction",
 }
 # expected statusCode of the API samples (None: an SQS sample, answered with batchItemFailures;
 # a name: a direct invocation whose answer :func:`outcome` checks by that function's shape).
 # The samples run in name order against one database: the admin samples before the DLQ sample
-# has recorded a dead letter (nothing to replay, nothing stuck), the cancel sample after the
+# has recorded a dead letter (nothing to replay, nothing stuck), the End User Messaging event
+# before the sender sample has sent its message (unmatched), the cancel sample after the
 # sender sample has sent the message it names (409: too late to cancel).
 EXPECTED: dict[str, int | str | None] = {
     "admin-replay.json": "admin",
     "admin-stuck.json": "admin",
+    "eum_events-delivered.json": "eum_events",
     "migrate-create.json": "migrate",
     "retention-schedule.json": "retention",
     "status-cancel-message.json": 409,
@@ -308,6 +311,9 @@ def outcome(name: str, answer: dict[str, Any], log_text: str = "") -> tuple[bool
             return answer.get("replayed") == 0, f"replayed {answer.get('replayed')}"
         listed = answer.get("messages")
         return listed == [], f"stuck {listed}"
+    if expected == "eum_events":
+        # before the sender sample has sent the message it names: kept, unmatched
+        return answer == {"unmatched": 1}, f"outcomes {answer}"
     if expected == "retention":
         counts = (answer.get("deleted"), answer.get("redacted"))
         return counts == (0, 0), f"deleted, redacted = {counts}"

@@ -29,6 +29,7 @@ ARTIFACTS = (
     "DlqFunction",
     "AdminFunction",
     "RetentionFunction",
+    "EumEventsFunction",
 )
 
 

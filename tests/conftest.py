@@ -429,6 +429,7 @@ FUNCTION_IDS = {
     "migrate": "MigrateFunction",
     "admin": "AdminFunction",
     "retention": "RetentionFunction",
+    "eum_events": "EumEventsFunction",
 }
 FUNCTION_DIRS = tuple(FUNCTION_IDS)
 

@@ -22,7 +22,7 @@ from sms_gateway.storage.memory import MemoryStores
 from sms_gateway.storage.messages import SqlMessageStore
 from sms_gateway.storage.policies import SqlPolicyStore
 from sms_gateway.storage.receipts import SqlReceiptStore
-from sms_gateway.storage.records import AttemptResult, Claim, Finish, MessageRecord
+from sms_gateway.storage.records import AttemptResult, Claim, Finish, MessageRecord, OptOut
 from sms_gateway.storage.sql import Database
 from tests.conftest import _fresh_database
 
@@ -56,18 +56,18 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
 
 
 def message(n: int, **extra: Any) -> QueuedMessage:
-    return QueuedMessage(
-        message_id=f"m-{n}",
-        tenant_id="t-1",
-        to="+14155550100",
-        body=f"body {n}",
-        encoding=Encoding.GSM7,
-        segments=1,
-        max_attempts=3,
-        idempotency_key=f"k-{n}",
-        created_at=NOW - timedelta(seconds=5),
-        **extra,
-    )
+    fields: dict[str, Any] = {
+        "message_id": f"m-{n}",
+        "tenant_id": "t-1",
+        "to": "+14155550100",
+        "body": f"body {n}",
+        "encoding": Encoding.GSM7,
+        "segments": 1,
+        "max_attempts": 3,
+        "idempotency_key": f"k-{n}",
+        "created_at": NOW - timedelta(seconds=5),
+    }
+    return QueuedMessage(**(fields | extra))
 
 
 def claim_all(provider: str = "p") -> Any:
@@ -327,3 +327,49 @@ def test_policies_round_trip_with_versions(stores: Stores) -> None:
     assert stores.policies.put("t-1", "failover", {"providers": [{"provider": "b"}]}, NOW) == 2
     policy = stores.policies.get("t-1")
     assert policy is not None and policy.providers == ("b",) and policy.version == 2
+
+
+# ---- opt-outs (issue 7): the intake fails a message whose number opted out -------------
+
+
+def test_intake_fails_new_messages_to_an_opted_out_number_unclaimed(stores: Stores) -> None:
+    stores.messages.record_opt_outs([OptOut("t-1", "+14155550100", None, "m-0", "p")], NOW)
+    other_sender = message(2, sender_id="ACME")  # another sender ID: not opted out
+    other_number = message(3, to="+14155550199")
+    taken = stores.messages.intake(
+        [message(1), other_sender, other_number], claim_all(), LEASE, NOW
+    )
+    assert taken.new == {"m-1", "m-2", "m-3"}
+    assert taken.opted_out == {"m-1"}
+    assert taken.claimed == {"m-2", "m-3"}
+    assert taken.rows["m-1"].status is MessageStatus.FAILED
+    row = stores.messages.get("m-1")
+    assert row is not None
+    assert (row.status.value, row.reason_code, row.attempts) == ("failed", "opted_out", 0)
+    assert stores.messages.events("m-1") == [
+        (None, "accepted", None),
+        ("accepted", "queued", None),
+        ("queued", "failed", "opted_out"),
+    ]
+    assert stores.messages.attempts("m-1") == []
+
+
+def test_intake_fails_an_existing_queued_message_once_its_number_opted_out(
+    stores: Stores,
+) -> None:
+    stores.messages.intake([message(1), message(2, tenant_id="t-2")], claim_none, LEASE, NOW)
+    stores.messages.record_opt_outs([OptOut("t-1", "+14155550100", None)], NOW)
+    # recording the same entry again changes nothing (the first one is kept)
+    stores.messages.record_opt_outs([OptOut("t-1", "+14155550100", None, "m-9", "q")], NOW)
+    later = NOW + timedelta(seconds=1)  # MySQL tells its own inserts by their timestamp
+    taken = stores.messages.intake(
+        [message(1), message(2, tenant_id="t-2")], claim_all(), LEASE, later
+    )
+    assert taken.new == frozenset()
+    assert taken.opted_out == {"m-1"}
+    assert taken.claimed == {"m-2"}  # the same number for another tenant is sent
+    assert stores.messages.events("m-1")[-1] == ("queued", "failed", "opted_out")
+    # a later copy of the record finds it failed: nothing more happens
+    again = stores.messages.intake([message(1)], claim_all(), LEASE, later + timedelta(1))
+    assert again.opted_out == frozenset() and again.claimed == frozenset()
+    assert len(stores.messages.events("m-1")) == 3

@@ -31,6 +31,7 @@ EXPECTED = {
     "admin-replay.json": "replayed",
     "admin-stuck.json": "listed",
     "retention-schedule.json": "retention",
+    "eum_events-delivered.json": {"applied": 1},  # counts by outcome
 }
 
 
@@ -48,6 +49,9 @@ def test_sample_replays(gateway: Gateway, name: str) -> None:
         return
     if function == "retention":
         _replay_retention(gateway)
+        return
+    if function == "eum_events":
+        _replay_eum_event(gateway, name)
         return
     if name.startswith("status-"):
         # the status samples name the message the sender sample sends
@@ -74,6 +78,18 @@ def test_sample_replays(gateway: Gateway, name: str) -> None:
         assert body["status"] == "delivered"
 
 
+def _replay_eum_event(gateway: Gateway, name: str) -> None:
+    """The End User Messaging event names (in its Context) the message the sender sample
+    sends: delivered at the event's timestamp; SNS delivering it again changes nothing."""
+    gateway.invoke("sender", sample("sender-batch.json"))
+    assert gateway.invoke("eum_events", sample(name)) == EXPECTED[name]
+    document = json.loads(sample(name)["Records"][0]["Sns"]["Message"])
+    context = document["context"]
+    view = gateway.get_message(context["tenant_id"], context["message_id"]).body
+    assert (view["status"], view["delivered_at"]) == ("delivered", "2026-11-30T12:00:05Z")
+    assert gateway.invoke("eum_events", sample(name)) == {"stale": 1}
+
+
 def replay_custom_resource(gateway: Gateway, name: str) -> None:
     """The sample's pre-signed ResponseURL, its host swapped for a server on loopback: the
     response PUT arrives at the sample's path and query and echoes the request's ids."""
@@ -88,7 +104,7 @@ def replay_custom_resource(gateway: Gateway, name: str) -> None:
     assert put["body"]["Status"] == EXPECTED[name]
     for key in ("StackId", "RequestId", "LogicalResourceId"):
         assert put["body"][key] == sample(name)[key]
-    assert put["body"]["Data"] == {"Revision": "0002"}  # the suite's database is migrated
+    assert put["body"]["Data"] == {"Revision": "0003"}  # the suite's database is migrated
 
 
 def _replay_cancel(gateway: Gateway) -> None:

@@ -93,6 +93,7 @@ def test_the_real_templates_env_vars_point_every_function_at_the_local_stack(
     assert sorted(document) == [
         "AdminFunction",
         "DlqFunction",
+        "EumEventsFunction",
         "IngestFunction",
         "MigrateFunction",
         "RetentionFunction",
@@ -113,7 +114,7 @@ def test_the_real_templates_env_vars_point_every_function_at_the_local_stack(
     assert retries == ("1", "5")
     # the SQL functions reach the database as deployed: its address, and the credentials in a
     # secret of the stack's moto; no DSN (the template declares none)
-    sql_functions = ("Sender", "Dlq", "Status", "Migrate", "Admin", "Retention")
+    sql_functions = ("Sender", "Dlq", "Status", "Migrate", "Admin", "Retention", "EumEvents")
     for name in (f"{function}Function" for function in sql_functions):
         database = {k: v for k, v in document[name].items() if k.startswith("SMS_GATEWAY_DB_")}
         assert database == {

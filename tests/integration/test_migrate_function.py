@@ -100,34 +100,34 @@ def test_create_migrates_an_empty_database_and_answers_success(
     event = request(catcher, "Create")
     answer = migrate.lambda_handler(event, FakeLambdaContext("MigrateFunction"))
     assert answer["Status"] == "SUCCESS"
-    assert revision(database) == HEAD == "0002"
-    assert {"messages", "receipts", "dead_letters"} <= tables(database)
+    assert revision(database) == HEAD == "0003"
+    assert {"messages", "receipts", "dead_letters", "opt_outs"} <= tables(database)
     [put] = catcher.requests
     assert put["method"] == "PUT"
     assert put["path"] == "/response?X-Amz-Signature=abc"
     assert put["headers"]["Content-Type"] == ""  # the pre-signed URL is signed without one
     assert put["body"] == {
         "Status": "SUCCESS",
-        "Reason": "migrated from an empty database to 0002",
+        "Reason": "migrated from an empty database to 0003",
         "PhysicalResourceId": "sms-gateway-schema",
         "StackId": event["StackId"],
         "RequestId": event["RequestId"],
         "LogicalResourceId": "SchemaMigrations",
         "NoEcho": False,
-        "Data": {"Revision": "0002"},
+        "Data": {"Revision": "0003"},
     }
 
 
 def test_update_from_the_previous_revision(
     migrate: ModuleType, database: str, catcher: ResponseCatcher
 ) -> None:
-    command.downgrade(alembic_config(database), "0001")
+    command.downgrade(alembic_config(database), "0002")
     migrate.lambda_handler(request(catcher, "Update"), FakeLambdaContext("MigrateFunction"))
-    assert revision(database) == "0002"
+    assert revision(database) == "0003"
     [put] = catcher.requests
     assert (put["body"]["Status"], put["body"]["Reason"]) == (
         "SUCCESS",
-        "migrated from 0001 to 0002",
+        "migrated from 0002 to 0003",
     )
     assert put["body"]["PhysicalResourceId"] == "sms-gateway-schema"  # unchanged: no replace
 
@@ -169,14 +169,14 @@ def test_a_database_ahead_of_this_release_is_left_alone(
     """A rollback sends the previous release's function an Update against the newer schema."""
     engine = make_engine(database)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     engine.dispose()
     migrate.lambda_handler(request(catcher, "Update"), FakeLambdaContext("MigrateFunction"))
     [put] = catcher.requests
     assert put["body"]["Status"] == "SUCCESS"
-    assert put["body"]["Reason"] == "database at 0003, newer than this release: nothing run"
-    assert put["body"]["Data"] == {"Revision": "0003"}
-    assert revision(database) == "0003"
+    assert put["body"]["Reason"] == "database at 0004, newer than this release: nothing run"
+    assert put["body"]["Data"] == {"Revision": "0004"}
+    assert revision(database) == "0004"
 
 
 def test_delete_is_a_no_op_success(
@@ -186,7 +186,7 @@ def test_delete_is_a_no_op_success(
     [put] = catcher.requests
     assert put["body"]["Status"] == "SUCCESS"
     assert put["body"]["PhysicalResourceId"] == "sms-gateway-schema"
-    assert revision(database) == "0002"
+    assert revision(database) == "0003"
     assert "messages" in tables(database)
 
 

@@ -264,15 +264,53 @@ def test_twilio_delivered_callback_is_verified_and_applied(real: dict[str, Any],
     assert gw.get_message("t-tw", message_id).body["status"] == "delivered"
 
 
-def test_twilio_undelivered_callback_keeps_the_error_code(real: dict[str, Any]) -> None:
-    gw, message_id, sid = _sent_via_twilio(real, "cb-undelivered")
-    form = [("MessageSid", sid), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")]
+# a failed callback's ErrorCode -> the reason recorded (Twilio's error dictionary,
+# https://www.twilio.com/docs/api/errors/<code>); a code not in the table: provider_permanent
+CALLBACK_ERRORS = {
+    "21610": "opted_out",  # unsubscribed recipient
+    "30001": "rate_limited",  # queue overflow
+    "30002": "auth_failed",  # account suspended
+    "30003": "invalid_number",  # unreachable destination handset
+    "30004": "recipient_blacklisted",  # message blocked
+    "30005": "invalid_number",  # unknown destination handset
+    "30006": "invalid_number",  # landline or unreachable carrier
+    "30007": "recipient_blacklisted",  # message filtered
+    "30008": "provider_permanent",  # unknown error
+    "30034": "provider_permanent",  # not in the table
+}
+
+
+def test_the_callback_error_table_is_the_tested_one() -> None:
+    from sms_gateway.providers.twilio import DELIVERY_ERRORS
+
+    assert set(DELIVERY_ERRORS) == set(CALLBACK_ERRORS) - {"30034"}
+
+
+@pytest.mark.parametrize(("status", "code"), [("undelivered", "30003"), ("failed", "30007")])
+def test_twilio_failed_callback_keeps_the_error_code(
+    real: dict[str, Any], status: str, code: str
+) -> None:
+    gw, message_id, sid = _sent_via_twilio(real, f"cb-{status}")
+    form = [("MessageSid", sid), ("MessageStatus", status), ("ErrorCode", code)]
     assert _callback(gw, message_id, form).status == 200
     view = gw.get_message("t-tw", message_id).body
-    assert (view["status"], view["reason_detail"]) == (
+    assert (view["status"], view["reason_code"], view["reason_detail"]) == (
         "failed",
-        "receipt: failed (twilio:30003)",
+        CALLBACK_ERRORS[code],
+        f"receipt: failed (twilio:{code})",
     )
+
+
+def test_every_callback_error_code_records_its_reason(real: dict[str, Any]) -> None:
+    gw: Gateway = real["gateway"]
+    sent = {code: _send(gw, "t-tw", "+12025550143", f"cb-code-{code}") for code in CALLBACK_ERRORS}
+    gw.run_until_idle()
+    for code, message_id in sent.items():
+        sid = gw.get_message("t-tw", message_id).body["provider_message_id"]
+        form = [("MessageSid", sid), ("MessageStatus", "undelivered"), ("ErrorCode", code)]
+        assert _callback(gw, message_id, form).status == 200
+        view = gw.get_message("t-tw", message_id).body
+        assert (view["status"], view["reason_code"]) == ("failed", CALLBACK_ERRORS[code]), code
 
 
 def test_twilio_callback_with_a_wrong_signature_changes_nothing(real: dict[str, Any]) -> None:

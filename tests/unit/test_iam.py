@@ -33,6 +33,7 @@ def test_every_function_has_its_own_role_without_managed_policies(
         "MigrateFunction",
         "AdminFunction",
         "RetentionFunction",
+        "EumEventsFunction",
     }
     translated = iam.translate(TEMPLATE, iam.DEPLOYED)["Resources"]
     roles = {
@@ -40,7 +41,7 @@ def test_every_function_has_its_own_role_without_managed_policies(
         for r in translated.values()
         if r["Type"] == "AWS::Lambda::Function"
     }
-    assert len(roles) == 7  # one each
+    assert len(roles) == 8  # one each
     assert not [r for r in translated.values() if r["Type"] == "AWS::IAM::ManagedPolicy"]
 
 
@@ -88,6 +89,7 @@ def test_data_plane_permissions_per_function(
     assert data("MigrateFunction") == {secret}
     assert data("AdminFunction") == {("sqs:SendMessage", "SendQueue"), secret}  # a replay
     assert data("RetentionFunction") == {secret}
+    assert data("EumEventsFunction") == {secret}  # SNS invokes it: no polling permissions
 
 
 def test_secret_and_vpc_permissions_only_when_configured() -> None:

@@ -211,6 +211,7 @@ def test_every_function_code_dir_has_app_with_lambda_handler(
         "MigrateFunction",
         "AdminFunction",
         "RetentionFunction",
+        "EumEventsFunction",
     }
     for spec in functions.values():
         module, _, name = spec.handler.rpartition(".")

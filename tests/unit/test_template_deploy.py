@@ -22,6 +22,7 @@ SQL_FUNCTIONS = (
     "MigrateFunction",
     "AdminFunction",
     "RetentionFunction",
+    "EumEventsFunction",
 )
 VPC = {"VpcSubnetIds": "subnet-1,subnet-2", "VpcSecurityGroupIds": "sg-1,sg-2"}
 ENDPOINTS = {
@@ -119,6 +120,7 @@ def test_the_layer_ships_the_migrations() -> None:
     assert sorted(p.name for p in (history / "versions").glob("*.py")) == [
         "0001_initial_schema.py",
         "0002_receipt_waiting_flag.py",
+        "0003_opt_outs.py",
     ]
     # the top-level migrations/ is a link to it, not a second history
     assert (REPO_ROOT / "migrations").resolve() == history
@@ -136,7 +138,7 @@ def test_each_function_logs_to_its_own_group_with_the_retention_parameter(
     resolver = Resolver(template, pseudo_parameters={"AWS::StackName": "sms"})
     functions = template.resources_of_type("AWS::Serverless::Function")
     groups = template.resources_of_type("AWS::Logs::LogGroup")
-    assert len(groups) == len(functions) == 7
+    assert len(groups) == len(functions) == 8
     for logical_id, function in functions.items():
         group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         group = groups[group_id]["Properties"]

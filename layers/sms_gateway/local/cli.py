@@ -1,5 +1,6 @@
 """``sms-gateway`` command line: ``sms-gateway local`` runs the local stack; ``migrate``,
-``policy`` and ``admin replay|stuck`` are the operator's commands against a database.
+``policy``, ``admin replay|stuck`` and ``optout list|clear`` are the operator's commands
+against a database.
 
 ::
 
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_admin_commands(commands)
     _add_operations_commands(commands)
+    _add_optout_commands(commands)
     return parser
 
 
@@ -387,6 +389,55 @@ def _add_operations_commands(commands: Any) -> None:
     stuck.add_argument("--queue-url", default=None, help=argparse.SUPPRESS)
 
 
+def _add_optout_commands(commands: Any) -> None:
+    """``sms-gateway optout list|clear``: the numbers recorded as opted out (a provider
+    answered ``opted_out``); sends to them fail at once until cleared."""
+    dsn_help = "database URL (default: $SMS_GATEWAY_MESSAGE_DSN)"
+    optout = commands.add_parser(
+        "optout",
+        help="list or clear numbers recorded as opted out",
+        description=(
+            "A provider's opted_out answer records the number for the message's tenant and "
+            "sender ID; later sends to it fail with reason opted_out without a provider call "
+            "until cleared here (after the recipient opted back in, e.g. replied START)."
+        ),
+    )
+    sub = optout.add_subparsers(dest="optout_command", required=True, metavar="OPTOUT_COMMAND")
+    listing = sub.add_parser("list", help="list opted-out numbers (newest first, JSON)")
+    listing.add_argument("--tenant", dest="tenant_id", default=None)
+    listing.add_argument("--number", default=None, help="E.164, e.g. +14155550100")
+    listing.add_argument("--limit", type=_positive, default=100)
+    listing.add_argument("--dsn", default=None, help=dsn_help)
+    clear = sub.add_parser("clear", help="clear a tenant's opt-out of a number")
+    clear.add_argument("tenant_id")
+    clear.add_argument("number", help="E.164, e.g. +14155550100")
+    clear.add_argument(
+        "--sender-id",
+        default=None,
+        help="only this sender ID's entry ('' for messages without one; default: all)",
+    )
+    clear.add_argument("--dsn", default=None, help=dsn_help)
+
+
+def _run_optout(args: argparse.Namespace) -> int:
+    from sms_gateway.storage.engine import make_engine
+    from sms_gateway.storage.opt_outs import SqlOptOutStore
+    from sms_gateway.storage.sql import Database
+
+    engine = make_engine(_dsn(args))
+    try:
+        store = SqlOptOutStore(Database(engine))
+        if args.optout_command == "list":
+            entries = store.list(args.tenant_id, args.number, args.limit)
+            print(json.dumps({"opt_outs": entries}, indent=2))
+            return 0
+        cleared = store.clear(args.tenant_id, args.number, args.sender_id)
+    finally:
+        engine.dispose()
+    print(json.dumps({"tenant_id": args.tenant_id, "number": args.number, "cleared": cleared}))
+    return 0 if cleared else 1
+
+
 def _run_operations(args: argparse.Namespace) -> int:
     from sms_gateway.adapters.sqs import SqsMessageQueue
     from sms_gateway.services.admin import AdminError, run_command
@@ -551,6 +602,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_local(args)
     if args.command == "admin":
         return _run_operations(args)
+    if args.command == "optout":
+        return _run_optout(args)
     return _run_admin(args)
 
 

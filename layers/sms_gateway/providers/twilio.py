@@ -61,6 +61,32 @@ ERRORS = ErrorTable(
     ],
 )
 
+# ErrorCode of a failed/undelivered status callback (the message left Twilio and was not
+# delivered): the reason the message's failure records. Not retried (a receipt ends the
+# message); a code not listed is provider_permanent.
+DELIVERY_ERRORS: dict[str, ErrorRule] = {
+    rule.code: rule
+    for rule in (
+        ErrorRule("21610", R.OPTED_OUT, False, _DOCS + "21610"),  # unsubscribed recipient
+        ErrorRule("30001", R.RATE_LIMITED, False, _DOCS + "30001"),  # queue overflow
+        ErrorRule("30002", R.AUTH_FAILED, False, _DOCS + "30002"),  # account suspended
+        ErrorRule("30003", R.INVALID_NUMBER, False, _DOCS + "30003"),  # unreachable handset
+        ErrorRule("30004", R.RECIPIENT_BLACKLISTED, False, _DOCS + "30004"),  # message blocked
+        ErrorRule("30005", R.INVALID_NUMBER, False, _DOCS + "30005"),  # unknown handset
+        ErrorRule("30006", R.INVALID_NUMBER, False, _DOCS + "30006"),  # landline / no carrier
+        ErrorRule("30007", R.RECIPIENT_BLACKLISTED, False, _DOCS + "30007"),  # filtered
+        ErrorRule("30008", R.PROVIDER_PERMANENT, False, _DOCS + "30008"),  # unknown error
+    )
+}
+
+
+def delivery_reason(error_code: str) -> R:
+    """The reason a failed status callback's ``ErrorCode`` records (:data:`DELIVERY_ERRORS`,
+    else ``provider_permanent``)."""
+    rule = DELIVERY_ERRORS.get(error_code)
+    return rule.reason if rule is not None else R.PROVIDER_PERMANENT
+
+
 VALIDITY_MAX = 36_000  # Twilio's ValidityPeriod upper bound (seconds)
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Finished,
         IntakeResult,
         MessageRecord,
+        OptOut,
         ReceiptRecord,
     )
 
@@ -150,6 +151,11 @@ class MessageStore(Protocol):
 
     def finish_many(self, finishes: Sequence[Finish], now: datetime) -> Finished:
         """Close attempts and move messages still ``sending`` on them to their target."""
+        ...
+
+    def record_opt_outs(self, entries: Sequence[OptOut], now: datetime) -> None:
+        """Record numbers that answered ``opted_out``: later intakes move their messages
+        ``queued -> failed`` (``opted_out``) without a claim (``IntakeResult.opted_out``)."""
         ...
 
     def record_queued(self, msg: QueuedMessage, now: datetime) -> bool:

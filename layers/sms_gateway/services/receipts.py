@@ -76,6 +76,17 @@ class ReceiptOutcome:
     status: MessageStatus
 
 
+def failure_reason(error_code: str | None) -> ReasonCode:
+    """The reason a failing receipt records: from the provider's delivery error table when
+    its error code names one (``twilio:<ErrorCode>``:
+    :func:`sms_gateway.providers.twilio.delivery_reason`), else ``provider_permanent``."""
+    if error_code is not None and error_code.startswith("twilio:"):
+        from sms_gateway.providers.twilio import delivery_reason  # only for Twilio receipts
+
+        return delivery_reason(error_code.removeprefix("twilio:"))
+    return ReasonCode.PROVIDER_PERMANENT
+
+
 class ReceiptService:
     """Applies receipts; see the module docstring."""
 
@@ -175,7 +186,7 @@ class ReceiptService:
         error_code: str | None,
     ) -> bool:
         now = self._clock()
-        reason = None if target is MessageStatus.DELIVERED else ReasonCode.PROVIDER_PERMANENT
+        reason = None if target is MessageStatus.DELIVERED else failure_reason(error_code)
         detail = None
         if target is not MessageStatus.DELIVERED:
             detail = f"receipt: {target.value}" + (f" ({error_code})" if error_code else "")

@@ -88,7 +88,14 @@ from sms_gateway.services.ratelimit import UnlimitedRateLimiter
 from sms_gateway.services.receipts import ReceiptService
 from sms_gateway.services.routing import CachedPolicyResolver, NoRoutePolicy
 from sms_gateway.storage.errors import StorageUnavailable
-from sms_gateway.storage.records import AttemptResult, Claim, Finish, Finished, MessageRecord
+from sms_gateway.storage.records import (
+    AttemptResult,
+    Claim,
+    Finish,
+    Finished,
+    MessageRecord,
+    OptOut,
+)
 
 # Message attribute counting the requeues of a record during a database outage.
 OUTAGE_REQUEUES = "outage_requeues"
@@ -481,6 +488,20 @@ class SenderService:
             if row is None:  # pragma: no cover - just inserted; only a delete could do it
                 report.kept[record.sqs_message_id] = RetryLater("message row vanished", None)
                 continue
+            if message_id in taken.opted_out:
+                # the number opted out for this tenant and sender ID: failed by the intake,
+                # no provider call (issue 7)
+                self._metrics.add("StatusTransitions", 1, "Count", status="failed")
+                self._metrics.add("OptedOutRefused", 1, "Count")
+                log_transition(
+                    message_id,
+                    msg.tenant_id,
+                    MessageStatus.QUEUED,
+                    MessageStatus.FAILED,
+                    reason_code=ReasonCode.OPTED_OUT,
+                )
+                report.outcomes[record.sqs_message_id] = SendOutcome.FAILED
+                continue
             if message_id in taken.claimed:
                 name, provider = routed[message_id]
                 attempt = row.attempts + 1
@@ -738,6 +759,7 @@ class SenderService:
             for a in answers
         ]
         done = self._write_outcomes(finishes, now)
+        self._record_opt_outs(answers, now)
         for answer in answers:
             send = answer.send
             message_id = send.msg.message_id
@@ -784,6 +806,33 @@ class SenderService:
                 self._metrics.add("Retries", 1, "Count", provider=send.provider_name)
                 detail = answer.error.detail if answer.error else "retry"
                 report.kept[key] = RetryLater(detail, decided.delay_seconds)
+
+    def _record_opt_outs(self, answers: Sequence[_Answer], now: datetime) -> None:
+        """Record the numbers whose provider answered ``opted_out`` (permanent), so that later
+        sends to them fail at the intake without a provider call. One statement, only in a
+        batch that has such an answer; a failure is logged (the outcomes are already written,
+        and the provider refuses the number again next time)."""
+        entries = [
+            OptOut(
+                a.send.row.tenant_id,
+                a.send.row.to_number,
+                a.send.row.sender_id,
+                a.send.msg.message_id,
+                a.send.provider_name,
+            )
+            for a in answers
+            if a.outcome is AttemptOutcome.PERMANENT
+            and a.error is not None
+            and a.error.reason is ReasonCode.OPTED_OUT
+        ]
+        if not entries:
+            return
+        try:
+            self._store.record_opt_outs(entries, now)
+        except Exception:
+            logger.exception("could not record opted-out numbers")
+            return
+        self._metrics.add("OptOutsRecorded", len(entries), "Count")
 
     def _close_waiting(self, message_id: str, attempt: int) -> None:
         """Close the receipts kept during an attempt that ended without being sent. A failure

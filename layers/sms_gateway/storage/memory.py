@@ -21,7 +21,7 @@ from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.routing import RoutePolicy, parse_policy
 from sms_gateway.domain.states import MessageStatus, check_transition
 from sms_gateway.storage.errors import StorageUnavailable
-from sms_gateway.storage.messages import LEASE_LOST_DETAIL, new_record
+from sms_gateway.storage.messages import LEASE_LOST_DETAIL, OPTED_OUT_DETAIL, new_record
 from sms_gateway.storage.records import (
     OPEN_RECEIPT_OUTCOMES,
     AttemptRecord,
@@ -30,6 +30,7 @@ from sms_gateway.storage.records import (
     Finished,
     IntakeResult,
     MessageRecord,
+    OptOut,
     ReceiptRecord,
 )
 
@@ -56,6 +57,7 @@ class MemoryState:
     receipts: dict[int, dict[str, Any]] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     policies: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    opt_outs: dict[tuple[str, str, str], OptOut] = field(default_factory=dict)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
     fail_next: int = 0
@@ -180,13 +182,26 @@ class MemoryMessageStore(_Base):
         with self.state.lock:
             self.state.enter()
             new = frozenset(m.message_id for m in batch if self._insert(m, now))
+            opted = set()
+            for m in batch:
+                row = self.state.messages.get(m.message_id)
+                key = (row.tenant_id, row.to_number, row.sender_id or "") if row else None
+                if key in self.state.opt_outs and self._move(
+                    m.message_id,
+                    MessageStatus.QUEUED,
+                    MessageStatus.FAILED,
+                    now,
+                    reason=ReasonCode.OPTED_OUT,
+                    detail=OPTED_OUT_DETAIL,
+                ):
+                    opted.add(m.message_id)
             rows = {
                 m.message_id: self.state.messages[m.message_id]
                 for m in batch
                 if m.message_id in self.state.messages
             }
             claimed = set()
-            for claim in plan(dict(rows)):
+            for claim in plan({i: r for i, r in rows.items() if i not in opted}):
                 if self._move(
                     claim.message_id,
                     MessageStatus.QUEUED,
@@ -201,7 +216,14 @@ class MemoryMessageStore(_Base):
                         _Attempt(claim.message_id, claim.attempt, claim.provider, "in_flight")
                     )
                     claimed.add(claim.message_id)
-            return IntakeResult(rows, new, frozenset(claimed))
+            return IntakeResult(rows, new, frozenset(claimed), frozenset(opted))
+
+    def record_opt_outs(self, entries: Sequence[OptOut], now: datetime) -> None:
+        """See the port."""
+        with self.state.lock:
+            self.state.enter()
+            for e in entries:
+                self.state.opt_outs.setdefault((e.tenant_id, e.number, e.sender_id or ""), e)
 
     def finish_many(self, finishes: Sequence[Finish], now: datetime) -> Finished:
         """See the port."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +66,7 @@ from sms_gateway.storage.records import (
     Finished,
     IntakeResult,
     MessageRecord,
+    OptOut,
 )
 from sms_gateway.storage.sql import Database
 from sms_gateway.storage.tables import (
@@ -72,10 +74,62 @@ from sms_gateway.storage.tables import (
     message_attempts,
     message_events,
     messages,
+    opt_outs,
     receipts,
 )
 
 LEASE_LOST_DETAIL = "sender lease expired before the attempt finished"
+OPTED_OUT_DETAIL = "the number opted out for this tenant and sender ID (sms-gateway optout clear)"
+
+
+def _opted_out(tenant_id: Any, to_number: Any, sender_id: Any) -> Any:
+    """``EXISTS`` an ``opt_outs`` row for the tenant, number and sender ID ('' for none)."""
+    return exists().where(
+        opt_outs.c.tenant_id == tenant_id,
+        opt_outs.c.number == to_number,
+        opt_outs.c.sender_id == func.coalesce(sender_id, ""),
+    )
+
+
+def _as_opted_out(row: MessageRecord) -> MessageRecord:
+    """``row`` as the intake leaves it when its number opted out: ``failed``/``opted_out``."""
+    return replace(
+        row,
+        status=MessageStatus.FAILED,
+        reason_code=ReasonCode.OPTED_OUT.value,
+        reason_detail=OPTED_OUT_DETAIL,
+        version=row.version + 1,
+    )
+
+
+def _opted_out_events(ids: Sequence[str], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "message_id": i,
+            "from_status": MessageStatus.QUEUED.value,
+            "to_status": MessageStatus.FAILED.value,
+            "reason_code": ReasonCode.OPTED_OUT.value,
+            "detail": OPTED_OUT_DETAIL,
+            "at": now,
+        }
+        for i in ids
+    ]
+
+
+def _fail_opted_out(ids: Sequence[str], now: datetime) -> Any:
+    """``queued -> failed`` (reason ``opted_out``) for ``ids`` still queued."""
+    return (
+        update(messages)
+        .where(messages.c.id.in_(list(ids)), messages.c.status == MessageStatus.QUEUED.value)
+        .values(
+            status=MessageStatus.FAILED.value,
+            reason_code=ReasonCode.OPTED_OUT.value,
+            reason_detail=OPTED_OUT_DETAIL,
+            updated_at=now,
+            version=messages.c.version + 1,
+        )
+    )
+
 
 Plan = Callable[[dict[str, MessageRecord]], Sequence[Claim]]
 """Given the batch's rows by id, the claims to make (the service's decisions)."""
@@ -378,12 +432,33 @@ _NEW_COLUMNS = _UNNEST_COLUMNS | _CLAIMED_COLUMNS
 def _pg_intake() -> Any:
     """One statement: insert the batch's new messages (those the plan claimed already
     ``sending``), their events and in-flight attempt rows; returns ``(id, status)`` of each
-    row inserted (PostgreSQL data-modifying CTEs)."""
+    row inserted (PostgreSQL data-modifying CTEs). A message whose number opted out (an
+    ``opt_outs`` row) is inserted ``failed`` with reason ``opted_out`` instead, unclaimed."""
     source = _arrays("b", _NEW_COLUMNS)
-    rows = select(*(source.c[name] for name in _NEW_COLUMNS), _NOW, literal(False, Boolean))
+    src = select(
+        *source.c,
+        _opted_out(source.c.tenant_id, source.c.to_number, source.c.sender_id).label("oo"),
+    ).subquery("s")
+    opted: dict[str, Any] = {
+        "status": literal(MessageStatus.FAILED.value, String),
+        "attempts": literal(0, Integer),
+        "version": literal(2, Integer),
+        "provider": cast(null(), String),
+        "lease_expires_at": cast(null(), DateTime),
+    }
+    rows = select(
+        *(
+            case((src.c.oo, opted[name]), else_=src.c[name]) if name in opted else src.c[name]
+            for name in _NEW_COLUMNS
+        ),
+        _NOW,
+        literal(False, Boolean),
+        case((src.c.oo, literal(ReasonCode.OPTED_OUT.value, String))),
+        case((src.c.oo, literal(OPTED_OUT_DETAIL, Text))),
+    )
     ins = (
         pg_insert(messages)
-        .from_select([*_NEW_COLUMNS, *_CONSTANT_COLUMNS], rows)
+        .from_select([*_NEW_COLUMNS, *_CONSTANT_COLUMNS, "reason_code", "reason_detail"], rows)
         .on_conflict_do_nothing(index_elements=[messages.c.id])
         .returning(
             messages.c.id,
@@ -395,23 +470,34 @@ def _pg_intake() -> Any:
         .cte("ins")
     )
 
-    def event(src: str | None, dst: str, at: Any) -> Any:
+    def event(src: str | None, dst: str, at: Any, reason: str | None = None) -> Any:
         return select(
             ins.c.id,
             cast(null(), String(16)) if src is None else literal(src, String(16)),
             literal(dst, String(16)),
+            cast(null(), String(32)) if reason is None else literal(reason, String(32)),
+            cast(null(), Text) if reason is None else literal(OPTED_OUT_DETAIL, Text),
             at,
         )
 
     sending = ins.c.status == MessageStatus.SENDING.value
+    failed = ins.c.status == MessageStatus.FAILED.value
     events = union_all(
         event(None, MessageStatus.ACCEPTED.value, ins.c.created_at),
         event(MessageStatus.ACCEPTED.value, MessageStatus.QUEUED.value, _NOW),
         event(MessageStatus.QUEUED.value, MessageStatus.SENDING.value, _NOW).where(sending),
+        event(
+            MessageStatus.QUEUED.value,
+            MessageStatus.FAILED.value,
+            _NOW,
+            ReasonCode.OPTED_OUT.value,
+        ).where(failed),
     )
     ev = (
         insert(message_events)
-        .from_select(["message_id", "from_status", "to_status", "at"], events)
+        .from_select(
+            ["message_id", "from_status", "to_status", "reason_code", "detail", "at"], events
+        )
         .cte("ev")
     )
     att = (
@@ -748,28 +834,57 @@ class SqlMessageStore:
         inserted = self._db.single(lambda conn: conn.execute(_pg_intake(), params).all())
         new = frozenset(r[0] for r in inserted)
         made = frozenset(r[0] for r in inserted if r[1] == MessageStatus.SENDING.value)
-        rows = {i: assumed[i] for i in new}
+        opted = frozenset(r[0] for r in inserted if r[1] == MessageStatus.FAILED.value)
+        rows = {i: _as_opted_out(assumed[i]) if i in opted else assumed[i] for i in new}
         existing = [m.message_id for m in batch if m.message_id not in new]
         if not existing:
-            return IntakeResult(rows, new, made)
-        found = self._db.single(lambda conn: self._rows(conn, existing, lock=False))
+            return IntakeResult(rows, new, made, opted)
+        found, flagged = self._db.single(lambda conn: self._rows(conn, existing, lock=False))
+        stop = [i for i in flagged if found[i].status is MessageStatus.QUEUED]
+        if stop:  # rare: a retried message whose number opted out since its last attempt
+            failed = self._db.tx(lambda conn: self._fail_opted_out(conn, stop, now))
+            found |= {i: _as_opted_out(found[i]) for i in failed}
+            opted |= failed
         rows |= found
-        claims = list(plan(found))
+        claims = list(plan({i: r for i, r in found.items() if i not in opted}))
         if not claims:
-            return IntakeResult(rows, new, made)
+            return IntakeResult(rows, new, made, opted)
         claim_params = _pg_claim_params(claims, lease_until, now)
         claimed = frozenset(
             self._db.single(lambda conn: list(conn.execute(_pg_claim(), claim_params).scalars()))
         )
-        return IntakeResult(rows, new, made | claimed)
+        return IntakeResult(rows, new, made | claimed, opted)
 
     def _rows(
         self, conn: Connection, ids: Sequence[str], *, lock: bool
-    ) -> dict[str, MessageRecord]:
-        query = select(messages).where(messages.c.id.in_(list(ids)))
+    ) -> tuple[dict[str, MessageRecord], frozenset[str]]:
+        """The rows of ``ids`` and, among them, those whose number opted out (read in the same
+        SELECT: a correlated ``EXISTS`` on ``opt_outs``)."""
+        flag = _opted_out(messages.c.tenant_id, messages.c.to_number, messages.c.sender_id)
+        query = select(messages, flag.label("opted_out")).where(messages.c.id.in_(list(ids)))
         if lock:
-            query = query.with_for_update()
-        return {r.id: MessageRecord.from_row(r) for r in conn.execute(query)}
+            query = query.with_for_update(of=messages)
+        rows: dict[str, MessageRecord] = {}
+        flagged: set[str] = set()
+        for r in conn.execute(query):
+            data = dict(r._mapping)
+            if data.pop("opted_out"):
+                flagged.add(data["id"])
+            data["status"] = MessageStatus(data["status"])
+            data["receipt_waiting"] = bool(data["receipt_waiting"])
+            rows[data["id"]] = MessageRecord(**data)
+        return rows, frozenset(flagged)
+
+    def _fail_opted_out(
+        self, conn: Connection, ids: Sequence[str], now: datetime
+    ) -> frozenset[str]:
+        """PostgreSQL: ``queued -> failed`` (``opted_out``) for ``ids`` still queued, with
+        their events; returns the ids moved."""
+        stmt = _fail_opted_out(ids, now).returning(messages.c.id)
+        moved = frozenset(conn.execute(stmt).scalars())
+        if moved:
+            conn.execute(insert(message_events).values(_opted_out_events(sorted(moved), now)))
+        return moved
 
     def _intake_tx(
         self,
@@ -784,10 +899,10 @@ class SqlMessageStore:
         mysql = self._db.dialect != "sqlite"
         if not mysql:
             new = frozenset(conn.execute(insert_rows.returning(messages.c.id)).scalars())
-            rows = self._rows(conn, ids, lock=False)  # the INSERT took SQLite's write lock
+            rows, flagged = self._rows(conn, ids, lock=False)  # the INSERT took the write lock
         else:
             conn.execute(insert_rows)
-            rows = self._rows(conn, ids, lock=True)
+            rows, flagged = self._rows(conn, ids, lock=True)
             # MySQL cannot say which rows INSERT IGNORE inserted: ours are untouched rows
             # carrying this unit's timestamp (DATETIME(6)); a concurrent copy has its own
             new = frozenset(
@@ -796,7 +911,20 @@ class SqlMessageStore:
                 if r.version == 1 and r.status is MessageStatus.QUEUED and r.updated_at == now
             )
         events = [e for m in batch if m.message_id in new for e in intake_events(m, now)]
-        claims = list(plan(rows))
+        # a number that opted out: queued -> failed here, never offered to the plan (one
+        # UPDATE, only in a batch that has such a message; its events join the batch's INSERT)
+        stop = sorted(i for i in flagged if rows[i].status is MessageStatus.QUEUED)
+        opted: frozenset[str] = frozenset()
+        if stop:
+            stmt = _fail_opted_out(stop, now)
+            if self._db.returning:
+                opted = frozenset(conn.execute(stmt.returning(messages.c.id)).scalars())
+            else:  # the rows are locked (FOR UPDATE) and queued: every one moves
+                conn.execute(stmt)
+                opted = frozenset(stop)
+            events += _opted_out_events(sorted(opted), now)
+            rows |= {i: _as_opted_out(rows[i]) for i in opted}
+        claims = list(plan({i: r for i, r in rows.items() if i not in opted}))
         claimed: frozenset[str] = frozenset()
         if claims:
             stmt = _claim_update(claims, lease_until, now)
@@ -841,7 +969,7 @@ class SqlMessageStore:
             ]
         if events:
             conn.execute(insert(message_events).values(events))
-        return IntakeResult(rows, new, claimed)
+        return IntakeResult(rows, new, claimed, opted)
 
     def finish_many(self, finishes: Sequence[Finish], now: datetime) -> Finished:
         """Write the outcomes of a batch's provider calls: close each attempt row, move each
@@ -930,6 +1058,26 @@ class SqlMessageStore:
             ).scalars()
             waiting |= {pmids[p] for p in found if p in pmids}
         return Finished(frozenset(flags), frozenset(waiting))
+
+    def record_opt_outs(self, entries: Sequence[OptOut], now: datetime) -> None:
+        """Record numbers that answered ``opted_out`` (one INSERT; an existing entry is kept
+        as first recorded). Later intakes fail their messages without a provider call."""
+        if not entries:
+            return
+        rows = {
+            (e.tenant_id, e.number, e.sender_id or ""): {
+                "tenant_id": e.tenant_id,
+                "number": e.number,
+                "sender_id": e.sender_id or "",
+                "message_id": e.message_id,
+                "provider": e.provider,
+                "created_at": now,
+            }
+            for e in entries
+        }
+        self._db.single(
+            lambda conn: conn.execute(self._db.insert_if_absent(opt_outs, list(rows.values())))
+        )
 
     # ---- one message at a time (rare paths, operators, tests) -----------------------------
 

@@ -129,11 +129,25 @@ class Finish:
 class IntakeResult:
     """What :meth:`MessageStore.intake` found: ``rows`` by message id (as stored after the
     intake), ``new``: ids this call inserted, ``claimed``: ids this call claimed (their row
-    in ``rows`` is the one before the claim)."""
+    in ``rows`` is the one before the claim), ``opted_out``: ids this call moved ``queued ->
+    failed`` because their number opted out (never claimed, no provider call)."""
 
     rows: dict[str, MessageRecord]
     new: frozenset[str]
     claimed: frozenset[str]
+    opted_out: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """A number that answered "opted out" (STOP) for ``tenant_id`` and ``sender_id`` (None:
+    messages sent without one), recorded from ``message_id``'s answer by ``provider``."""
+
+    tenant_id: str
+    number: str
+    sender_id: str | None
+    message_id: str | None = None
+    provider: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

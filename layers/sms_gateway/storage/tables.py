@@ -198,3 +198,19 @@ receipts = Table(
     Index("ix_receipts_provider_message_id", "provider_message_id"),
     **MYSQL_TABLE_ARGS,
 )
+
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    # a number that answered "opted out" (STOP) for this tenant and sender ID: later sends to
+    # it fail at once with reason opted_out, without a provider call, until an operator clears
+    # it (issue 7). sender_id is '' for messages sent without one (the provider's default).
+    Column("tenant_id", String(128), primary_key=True),
+    Column("number", String(16), primary_key=True),
+    Column("sender_id", String(16), primary_key=True),
+    # the message and provider whose answer recorded it
+    Column("message_id", String(64)),
+    Column("provider", String(64)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
