@@ -69,7 +69,12 @@ def test_each_event_type_ends_in_its_state(gateway: Gateway) -> None:
     # the handset's time: just after the messages were created (a time before a message's
     # creation is refused, beyond the clock skew)
     stamp_ms = int(time.time() * 1000) + 60_000
-    documents = [_event(t, ids[t], f"eum-{t}", stamp_ms) for t in EXPECTED]
+    # each event's messageId is the MessageId its send returned (it must match the one the
+    # message was sent under: a receipt about another send is stale)
+    sent_as = {
+        t: gateway.get_message("tenant-1", ids[t]).body["provider_message_id"] for t in EXPECTED
+    }
+    documents = [_event(t, ids[t], sent_as[t], stamp_ms) for t in EXPECTED]
     documents.append(_event("TEXT_DELIVERED", None, pmid, stamp_ms))  # by messageId alone
     documents.append(_event("TEXT_DELIVERED", "no-such-message", "eum-none", stamp_ms))
     documents.append({"eventType": "VOICE_COMPLETED", "messageId": "v-1"})

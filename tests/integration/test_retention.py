@@ -38,7 +38,7 @@ def db(database: str) -> Database:
 
 def _message(db: Database, n: int, age_days: float, status: MessageStatus) -> str:
     """A message created ``age_days`` before NOW, moved to ``status`` then, with a receipt
-    and (when failed) a dead letter carrying its body."""
+    and (when failed: reason ``dead_letter``) a dead letter carrying its body."""
     repo = MessageRepository(db)
     created = NOW - age_days * DAY
     msg = QueuedMessage(
@@ -55,6 +55,15 @@ def _message(db: Database, n: int, age_days: float, status: MessageStatus) -> st
     assert repo.record_queued(msg, created)
     if status is MessageStatus.SENDING:
         assert repo.claim(msg.message_id, 1, 1, "provider-b", created + DAY, created)
+    elif status is MessageStatus.FAILED:  # dead-lettered: the DLQ function's move
+        assert repo.transition(
+            msg.message_id,
+            MessageStatus.QUEUED,
+            status,
+            created,
+            reason=ReasonCode.DEAD_LETTER,
+            detail="x",
+        )
     elif status is not MessageStatus.QUEUED:
         assert repo.transition(msg.message_id, MessageStatus.QUEUED, status, created)
     repo.receipts.add(

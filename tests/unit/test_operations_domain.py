@@ -11,10 +11,13 @@ from hypothesis import strategies as st
 from sms_gateway.domain.operations import (
     CancelKind,
     ReplaySelection,
+    ReplaySkip,
     can_replay,
+    current_generation,
     decide_cancel,
     parse_duration,
     replay_max_attempts,
+    replay_skip,
 )
 from sms_gateway.domain.states import MessageStatus, can_transition
 
@@ -71,3 +74,35 @@ def test_a_replay_selection_needs_a_criterion_and_an_ordered_range() -> None:
     with pytest.raises(ValueError, match="limit"):
         ReplaySelection(tenant_id="t", limit=0)
     assert ReplaySelection(since=t).limit == 100
+
+
+@pytest.mark.parametrize(("replayed", "generation"), [([], 0), ([0], 1), ([0, 1], 2), ([2, 0], 3)])
+def test_the_current_generation_follows_the_newest_replay(
+    replayed: list[int], generation: int
+) -> None:
+    assert current_generation(replayed) == generation
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "letter", "current", "expected"),
+    [
+        (MessageStatus.FAILED, "dead_letter", 0, 0, None),
+        (MessageStatus.FAILED, "dead_letter", 1, 1, None),
+        # a receipt failed the sent message (sent -> failed), or the provider refused it
+        (MessageStatus.FAILED, "provider_permanent", 0, 0, ReplaySkip.FAILED_OTHERWISE),
+        (MessageStatus.FAILED, "opted_out", 0, 0, ReplaySkip.FAILED_OTHERWISE),
+        (MessageStatus.FAILED, None, 0, 0, ReplaySkip.FAILED_OTHERWISE),
+        # dead-lettered, but on another generation than this dead letter's
+        (MessageStatus.FAILED, "dead_letter", 0, 1, ReplaySkip.FAILED_OTHERWISE),
+        (MessageStatus.SENT, "dead_letter", 0, 0, ReplaySkip.NOT_FAILED),
+        (MessageStatus.QUEUED, None, 0, 1, ReplaySkip.NOT_FAILED),
+    ],
+)
+def test_a_dead_letter_is_replayed_only_when_it_is_the_message_s_failure(
+    status: MessageStatus,
+    reason: str | None,
+    letter: int,
+    current: int,
+    expected: ReplaySkip | None,
+) -> None:
+    assert replay_skip(status, reason, letter, current) is expected

@@ -10,16 +10,24 @@ The rules are the lifecycle table of :mod:`sms_gateway.domain.states` (DESIGN se
 - **replay**: a dead-lettered message in ``failed`` goes back to ``queued`` (the operator's
   transition ``failed -> queued``) as a new *generation*, with ``budget`` more attempts on top
   of those it spent. A message in any other status (sent, delivered, canceled, queued again)
-  is not replayed: a replay never sends a message twice.
+  is not replayed: a replay never sends a message twice. Nor is a ``failed`` message whose
+  failure is not this dead letter: the DLQ function records a dead letter even while a live
+  sender holds the message (and leaves the message to it); if that sender then sends it and a
+  receipt fails it (``sent -> failed``, undelivered), or the provider refuses it for good
+  (opted out), replaying the old dead letter would send it again. A dead letter is the
+  message's current failure when the message's reason is ``dead_letter`` and the dead
+  letter's generation is the message's current one (:func:`current_generation`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.states import MessageStatus
 
 
@@ -48,6 +56,9 @@ class ReplaySkip(StrEnum):
     """Why a selected dead letter was not replayed."""
 
     NOT_FAILED = "not_failed"  # the message moved on (sent, delivered, canceled, queued)
+    # failed, but not by this dead letter (a receipt, a permanent provider error, another
+    # generation): the dead letter was recorded while a live sender held the message
+    FAILED_OTHERWISE = "failed_otherwise"
     TAKEN = "taken"  # another replay marked this dead letter first
     NO_MESSAGE = "no_message"  # the message row is gone
     REDACTED = "redacted"  # retention blanked its body and number: nothing left to send
@@ -56,6 +67,28 @@ class ReplaySkip(StrEnum):
 def can_replay(status: MessageStatus) -> bool:
     """Only a ``failed`` message is replayed (``failed -> queued``, the operator's transition)."""
     return status is MessageStatus.FAILED
+
+
+def current_generation(replayed_generations: Iterable[int]) -> int:
+    """A message's current replay generation, from the generations of its dead letters that
+    were replayed (``replayed_at`` set): each replay of generation ``n`` starts ``n + 1``; a
+    message never replayed is on generation 0."""
+    return max((g + 1 for g in replayed_generations), default=0)
+
+
+def replay_skip(
+    status: MessageStatus, reason_code: str | None, letter_generation: int, generation: int
+) -> ReplaySkip | None:
+    """Why a dead letter of ``letter_generation`` is not replayed for a message in ``status``
+    with ``reason_code`` on ``generation`` (its :func:`current_generation`), or None to
+    replay it: the message must be ``failed`` (else :attr:`ReplaySkip.NOT_FAILED`) and that
+    failure must be this dead letter, reason ``dead_letter`` on the same generation (else
+    :attr:`ReplaySkip.FAILED_OTHERWISE`); module docstring."""
+    if not can_replay(status):
+        return ReplaySkip.NOT_FAILED
+    if reason_code != ReasonCode.DEAD_LETTER.value or letter_generation != generation:
+        return ReplaySkip.FAILED_OTHERWISE
+    return None
 
 
 def replay_max_attempts(attempts: int, budget: int) -> int:

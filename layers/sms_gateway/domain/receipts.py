@@ -50,3 +50,13 @@ def time_defect(delivered_at: datetime | None, created_at: datetime | None) -> s
             f"{int(CLOCK_SKEW.total_seconds() // 60)} minutes of clock skew"
         )
     return None
+
+
+def names_another_send(receipt_id: str | None, sent_id: str | None) -> bool:
+    """Whether a receipt that names our message reports on another send of it: it gives a
+    provider message id (``receipt_id``) and the message was sent under a different one
+    (``sent_id``). E.g. an ``at_least_once`` retry whose first attempt timed out after the
+    provider created SM1, the second creating SM2: SM1's ``undelivered`` says nothing of SM2.
+    Such a receipt is ``stale``: it never moves the message. Without either id nothing
+    contradicts the match by our message id."""
+    return bool(receipt_id) and bool(sent_id) and receipt_id != sent_id

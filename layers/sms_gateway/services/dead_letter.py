@@ -6,7 +6,10 @@ Dead letters arrive two ways, handled alike: SQS redrive after ``maxReceiveCount
 ``max_attempts`` is spent. The detail is the last provider error (from the attempt rows, or the
 ``last_error`` attribute the sender attached), else the reason the message could not be tried.
 A malformed payload is kept raw with reason ``validation_error``. Storing the same dead letter
-twice (an SQS redelivery to this function) is a no-op.
+twice (an SQS redelivery to this function) is a no-op. A dead letter recorded while a live
+sender holds the message leaves the message to that sender; it is replayable only if the
+message then fails by it (reason ``dead_letter``, same generation: see
+:func:`~sms_gateway.domain.operations.replay_skip`), never after the sender sent it.
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ admin replay|stuck`` (:mod:`sms_gateway.local.cli`) and the AdminFunction
   ``budget`` more attempts, then queues it again (a new SQS record of the same message id, so
   the sender's exactly-once rules hold as for any record). The dead letter is kept, marked
   ``replayed_at``; a message that is no longer ``failed`` (sent after all, canceled, replayed
-  already) is skipped, so a replay never sends a message twice. If the queue refuses the
-  record, the move is undone (the message ``failed`` again, the dead letter unmarked).
+  already), or whose failure is not that dead letter (a receipt or a permanent provider error
+  failed it after a live sender sent it), is skipped, so a replay never sends a message twice.
+  If the queue refuses the record, the move is undone (the message ``failed`` again, the
+  dead letter unmarked).
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@
 - A receipt whose ``delivered_at`` is before the message was created, beyond
   :data:`~sms_gateway.domain.receipts.CLOCK_SKEW`, is refused (422); nothing is stored.
 - A receipt for a message already past ``sent`` is ``stale``: stored, nothing changes.
+- A receipt that names our message id and a provider message id other than the one the
+  message was sent under reports on another send of it (an earlier, timed-out attempt or
+  generation): ``stale``, stored, nothing changes
+  (:func:`~sms_gateway.domain.receipts.names_another_send`). The same holds for a receipt
+  kept ``pending`` when the send completes under another id.
 - A receipt whose id matches nothing is stored ``unmatched`` and answered 404; if the sender
   later records that provider message id, it is applied then.
 - An informational status (``sent``, ``accepted``, ``enroute``, ``buffered``) never moves a
@@ -26,7 +31,7 @@ from datetime import datetime
 
 from sms_gateway.domain.errors import InvalidField, MessageNotFound, ReceiptConflict
 from sms_gateway.domain.reasons import ReasonCode
-from sms_gateway.domain.receipts import Receipt, ReceiptStatus, time_defect
+from sms_gateway.domain.receipts import Receipt, ReceiptStatus, names_another_send, time_defect
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.observability import log_transition, logger
 from sms_gateway.services.ports import Clock, MessageStore, MetricsSink, ReceiptStore
@@ -171,6 +176,13 @@ class ReceiptService:
         if target is None or message.status is not MessageStatus.SENT:
             store(message.id, "stale")
             return ReceiptOutcome(message.id, "stale", message.status)
+        if names_another_send(request.provider_message_id, message.provider_message_id):
+            receipt_id = store(message.id, "stale")
+            logger.warning(
+                "receipt about another send of the message kept as stale",
+                extra={"message_id": message.id, "receipt_id": receipt_id},
+            )
+            return ReceiptOutcome(message.id, "stale", message.status)
         receipt_id = store(message.id, "received")
         moved = self._apply(message, receipt_id, target, request.delivered_at, request.error_code)
         current = self._repo.get(message.id)
@@ -228,7 +240,9 @@ class ReceiptService:
         was set, or for a duplicate of a sent message with the flag); later ones become
         ``stale``. Only
         receipts signed by ``provider`` (the one that sent it) or unsigned ones (local mode)
-        count, and (given ``attempt``, the one that was sent) only those kept during it.
+        count, and (given ``attempt``, the one that was sent) only those kept during it; one
+        naming a provider message id other than ``provider_message_id`` (the id it was sent
+        under) reports on another send and becomes ``stale``.
         Returns whether a receipt moved the message."""
         waiting = self._receipts.take_waiting(message_id, provider_message_id, provider, attempt)
         if not waiting:
@@ -239,7 +253,11 @@ class ReceiptService:
         moved = False
         for receipt in waiting:
             target = RECEIPT_TARGETS.get(receipt.status)
-            if target is None or moved:
+            if (
+                target is None
+                or moved
+                or names_another_send(receipt.provider_message_id, provider_message_id)
+            ):
                 self._receipts.mark(receipt.id, "stale")
                 continue
             moved = self._apply(

@@ -6,7 +6,11 @@ a sender) racing on one message or one dead letter cannot both win:
 
 - a replay marks its dead letter (``UPDATE dead_letters SET replayed_at ... WHERE
   replayed_at IS NULL``) and moves the message ``failed -> queued`` (``WHERE status =
-  'failed'``) in the same transaction: both or neither;
+  'failed'`` and the version it read) in the same transaction: both or neither; it does so
+  only when the message's failure is that dead letter (reason ``dead_letter``, the dead
+  letter's generation the message's current one, :func:`~sms_gateway.domain.operations.
+  replay_skip`), so a dead letter recorded while a live sender held the message is never
+  replayed after a receipt or a permanent provider error failed the sent message;
 - a replay whose queue send failed is undone by the mirror image (``queued -> failed`` while
   the message is still on that generation, the dead letter unmarked).
 """
@@ -17,9 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, exists, func, not_, or_, select, update
 
-from sms_gateway.domain.operations import ReplaySelection, ReplaySkip, can_replay
+from sms_gateway.domain.operations import (
+    ReplaySelection,
+    ReplaySkip,
+    current_generation,
+    replay_skip,
+)
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.storage.messages import transition
@@ -69,7 +78,34 @@ class SqlOperationsStore:
 
     def replayable(self, selection: ReplaySelection) -> list[DeadLetterRow]:
         """Dead letters not replayed yet that match ``selection`` (every criterion), oldest
-        first, at most ``selection.limit``. Rows without a message id are left out."""
+        first, at most ``selection.limit``. Rows without a message id are left out, and so are
+        those whose message is ``failed`` by something else (another reason, or a later
+        generation): ``failed`` leaves only by a replay, so they can never be replayed and
+        must not use up the limit. A message in another status keeps its dead letter listed
+        (:meth:`start_replay` skips it as not failed): it may still fail by it."""
+        later = dead_letters.alias("later")
+        replayed_later = (
+            exists()
+            .where(
+                later.c.message_id == dead_letters.c.message_id,
+                later.c.replayed_at.is_not(None),
+                later.c.generation >= dead_letters.c.generation,
+            )
+            .correlate(dead_letters)
+        )
+        failed_otherwise = (
+            exists()
+            .where(
+                messages.c.id == dead_letters.c.message_id,
+                messages.c.status == MessageStatus.FAILED.value,
+                or_(
+                    messages.c.reason_code.is_(None),
+                    messages.c.reason_code != ReasonCode.DEAD_LETTER.value,
+                    replayed_later,
+                ),
+            )
+            .correlate(dead_letters)
+        )
         query = select(
             dead_letters.c.id,
             dead_letters.c.message_id,
@@ -77,7 +113,11 @@ class SqlOperationsStore:
             dead_letters.c.reason,
             dead_letters.c.generation,
             dead_letters.c.created_at,
-        ).where(dead_letters.c.replayed_at.is_(None), dead_letters.c.message_id.is_not(None))
+        ).where(
+            dead_letters.c.replayed_at.is_(None),
+            dead_letters.c.message_id.is_not(None),
+            not_(failed_otherwise),
+        )
         if selection.message_id is not None:
             query = query.where(dead_letters.c.message_id == selection.message_id)
         if selection.tenant_id is not None:
@@ -98,8 +138,9 @@ class SqlOperationsStore:
     ) -> MessageRecord | ReplaySkip:
         """Mark ``letter`` replayed and move its message ``failed -> queued`` with ``budget``
         more attempts (``max_attempts = attempts + budget``), reason cleared, an event saying
-        which generation starts; one transaction. Returns the message as now stored, or why
-        nothing was done (then nothing was written)."""
+        which generation starts; one transaction. Only when the message's failure is
+        ``letter`` (:func:`~sms_gateway.domain.operations.replay_skip`). Returns the message as
+        now stored, or why nothing was done (then nothing was written)."""
         from sms_gateway.domain.operations import replay_max_attempts
 
         def unit(conn: Connection) -> MessageRecord | ReplaySkip:
@@ -107,8 +148,16 @@ class SqlOperationsStore:
             if row is None:
                 return ReplaySkip.NO_MESSAGE
             message = MessageRecord.from_row(row)
-            if not can_replay(message.status):
-                return ReplaySkip.NOT_FAILED
+            replayed = conn.execute(
+                select(dead_letters.c.generation).where(
+                    dead_letters.c.message_id == message.id,
+                    dead_letters.c.replayed_at.is_not(None),
+                )
+            ).scalars()
+            generation = current_generation(replayed)
+            skip = replay_skip(message.status, message.reason_code, letter.generation, generation)
+            if skip is not None:
+                return skip
             if message.body == REDACTED:
                 return ReplaySkip.REDACTED
             marked = conn.execute(
