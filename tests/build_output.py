@@ -21,16 +21,16 @@ from pathlib import Path
 PY312_MAGIC = (3531).to_bytes(2, "little") + b"\r\n"
 UNCHECKED_HASH = 0b01
 CACHE_TAG = "cpython-312"
-ARTIFACTS = (
-    "DependenciesLayer/python",
-    "IngestFunction",
-    "StatusFunction",
-    "SenderFunction",
-    "DlqFunction",
-    "AdminFunction",
-    "RetentionFunction",
-    "EumEventsFunction",
-)
+TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+
+
+def artifacts() -> tuple[str, ...]:
+    """The layer's ``python/`` and every function of template.yaml (a function added to the
+    template is checked without editing this file)."""
+    from sms_gateway.local.template import SamTemplate
+
+    functions = SamTemplate.from_file(TEMPLATE).resources_of_type("AWS::Serverless::Function")
+    return ("DependenciesLayer/python", *sorted(functions))
 
 
 def pyc_problem(source: Path) -> str | None:
@@ -52,7 +52,7 @@ def check(build_dir: Path) -> tuple[int, list[str]]:
     """``(sources checked, problems)`` over the layer's ``python/`` and each function."""
     problems: list[str] = []
     count = 0
-    for artifact in ARTIFACTS:
+    for artifact in artifacts():
         root = build_dir / artifact
         if not root.is_dir():
             problems.append(f"{root}: missing")
