@@ -29,6 +29,23 @@ from sms_gateway.providers.base import SendRequest, SendResult
 from sms_gateway.storage.repository import MessageRepository
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The template's functions, as the tests expect them (the template tests hold the template to
+# this list; a new function is added here on purpose, with its handler in FUNCTION_IDS).
+ALL_FUNCTIONS = frozenset(
+    {
+        "IngestFunction",
+        "StatusFunction",
+        "SenderFunction",
+        "DlqFunction",
+        "MigrateFunction",
+        "AdminFunction",
+        "RetentionFunction",
+        "EumEventsFunction",
+    }
+)
+# Those that reach the database (in the VPC, with its address and secret): all but ingest.
+SQL_FUNCTIONS = ALL_FUNCTIONS - {"IngestFunction"}
 EVENTS = REPO_ROOT / "events"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests import iam
-from tests.support import REPO_ROOT
+from tests.support import ALL_FUNCTIONS, REPO_ROOT
 
 TEMPLATE = REPO_ROOT / "template.yaml"
 DATA_PLANE = ("sqs:", "dynamodb:", "secretsmanager:")
@@ -25,16 +25,7 @@ def test_every_function_has_its_own_role_without_managed_policies(
 ) -> None:
     """SAM's generated roles get AWSLambdaSQSQueueExecutionRole from an SQS event (sqs:* on
     Resource "*"); role_permissions refuses a role with any managed policy."""
-    assert set(permissions) == {
-        "IngestFunction",
-        "StatusFunction",
-        "SenderFunction",
-        "DlqFunction",
-        "MigrateFunction",
-        "AdminFunction",
-        "RetentionFunction",
-        "EumEventsFunction",
-    }
+    assert set(permissions) == ALL_FUNCTIONS
     translated = iam.translate(TEMPLATE, iam.DEPLOYED)["Resources"]
     roles = {
         r["Properties"]["Role"]["Fn::GetAtt"][0]

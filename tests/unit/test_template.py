@@ -26,6 +26,7 @@ from sms_gateway.local.template import (
     load_template,
 )
 from tests.cfn_rules import DEPLOYABLE
+from tests.support import ALL_FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 DB_VARIABLES = {
@@ -203,16 +204,7 @@ def test_idempotency_table_matches_powertools_defaults(template: SamTemplate) ->
 def test_every_function_code_dir_has_app_with_lambda_handler(
     functions: dict[str, FunctionSpec],
 ) -> None:
-    assert set(functions) == {
-        "IngestFunction",
-        "StatusFunction",
-        "SenderFunction",
-        "DlqFunction",
-        "MigrateFunction",
-        "AdminFunction",
-        "RetentionFunction",
-        "EumEventsFunction",
-    }
+    assert set(functions) == ALL_FUNCTIONS
     for spec in functions.values():
         module, _, name = spec.handler.rpartition(".")
         source = ROOT / spec.code_uri / f"{module}.py"

@@ -12,18 +12,9 @@ import pytest
 from sms_gateway.local.template import Resolver, SamTemplate
 from tests import cfn_rules, iam
 from tests.cfn_rules import DEPLOYABLE
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, SQL_FUNCTIONS
 
 TEMPLATE = REPO_ROOT / "template.yaml"
-SQL_FUNCTIONS = (
-    "StatusFunction",
-    "SenderFunction",
-    "DlqFunction",
-    "MigrateFunction",
-    "AdminFunction",
-    "RetentionFunction",
-    "EumEventsFunction",
-)
 VPC = {"VpcSubnetIds": "subnet-1,subnet-2", "VpcSecurityGroupIds": "sg-1,sg-2"}
 ENDPOINTS = {
     **VPC,
