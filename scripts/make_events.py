@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 
 
+def simulator_message_id(provider: str, message_id: str, attempt: int) -> str:
+    """The provider message id a demo simulator answers for ``message_id``'s ``attempt``
+    (sms_gateway.providers.simulator: a UUIDv5 of the three)."""
+    import uuid
+
+    from sms_gateway.providers.simulator import _ID_NAMESPACE
+
+    return f"{provider}-{uuid.uuid5(_ID_NAMESPACE, f'{provider}/{message_id}/{attempt}')}"
+
+
 def eum_event(document: dict[str, Any]) -> dict[str, Any]:
     """SAM's SNS notification carrying one End User Messaging SMS event document (set after
     generation: SAM pastes --message into its JSON template unescaped)."""
@@ -232,7 +242,11 @@ def main() -> None:
                 "originationPhoneNumber": "+12065550152",
                 "destinationPhoneNumber": "+12025550143",
                 "isoCountryCode": "US",
-                "messageId": "b7f1c2d3-0000-4000-8000-00000000e0e1",
+                # the id provider-b (tenant-3's demo route) gave that message's first attempt:
+                # End User Messaging names the send it reports on
+                "messageId": simulator_message_id(
+                    "provider-b", "4f7f2a8e-0000-5000-8000-000000000001", 1
+                ),
                 "messageRequestTimestamp": 1796040001000,
                 "messageEncoding": "GSM",
                 "messageType": "TRANSACTIONAL",
