@@ -21,8 +21,9 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= auto
 
 # Starts Docker (and builds the stand-in Lambda base image where no registry is reachable) for
-# `make sam-local-check`; empty, or a missing file, when Docker already runs with the image.
-DOCKER_UP ?= ../shared/tools/docker-up.sh
+# `make sam-local-check` (the workplace's shared script, beside the clone or under /work); empty,
+# or a missing file, when Docker already runs with the image.
+DOCKER_UP ?= $(firstword $(wildcard ../shared/tools/docker-up.sh /work/shared/tools/docker-up.sh))
 # `make smoke`: the deployed API's URL (the stack's ApiUrl output) and the API key of a tenant
 # routed to provider-a (FAIL_API_KEY: one routed to provider-fail, for flow 2); against the
 # local stack (AuthMode=local) TENANT=tenant-1 FAIL_TENANT=tenant-2 (X-Tenant-ID) instead.
