@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Column, Connection, delete, select, update
 
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.storage.sql import Database
@@ -97,39 +98,13 @@ class SqlRetentionStore:
         return self._db.tx(unit)
 
     def _redact_orphans(self, conn: Connection, before: datetime, batch_size: int) -> int:
-        receipt_ids = list(
-            conn.execute(
-                select(receipts.c.id)
-                .where(
-                    receipts.c.message_id.is_(None),
-                    receipts.c.received_at < before,
-                    receipts.c.raw != REDACTED,
-                )
-                .limit(batch_size)
-            ).scalars()
+        """Blank up to ``batch_size`` unmatched receipts and up to ``batch_size`` malformed
+        dead letters (rows naming no message) older than ``before``; their count."""
+        return _redact_unowned(
+            conn, receipts.c.received_at, receipts.c.raw, before, batch_size
+        ) + _redact_unowned(
+            conn, dead_letters.c.created_at, dead_letters.c.raw_payload, before, batch_size
         )
-        if receipt_ids:
-            conn.execute(
-                update(receipts).where(receipts.c.id.in_(receipt_ids)).values(raw=REDACTED)
-            )
-        letter_ids = list(
-            conn.execute(
-                select(dead_letters.c.id)
-                .where(
-                    dead_letters.c.message_id.is_(None),
-                    dead_letters.c.created_at < before,
-                    dead_letters.c.raw_payload != REDACTED,
-                )
-                .limit(batch_size)
-            ).scalars()
-        )
-        if letter_ids:
-            conn.execute(
-                update(dead_letters)
-                .where(dead_letters.c.id.in_(letter_ids))
-                .values(raw_payload=REDACTED)
-            )
-        return len(receipt_ids) + len(letter_ids)
 
     def delete_batch(self, before: datetime, batch_size: int) -> BatchResult:
         """Delete up to ``batch_size`` messages created before ``before`` (aware UTC) that can
@@ -173,3 +148,21 @@ class SqlRetentionStore:
             return BatchResult(len(ids), len(receipt_ids) + len(letter_ids))
 
         return self._db.tx(unit)
+
+
+def _redact_unowned(
+    conn: Connection, stamp: Column[Any], payload: Column[Any], before: datetime, limit: int
+) -> int:
+    """Blank ``payload`` in up to ``limit`` rows of its table that name no message and whose
+    ``stamp`` is before ``before``; the number of rows blanked."""
+    table = payload.table
+    ids = list(
+        conn.execute(
+            select(table.c.id)
+            .where(table.c.message_id.is_(None), stamp < before, payload != REDACTED)
+            .limit(limit)
+        ).scalars()
+    )
+    if ids:
+        conn.execute(update(table).where(table.c.id.in_(ids)).values({payload.name: REDACTED}))
+    return len(ids)
