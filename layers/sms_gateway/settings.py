@@ -126,9 +126,12 @@ class Settings(BaseSettings):
 
     # Retention (RetentionFunction), counted from a message's creation: bodies and numbers
     # redacted after redact_after_days, rows deleted after delete_after_days; at most
-    # retention_max_batches batches of retention_batch_size messages per run and kind.
+    # retention_max_batches batches of retention_batch_size messages per run and kind. The
+    # audit trail (message_events) of a deleted message is kept audit_after_days from each
+    # event. A tenant's route policy may set its own redact/delete periods.
     redact_after_days: int = Field(default=30, ge=1, le=36_500)
     delete_after_days: int = Field(default=400, ge=1, le=36_500)
+    audit_after_days: int = Field(default=1095, ge=1, le=36_500)
     retention_batch_size: int = Field(default=500, ge=1, le=10_000)
     retention_max_batches: int = Field(default=20, ge=1, le=1000)
 
@@ -192,6 +195,10 @@ class Settings(BaseSettings):
         if self.delete_after_days < self.redact_after_days:
             raise ValueError(
                 "SMS_GATEWAY_DELETE_AFTER_DAYS must be >= SMS_GATEWAY_REDACT_AFTER_DAYS"
+            )
+        if self.audit_after_days < self.delete_after_days:
+            raise ValueError(
+                "SMS_GATEWAY_AUDIT_AFTER_DAYS must be >= SMS_GATEWAY_DELETE_AFTER_DAYS"
             )
         return self
 

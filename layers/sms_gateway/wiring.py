@@ -276,9 +276,11 @@ def operations() -> MessageOperations:
 def retention() -> RetentionService:
     """The retention run over the SQL container's engine
     (:mod:`sms_gateway.services.retention`; periods from ``SMS_GATEWAY_REDACT_AFTER_DAYS``,
-    ``SMS_GATEWAY_DELETE_AFTER_DAYS``, bounds from ``SMS_GATEWAY_RETENTION_*``)."""
+    ``SMS_GATEWAY_DELETE_AFTER_DAYS``, ``SMS_GATEWAY_AUDIT_AFTER_DAYS`` and each tenant's
+    route policy, bounds from ``SMS_GATEWAY_RETENTION_*``)."""
     from sms_gateway.observability import PowertoolsMetrics
     from sms_gateway.services.retention import RetentionPolicy, RetentionService
+    from sms_gateway.storage.policies import SqlPolicyStore
     from sms_gateway.storage.retention import SqlRetentionStore
 
     container = sql()
@@ -288,9 +290,14 @@ def retention() -> RetentionService:
         delete_after_days=s.delete_after_days,
         batch_size=s.retention_batch_size,
         max_batches=s.retention_max_batches,
+        audit_after_days=s.audit_after_days,
     )
     return RetentionService(
-        SqlRetentionStore(container.database), policy, PowertoolsMetrics(), utc_now
+        SqlRetentionStore(container.database),
+        policy,
+        PowertoolsMetrics(),
+        utc_now,
+        tenant_periods=SqlPolicyStore(container.database).retention_periods,
     )
 
 

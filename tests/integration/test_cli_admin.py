@@ -151,3 +151,32 @@ def test_local_with_an_unusable_database_says_so_in_one_line(tmp_path: Path) -> 
     assert "Traceback" not in run.stderr
     (line,) = [x for x in run.stderr.splitlines() if "cannot start" in x]
     assert line.startswith(f"sms-gateway local: cannot start: the SQL database {dsn} is not usable")
+
+
+def test_policy_sets_a_tenants_retention_periods(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(issue 11) ``sms-gateway policy`` takes the payload's ``retention`` block; periods out
+    of bounds are refused (exit 2) and leave the stored policy as it was."""
+    from sms_gateway.domain.routing import TenantRetention
+    from sms_gateway.storage.policies import SqlPolicyStore
+
+    monkeypatch.setenv("SMS_GATEWAY_DEMO_PROVIDERS", "true")
+    dsn = f"sqlite:///{tmp_path / 'ops.db'}"
+    assert main(["migrate", "--dsn", dsn]) == 0
+    good = (
+        '{"default_provider": "provider-b",'
+        ' "retention": {"redact_after_days": 7, "delete_after_days": 30}}'
+    )
+    bad = (
+        '{"default_provider": "provider-b",'
+        ' "retention": {"redact_after_days": 7, "delete_after_days": 10}}'
+    )
+    assert main(["policy", "acme", "direct", good, "--dsn", dsn]) == 0
+    assert main(["policy", "acme", "direct", bad, "--dsn", dsn]) == 2
+    assert "delete_after_days" in capsys.readouterr().err
+    engine = make_engine(dsn)
+    try:
+        assert SqlPolicyStore(engine).retention_periods() == {"acme": TenantRetention(7, 30)}
+    finally:
+        engine.dispose()

@@ -104,7 +104,7 @@ def replay_custom_resource(gateway: Gateway, name: str) -> None:
     assert put["body"]["Status"] == EXPECTED[name]
     for key in ("StackId", "RequestId", "LogicalResourceId"):
         assert put["body"][key] == sample(name)[key]
-    assert put["body"]["Data"] == {"Revision": "0003"}  # the suite's database is migrated
+    assert put["body"]["Data"] == {"Revision": "0004_ops"}  # the suite's database is migrated
 
 
 def _replay_cancel(gateway: Gateway) -> None:
@@ -168,7 +168,13 @@ def _replay_retention(gateway: Gateway) -> None:
             msg.message_id, MessageStatus.QUEUED, MessageStatus.EXPIRED, msg.created_at
         )
     answer = gateway.invoke("retention", sample("retention-schedule.json"))
-    assert answer == {"deleted": 1, "redacted": 1, "other_rows": 0, "more": False}
+    assert answer == {
+        "deleted": 1,
+        "redacted": 1,
+        "other_rows": 0,
+        "audit_deleted": 0,
+        "more": False,
+    }
     first = json.loads(records[0]["body"])["message_id"]
     third = gateway.repo.get(json.loads(records[2]["body"])["message_id"])
     assert gateway.repo.get(first) is None

@@ -100,7 +100,7 @@ def test_create_migrates_an_empty_database_and_answers_success(
     event = request(catcher, "Create")
     answer = migrate.lambda_handler(event, FakeLambdaContext("MigrateFunction"))
     assert answer["Status"] == "SUCCESS"
-    assert revision(database) == HEAD == "0003"
+    assert revision(database) == HEAD == "0004_ops"
     assert {"messages", "receipts", "dead_letters", "opt_outs"} <= tables(database)
     [put] = catcher.requests
     assert put["method"] == "PUT"
@@ -108,13 +108,13 @@ def test_create_migrates_an_empty_database_and_answers_success(
     assert put["headers"]["Content-Type"] == ""  # the pre-signed URL is signed without one
     assert put["body"] == {
         "Status": "SUCCESS",
-        "Reason": "migrated from an empty database to 0003",
+        "Reason": "migrated from an empty database to 0004_ops",
         "PhysicalResourceId": "sms-gateway-schema",
         "StackId": event["StackId"],
         "RequestId": event["RequestId"],
         "LogicalResourceId": "SchemaMigrations",
         "NoEcho": False,
-        "Data": {"Revision": "0003"},
+        "Data": {"Revision": "0004_ops"},
     }
 
 
@@ -123,11 +123,11 @@ def test_update_from_the_previous_revision(
 ) -> None:
     command.downgrade(alembic_config(database), "0002")
     migrate.lambda_handler(request(catcher, "Update"), FakeLambdaContext("MigrateFunction"))
-    assert revision(database) == "0003"
+    assert revision(database) == "0004_ops"
     [put] = catcher.requests
     assert (put["body"]["Status"], put["body"]["Reason"]) == (
         "SUCCESS",
-        "migrated from 0002 to 0003",
+        "migrated from 0002 to 0004_ops",
     )
     assert put["body"]["PhysicalResourceId"] == "sms-gateway-schema"  # unchanged: no replace
 
@@ -186,7 +186,7 @@ def test_delete_is_a_no_op_success(
     [put] = catcher.requests
     assert put["body"]["Status"] == "SUCCESS"
     assert put["body"]["PhysicalResourceId"] == "sms-gateway-schema"
-    assert revision(database) == "0003"
+    assert revision(database) == "0004_ops"
     assert "messages" in tables(database)
 
 

@@ -43,3 +43,55 @@ def test_downgrade_and_upgrade_again(sqlite_database: str) -> None:
         assert set(inspect(engine).get_table_names()) >= TABLES
     finally:
         engine.dispose()
+
+
+def test_the_audit_trail_outlives_its_message_from_0004_ops(database: str) -> None:
+    """(issue 11) From 0004_ops, deleting a message keeps its events (no foreign key) on
+    every dialect; a downgrade to 0003 drops those orphan events and restores the key."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import delete, func, insert, select
+
+    from sms_gateway.storage.tables import message_events, messages
+
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    row = {
+        "tenant_id": "t",
+        "to_number": "",
+        "body": "",
+        "status": "canceled",
+        "encoding": "GSM-7",
+        "segments": 1,
+        "attempts": 0,
+        "max_attempts": 1,
+        "idempotency_key": "k",
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    engine = make_engine(database)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(messages), [{"id": "gone", **row}, {"id": "kept", **row}])
+            conn.execute(
+                insert(message_events),
+                [{"message_id": m, "to_status": "canceled", "at": now} for m in ("gone", "kept")],
+            )
+            conn.execute(delete(messages).where(messages.c.id == "gone"))
+        count = select(func.count()).select_from(message_events)
+        with engine.connect() as conn:
+            assert conn.execute(count).scalar_one() == 2
+        if not database.startswith("sqlite"):
+            return  # the downgrade below runs on the throwaway SQLite file only
+        config = alembic_config(database)
+        command.downgrade(config, "0003")
+        with engine.connect() as conn:
+            assert conn.execute(select(message_events.c.message_id)).scalars().all() == ["kept"]
+            (fk,) = inspect(conn).get_foreign_keys("message_events")
+            assert (fk["referred_table"], fk["constrained_columns"]) == ("messages", ["message_id"])
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            assert inspect(conn).get_foreign_keys("message_events") == []
+    finally:
+        engine.dispose()

@@ -146,10 +146,14 @@ def test_retention_runs_on_an_eventbridge_scheduler_schedule(
     env = function["Environment"]["Variables"]
     assert env["SMS_GATEWAY_REDACT_AFTER_DAYS"] == {"Ref": "RedactAfterDays"}
     assert env["SMS_GATEWAY_DELETE_AFTER_DAYS"] == {"Ref": "DeleteAfterDays"}
+    assert env["SMS_GATEWAY_AUDIT_AFTER_DAYS"] == {"Ref": "AuditAfterDays"}
     assert function["VpcConfig"] == template.resources["SenderFunction"]["Properties"]["VpcConfig"]
     resolver = Resolver(template)
     assert int(resolver.resolve({"Ref": "RedactAfterDays"})) <= int(
         resolver.resolve({"Ref": "DeleteAfterDays"})
+    )
+    assert int(resolver.resolve({"Ref": "DeleteAfterDays"})) <= int(
+        resolver.resolve({"Ref": "AuditAfterDays"})
     )
     # rows outlive the DeadLetterQueue's records: a late dead letter never re-creates a
     # deleted message (body included) as replayable

@@ -12,12 +12,17 @@ Each payload may add ``"delivery": "at_most_once"`` (the default) or ``"at_least
 follows an attempt whose outcome is unknown (issue 7; see
 :func:`sms_gateway.domain.decisions.decide_after_attempt`).
 
+Each payload may add ``"retention": {"redact_after_days": N, "delete_after_days": M}``: the
+tenant's own retention periods (issue 11), used by the RetentionFunction instead of the
+stack's ``RedactAfterDays``/``DeleteAfterDays``; see :class:`TenantRetention` for the bounds.
+
 The weighted choice is a stable hash of the message id, so a message keeps its provider across
 retries and the split over many messages follows the weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -48,6 +53,62 @@ class InvalidRoutePolicy(ValueError):
     """A stored policy whose strategy or payload is not one of the contract's shapes."""
 
 
+# Bounds of a tenant's retention periods, as the template's DeleteAfterDays: rows outlive the
+# DeadLetterQueue's 14-day retention (a late dead letter can't re-create a deleted message
+# as replayable), and nothing is kept past 100 years.
+MIN_DELETE_AFTER_DAYS = 15
+MAX_RETENTION_DAYS = 36_500
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRetention:
+    """A tenant's own retention periods in days, counted from a message's creation: body,
+    number and error texts are blanked after ``redact_after_days``, rows deleted after
+    ``delete_after_days`` (the audit trail stays; :mod:`sms_gateway.storage.retention`).
+
+    Bounds: ``1 <= redact_after_days < delete_after_days``, ``delete_after_days >= 15``
+    (:data:`MIN_DELETE_AFTER_DAYS`), both ``<= 36500``.
+
+    Raises:
+        InvalidRoutePolicy: a period that is not an integer or is out of those bounds.
+    """
+
+    redact_after_days: int
+    delete_after_days: int
+
+    def __post_init__(self) -> None:
+        for name in ("redact_after_days", "delete_after_days"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidRoutePolicy(f"retention: '{name}' must be an integer")
+            if not 1 <= value <= MAX_RETENTION_DAYS:
+                raise InvalidRoutePolicy(
+                    f"retention: '{name}' must be between 1 and {MAX_RETENTION_DAYS}"
+                )
+        if self.delete_after_days < MIN_DELETE_AFTER_DAYS:
+            raise InvalidRoutePolicy(
+                f"retention: 'delete_after_days' must be >= {MIN_DELETE_AFTER_DAYS} "
+                "(rows outlive the DeadLetterQueue's 14 days)"
+            )
+        if self.delete_after_days <= self.redact_after_days:
+            raise InvalidRoutePolicy(
+                "retention: 'delete_after_days' must be more than 'redact_after_days'"
+            )
+
+
+def _retention(data: dict[str, Any]) -> TenantRetention | None:
+    """The payload's ``retention`` object, or None when it has none."""
+    if "retention" not in data:
+        return None
+    block = data["retention"]
+    expected = {"redact_after_days", "delete_after_days"}
+    if not isinstance(block, dict) or set(block) != expected:
+        raise InvalidRoutePolicy(
+            "retention: must be an object with exactly 'redact_after_days' and 'delete_after_days'"
+        )
+    return TenantRetention(block["redact_after_days"], block["delete_after_days"])
+
+
 @dataclass(frozen=True, slots=True)
 class RoutePolicy:
     """A tenant's parsed route policy.
@@ -63,6 +124,8 @@ class RoutePolicy:
     weights: tuple[int, ...] = ()
     version: int = 1
     delivery: Delivery = Delivery.AT_MOST_ONCE
+    # the tenant's own retention periods (None: the stack's)
+    retention: TenantRetention | None = None
 
 
 def _provider_name(item: Any, where: str) -> str:
@@ -84,8 +147,18 @@ def parse_policy(
 
     Raises:
         InvalidRoutePolicy: unknown strategy, malformed JSON, missing providers, weights that
-            are not positive integers, an unknown ``delivery``.
+            are not positive integers, an unknown ``delivery``, a ``retention`` out of
+            :class:`TenantRetention`'s bounds.
     """
+    policy = _parse_routes(tenant_id, strategy, payload, version)
+    data = json.loads(payload) if isinstance(payload, str) else payload
+    retention = _retention(data)
+    return policy if retention is None else dataclasses.replace(policy, retention=retention)
+
+
+def _parse_routes(
+    tenant_id: str, strategy: str, payload: str | dict[str, Any], version: int
+) -> RoutePolicy:
     try:
         kind = Strategy(strategy)
     except ValueError as exc:

@@ -8,7 +8,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from sms_gateway.domain.routing import RoutePolicy, parse_policy
+from sms_gateway.domain.routing import (
+    InvalidRoutePolicy,
+    RoutePolicy,
+    TenantRetention,
+    parse_policy,
+)
 from sms_gateway.storage.sql import Database
 from sms_gateway.storage.tables import tenant_route_policies
 
@@ -43,6 +48,33 @@ class SqlPolicyStore:
         if row is None:
             return None
         return parse_policy(tenant_id, row.strategy, row.payload, row.version)
+
+    def retention_periods(self) -> dict[str, TenantRetention]:
+        """Every tenant whose policy has its own retention periods, with them (one query over
+        all policies; a malformed stored row is logged and the tenant keeps the stack's).
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
+        table = tenant_route_policies
+
+        def unit(conn: Connection) -> Any:
+            return conn.execute(
+                select(table.c.tenant_id, table.c.strategy, table.c.payload, table.c.version)
+            ).all()
+
+        periods: dict[str, TenantRetention] = {}
+        for row in self._db.single(unit):
+            try:
+                policy = parse_policy(row.tenant_id, row.strategy, row.payload, row.version)
+            except InvalidRoutePolicy:
+                from sms_gateway.observability import logger  # not at import: see observability
+
+                logger.warning("malformed route policy: retention uses the stack's periods")
+                continue
+            if policy.retention is not None:
+                periods[row.tenant_id] = policy.retention
+        return periods
 
     def put(self, tenant_id: str, strategy: str, payload: dict[str, Any], now: datetime) -> int:
         """Create or replace the tenant's policy (validated first); returns its new version.

@@ -134,13 +134,18 @@ message_events = Table(
     "message_events",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("message_id", String(64), ForeignKey("messages.id"), nullable=False),
+    # no foreign key: the audit trail outlives its message (retention deletes the message
+    # after DeleteAfterDays, its events after AuditAfterDays; migration 0004_ops)
+    Column("message_id", String(64), nullable=False),
+    # written when the message is deleted (until then the message row names the tenant)
+    Column("tenant_id", String(128)),
     Column("from_status", String(16)),
     Column("to_status", String(16), nullable=False),
     Column("reason_code", String(32)),
     Column("detail", Text),
     Column("at", UTCDateTime(), nullable=False),
     Index("ix_message_events_message", "message_id", "id"),
+    Index("ix_message_events_at", "at"),
     **MYSQL_TABLE_ARGS,
 )
 

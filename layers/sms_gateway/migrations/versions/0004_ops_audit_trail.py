@@ -1,0 +1,49 @@
+"""message_events outlive their message: the audit trail survives retention's deletion
+
+Retention (issue 11) deletes a message and its rows after ``DeleteAfterDays``; the audit trail
+(``message_events``: ids, states, reason codes, times) is kept for ``AuditAfterDays`` instead.
+So the foreign key from ``message_events.message_id`` to ``messages.id`` goes, and an event
+gets a ``tenant_id``, written when its message is deleted (until then the message row names the
+tenant), and an index on ``at`` for the audit trail's own expiry.
+
+Expand only (docs/migrations.md): release 0003's code inserts events with a message that
+exists and never reads the new column, so it keeps working on this schema.
+
+Downgrade deletes the events whose message is gone (the foreign key cannot come back over
+them).
+
+Revision ID: 0004_ops
+Revises: 0003
+Create Date: 2026-11-30 14:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004_ops"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+FK = "fk_message_events_message_id_messages"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("message_events") as batch:
+        batch.drop_constraint(FK, type_="foreignkey")
+        batch.add_column(sa.Column("tenant_id", sa.String(128), nullable=True))
+        batch.create_index("ix_message_events_at", ["at"], unique=False)
+
+
+def downgrade() -> None:
+    events = sa.table("message_events", sa.column("message_id"))
+    messages = sa.table("messages", sa.column("id"))
+    op.execute(events.delete().where(events.c.message_id.not_in(sa.select(messages.c.id))))
+    with op.batch_alter_table("message_events") as batch:
+        batch.drop_index("ix_message_events_at")
+        batch.drop_column("tenant_id")
+        batch.create_foreign_key(FK, "messages", ["message_id"], ["id"])
