@@ -95,3 +95,48 @@ def test_the_audit_trail_outlives_its_message_from_0004_ops(database: str) -> No
             assert inspect(conn).get_foreign_keys("message_events") == []
     finally:
         engine.dispose()
+
+
+def test_0004_ops_puts_a_replayed_message_on_its_generation(sqlite_database: str) -> None:
+    """A message replayed before 0004_ops (dead letters of generations 0 and 1 replayed) is on
+    generation 2 after it; a message never replayed on 0."""
+    from alembic import command
+    from sqlalchemy import text
+
+    config = alembic_config(sqlite_database)
+    command.downgrade(config, "0003")
+    engine = make_engine(sqlite_database)
+    try:
+        with engine.begin() as conn:
+            for message_id in ("replayed", "plain"):
+                conn.execute(
+                    text(
+                        "INSERT INTO messages (id, tenant_id, to_number, body, status, encoding,"
+                        " segments, attempts, max_attempts, idempotency_key, version, created_at,"
+                        " updated_at) VALUES (:id, 't', '', '', 'queued', 'GSM-7', 1, 0, 1, :id,"
+                        " 1, '2026-11-30 00:00:00', '2026-11-30 00:00:00')"
+                    ),
+                    {"id": message_id},
+                )
+            stamp = "2026-11-30 00:00:00"
+            for generation, replayed in ((0, stamp), (1, stamp), (2, None)):
+                conn.execute(
+                    text(
+                        "INSERT INTO dead_letters (sqs_message_id, message_id, receive_count,"
+                        " reason, raw_payload, created_at, replayed_at, generation) VALUES"
+                        " (:sqs, 'replayed', 1, 'dead_letter', '', :stamp, :replayed,"
+                        " :generation)"
+                    ),
+                    {
+                        "sqs": f"sqs-{generation}",
+                        "stamp": stamp,
+                        "replayed": replayed,
+                        "generation": generation,
+                    },
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, generation FROM messages ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [("plain", 0), ("replayed", 2)]
+    finally:
+        engine.dispose()

@@ -22,6 +22,12 @@ rules they encode:
 - A message in ``sending`` whose lease has not expired is being sent by another invocation:
   this copy is kept (hidden until the lease ends), never deleted, in case that invocation
   crashed. Once the lease expired, the message goes back to ``queued`` and is claimed again.
+- A record of an older replay generation than the message's (a copy of generation ``n`` still
+  on the SendQueue after an operator replayed the dead letter and started ``n + 1``) is
+  stale: acknowledged with no effect (nothing sent, no attempt counted, never handed to the
+  DeadLetterQueue), whatever state the message is in; the new generation's record carries
+  it. Within a batch the copy of the newest generation is the one handled. A message's
+  ``max_attempts`` is read from its row (a replay raises it), not from the record.
 - A message whose own ``max_attempts`` is spent is handed to the DeadLetterQueue by the sender
   itself, so every dead letter reaches the DLQ function the same way.
 - A malformed record is reported as a batch item failure with visibility 0, so SQS redrives it
@@ -360,10 +366,14 @@ class SenderService:
                 report.kept[record.sqs_message_id] = MalformedRecord("malformed payload", 0)
                 continue
             if msg.message_id in primaries:
-                # another copy of a message this batch handles: that copy carries it
+                # another copy of a message this batch handles: the copy of the newest replay
+                # generation carries it (an older one is stale), the others are duplicates
                 logger.info("duplicate delivery within the batch")
-                report.outcomes[record.sqs_message_id] = SendOutcome.DUPLICATE
-                continue
+                other, other_msg = primaries[msg.message_id]
+                if msg.generation <= other_msg.generation:
+                    report.outcomes[record.sqs_message_id] = SendOutcome.DUPLICATE
+                    continue
+                report.outcomes[other.sqs_message_id] = SendOutcome.DUPLICATE
             primaries[msg.message_id] = (record, msg)
         try:
             self._run(primaries, report, remaining_ms)
@@ -442,6 +452,8 @@ class SenderService:
                 if message_id in routed:  # assumed new, but it existed: undo its count
                     per_provider[routed.pop(message_id)[0]] -= 1
                 msg = batch[message_id][1]
+                if msg.generation < row.generation:  # stale: see _settle_unclaimed
+                    continue
                 decision = decide_intake(row.state, now)
                 if decision.kind is not IntakeKind.ATTEMPT:
                     continue
@@ -590,6 +602,15 @@ class SenderService:
         """Perform the decision for a record that was not claimed; True when its expired
         lease was released (take it in again)."""
         key = record.sqs_message_id
+        if msg.generation < row.generation:
+            # a copy of a generation an operator replayed: its max_attempts and receives are
+            # the old generation's, so it must not attempt, wait or dead-letter the new one
+            logger.info(
+                "stale copy of an older replay generation: acknowledged",
+                extra={"generation": msg.generation, "current_generation": row.generation},
+            )
+            report.outcomes[key] = SendOutcome.DUPLICATE
+            return False
         decision = decide_intake(row.state, now)
         kind = decision.kind
         if kind is IntakeKind.WAIT_FOR_LEASE:
@@ -743,7 +764,7 @@ class SenderService:
         nexts = {
             a.send.msg.message_id: decide_after_attempt(
                 a.send.attempt,
-                a.send.msg.max_attempts,
+                a.send.row.max_attempts,  # the row's: a replay raises it, a record keeps its own
                 a.outcome,
                 retry_base_seconds=self._config.retry_base_seconds,
                 retry_max_seconds=self._config.retry_max_seconds,

@@ -176,6 +176,7 @@ class SqlOperationsStore:
                 detail=f"replayed by an operator: generation {letter.generation + 1}",
                 extra_where=messages.c.version == message.version,
                 max_attempts=replay_max_attempts(message.attempts, budget),
+                generation=letter.generation + 1,
                 reason_code=None,
                 reason_detail=None,
                 lease_expires_at=None,

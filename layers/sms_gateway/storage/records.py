@@ -17,7 +17,8 @@ OPEN_RECEIPT_OUTCOMES = ("received", "pending", "unmatched")
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
     """A ``messages`` row. Times are aware UTC; ``status`` is a :class:`MessageStatus`;
-    ``receipt_waiting``: a receipt was parked for it and not yet applied."""
+    ``receipt_waiting``: a receipt was parked for it and not yet applied; ``generation``: the
+    replay generation it is on (0 until a dead-letter replay)."""
 
     id: str
     tenant_id: str
@@ -43,6 +44,7 @@ class MessageRecord:
     delivered_at: datetime | None
     expires_at: datetime | None
     receipt_waiting: bool = False
+    generation: int = 0
 
     @classmethod
     def from_row(cls, row: Any) -> MessageRecord:

@@ -104,6 +104,11 @@ messages = Table(
     # are applied: the sender learns from the row it updates whether to look, instead of
     # querying the receipts of every message it sends (issue 6)
     Column("receipt_waiting", Boolean, nullable=False, default=False, server_default=false()),
+    # the replay generation the message is on (0 until an operator replays its dead letter;
+    # each replay starts the next): a SendQueue record of an older generation is a stale
+    # copy the sender acknowledges without effect (issue 11; migration 0004_ops). A server
+    # default only: the PostgreSQL intake's INSERT ... SELECT names its own columns.
+    Column("generation", Integer, nullable=False, server_default="0"),
     Index("ix_messages_tenant_created", "tenant_id", "created_at"),
     Index("ix_messages_provider_message_id", "provider_message_id"),
     Index("ix_messages_status", "status"),

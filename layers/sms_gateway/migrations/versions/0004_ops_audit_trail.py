@@ -1,4 +1,6 @@
-"""message_events outlive their message: the audit trail survives retention's deletion
+"""message_events outlive their message; messages.generation (issue 11)
+
+**The audit trail survives retention's deletion.**
 
 Retention (issue 11) deletes a message and its rows after ``DeleteAfterDays``; the audit trail
 (``message_events``: ids, states, reason codes, times) is kept for ``AuditAfterDays`` instead.
@@ -6,8 +8,13 @@ So the foreign key from ``message_events.message_id`` to ``messages.id`` goes, a
 gets a ``tenant_id``, written when its message is deleted (until then the message row names the
 tenant), and an index on ``at`` for the audit trail's own expiry.
 
+**messages.generation**: the replay generation a message is on (0 until an operator replays
+its dead letter), set by the replay; the sender acknowledges a SendQueue record of an older
+generation without effect. Backfilled from the replayed dead letters.
+
 Expand only (docs/migrations.md): release 0003's code inserts events with a message that
-exists and never reads the new column, so it keeps working on this schema.
+exists, never reads the new columns and inserts messages without ``generation`` (its server
+default is 0), so it keeps working on this schema.
 
 Downgrade deletes the events whose message is gone (the foreign key cannot come back over
 them).
@@ -37,12 +44,35 @@ def upgrade() -> None:
         batch.drop_constraint(FK, type_="foreignkey")
         batch.add_column(sa.Column("tenant_id", sa.String(128), nullable=True))
         batch.create_index("ix_message_events_at", ["at"], unique=False)
+    with op.batch_alter_table("messages") as batch:
+        batch.add_column(sa.Column("generation", sa.Integer(), nullable=False, server_default="0"))
+    # a message replayed before this revision is on the generation after its last replay
+    messages = sa.table("messages", sa.column("id"), sa.column("generation", sa.Integer))
+    letters = sa.table(
+        "dead_letters",
+        sa.column("message_id"),
+        sa.column("generation", sa.Integer),
+        sa.column("replayed_at"),
+    )
+    replayed = letters.c.replayed_at.is_not(None)
+    latest = (
+        sa.select(sa.func.max(letters.c.generation) + 1)
+        .where(letters.c.message_id == messages.c.id, replayed)
+        .scalar_subquery()
+    )
+    op.execute(
+        messages.update()
+        .where(messages.c.id.in_(sa.select(letters.c.message_id).where(replayed)))
+        .values(generation=latest)
+    )
 
 
 def downgrade() -> None:
     events = sa.table("message_events", sa.column("message_id"))
     messages = sa.table("messages", sa.column("id"))
     op.execute(events.delete().where(events.c.message_id.not_in(sa.select(messages.c.id))))
+    with op.batch_alter_table("messages") as batch:
+        batch.drop_column("generation")
     with op.batch_alter_table("message_events") as batch:
         batch.drop_index("ix_message_events_at")
         batch.drop_column("tenant_id")
