@@ -533,3 +533,36 @@ def test_idle_keep_alive_connections_are_closed_after_the_channel_timeout() -> N
 
     assert CONNECTION_LIMIT >= 1024
     assert 0 < CHANNEL_TIMEOUT_SECONDS <= 60
+
+
+def test_a_request_over_the_stage_throttle_is_429_and_invokes_nothing(echo: Echo) -> None:
+    """(issue 11) The stage's method throttle (the local emulation of ``MethodSettings``):
+    over the burst, API Gateway's 429 ``{"message":"Too Many Requests"}``, the handler not
+    called; another route is not throttled; the hook sees the 429 with no function."""
+    from sms_gateway.local.throttle import MethodThrottle, StageThrottle
+
+    clock = [0.0]
+    entries: list[RequestLog] = []
+    throttle = StageThrottle(
+        [MethodThrottle("POST", "/v1/items", rate=1, burst=3)], clock=lambda: clock[0]
+    )
+    server = make_front(echo, throttle=throttle, on_request=entries.append)
+    server.start()
+    try:
+        answers = [request(server, "POST", "/v1/items", b"{}") for _ in range(5)]
+        assert [status for status, _, _ in answers] == [200, 200, 200, 429, 429]
+        _, headers, body = answers[-1]
+        assert json.loads(body) == {"message": "Too Many Requests"}
+        assert headers["x-amzn-ErrorType"] == "TooManyRequestsException"
+        assert len(echo.events) == 3
+        assert [request(server, "GET", "/v1/items/1")[0] for _ in range(5)] == [200] * 5
+        clock[0] += 1.0  # one token back
+        assert [request(server, "POST", "/v1/items", b"{}")[0] for _ in range(2)] == [200, 429]
+        assert len(echo.events) == 3 + 5 + 1
+        throttled = [e for e in entries if e.status == 429]
+        assert [(e.method, e.path, e.function) for e in throttled] == [
+            ("POST", "/v1/items", None)
+        ] * 3
+        assert throttle.throttled == {("POST", "/v1/items"): 3}
+    finally:
+        server.stop()

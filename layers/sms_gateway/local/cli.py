@@ -6,7 +6,7 @@ against a database.
 
     sms-gateway local [--host 127.0.0.1] [--port 3000] [--dsn URL] [--data-dir DIR]
                       [--root DIR] [--parameter NAME=VALUE ...] [--environments N]
-                      [--prewarm N] [--quiet]
+                      [--prewarm N] [--quiet] [--no-throttle]
                       [--reset | --reset-journal]
                       [--aws-host ADDR] [--sam-env-vars FILE] [--lambda-endpoint URL]
 
@@ -193,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("--quiet", action="store_true", help="no access log lines")
     local.add_argument(
+        "--no-throttle",
+        dest="throttle",
+        action="store_false",
+        help="do not emulate the stage's method throttling (by default the receipts routes "
+        "answer 429 over ReceiptsRateLimit/ReceiptsBurstLimit, as API Gateway does)",
+    )
+    local.add_argument(
         "--verbose",
         "-v",
         action="store_true",
@@ -271,6 +278,7 @@ def _run_local(args: argparse.Namespace) -> int:
             aws_host=args.aws_host,
             sam_env_vars=args.sam_env_vars.resolve() if args.sam_env_vars else None,
             lambda_endpoint=args.lambda_endpoint,
+            throttle=args.throttle,
         )
         stack.start()
         print(stack.banner(), flush=True)

@@ -40,6 +40,7 @@ from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import BadRequest, RequestEntityTooLarge
 
 from sms_gateway.local.template import ApiRoute
+from sms_gateway.local.throttle import TOO_MANY_REQUESTS_BODY, StageThrottle
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -150,6 +151,10 @@ MISSING_TOKEN: Final = HttpResponse.json(
     x_amzn_ErrorType="MissingAuthenticationTokenException",
 )
 INTERNAL_ERROR: Final = HttpResponse.json(502, {"message": "Internal server error"})
+# API Gateway's answer to a request over the stage's method throttle (no function invoked)
+TOO_MANY_REQUESTS: Final = HttpResponse.json(
+    429, TOO_MANY_REQUESTS_BODY, x_amzn_ErrorType="TooManyRequestsException"
+)
 TOO_LARGE: Final = HttpResponse.json(413, {"message": "Request Too Long"})
 
 
@@ -431,6 +436,9 @@ class ApiFront:
         backlog: the listen backlog (pending connections), at least 128. Open connections
             are limited to :data:`CONNECTION_LIMIT` (or ``backlog`` if larger); idle ones are
             closed after :data:`CHANNEL_TIMEOUT_SECONDS`.
+        throttle: the stage's method throttling (:mod:`sms_gateway.local.throttle`): a
+            routed request it refuses is answered :data:`TOO_MANY_REQUESTS` (429) without
+            invoking the function. None: no throttling. May be replaced while serving.
 
     Framing follows RFC 9112 section 6.3: a malformed ``Content-Length`` (not digits, repeated
     with different values), a bad chunk, a body the client ends before its framing does, or
@@ -456,12 +464,14 @@ class ApiFront:
         on_request: RequestHook | None = None,
         threads: int = SERVER_THREADS,
         backlog: int = LISTEN_BACKLOG,
+        throttle: StageThrottle | None = None,
     ) -> None:
         if backlog < 128:
             raise ValueError(f"backlog {backlog} is under 128")
         if threads < 1:
             raise ValueError(f"threads {threads} is under 1")
         self.router = router
+        self.throttle = throttle
         self.stage = stage
         self.account_id = account_id
         self.log_requests = log_requests
@@ -533,16 +543,20 @@ class ApiFront:
         """Answer one request: route, build the event, invoke, translate the answer.
 
         Unknown paths, and known paths with another method, get API Gateway's 403
-        ``{"message":"Missing Authentication Token"}``; a handler that raises or answers
-        malformed gets 502 ``{"message":"Internal server error"}``.
+        ``{"message":"Missing Authentication Token"}``; a request over the stage's method
+        throttle gets 429 ``{"message":"Too Many Requests"}`` and invokes nothing; a handler
+        that raises or answers malformed gets 502 ``{"message":"Internal server error"}``.
         """
         started = time.monotonic()
         request_id = str(uuid.uuid4())
         found = self.router.match(request.method, request.path)
         function: str | None = None
         tenant = request.header(TENANT_HEADER)
+        throttle = self.throttle
         if found is None:
             response = MISSING_TOKEN
+        elif throttle is not None and not throttle.allow(request.method, found[0].path):
+            response = TOO_MANY_REQUESTS
         else:
             route, invoker, params = found
             function = route.function

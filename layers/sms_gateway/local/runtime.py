@@ -454,6 +454,7 @@ class LocalFunction:
     _started: int = field(default=0, init=False, repr=False)
     _busy: int = field(default=0, init=False, repr=False)
     _peak: int = field(default=0, init=False, repr=False)
+    _invocations: int = field(default=0, init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
 
@@ -494,6 +495,12 @@ class LocalFunction:
         with self._cond:
             return self._peak
 
+    @property
+    def invocations(self) -> int:
+        """Invocations started so far (counted when an environment takes one)."""
+        with self._cond:
+            return self._invocations
+
     def invoke(self, event: Mapping[str, Any], request_id: str | None = None) -> Any:
         """Invoke the function with ``event`` in a free environment; return its answer.
 
@@ -509,6 +516,7 @@ class LocalFunction:
         request_id = request_id or str(uuid.uuid4())
         environment = self._acquire()
         with self._cond:
+            self._invocations += 1
             self._busy += 1
             self._peak = max(self._peak, self._busy)
         healthy = False

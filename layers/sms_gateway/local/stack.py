@@ -50,6 +50,7 @@ from sms_gateway.local.pollers import SqsInvoker, SqsPoller
 from sms_gateway.local.resources import LocalResources, provision
 from sms_gateway.local.runtime import LocalFunction, LogSink, function_environment, print_log_line
 from sms_gateway.local.template import FunctionSpec, Resolver, SamTemplate, TemplateError
+from sms_gateway.local.throttle import StageThrottle, method_throttles
 
 if TYPE_CHECKING:
     import boto3.session
@@ -224,6 +225,10 @@ class LocalStack:
             which both this machine and the containers reach.
         sam_env_vars: write the ``sam local ... --env-vars`` file here at start (see
             :meth:`sam_env_vars`); mode 0600, since the DSN may carry a password.
+        throttle: emulate the stage's method throttling (the template's ``MethodSettings``:
+            ``ReceiptsRateLimit``/``ReceiptsBurstLimit`` on the receipts routes, or their
+            ``parameter_overrides``): a request over it is answered 429 without invoking the
+            function (:mod:`sms_gateway.local.throttle`). False: no throttling.
         lambda_endpoint: the URL of ``sam local start-lambda`` (e.g. ``http://127.0.0.1:3001``):
             the pollers then invoke the SQS functions there (boto3 ``lambda.invoke``, one
             container per batch, as Lambda's event source mapping does) instead of in
@@ -254,6 +259,7 @@ class LocalStack:
         aws_host: str = "127.0.0.1",
         sam_env_vars: Path | None = None,
         lambda_endpoint: str | None = None,
+        throttle: bool = True,
     ) -> None:
         self.root = (root or find_root()).resolve()
         self.host = host
@@ -276,6 +282,8 @@ class LocalStack:
         self.aws_host = aws_host
         self.sam_env_vars_path = sam_env_vars
         self.lambda_endpoint = lambda_endpoint.rstrip("/") if lambda_endpoint else None
+        self.throttle_enabled = throttle
+        self.stage_throttle: StageThrottle | None = None
         self._declared: dict[str, list[str]] = {}
 
         self.template = SamTemplate.from_file(self.root / TEMPLATE_FILE)
@@ -361,6 +369,9 @@ class LocalStack:
             resolver.refs[api_id] = "local"
             stage = (api.get("Properties") or {}).get("StageName", "dev")
             self.stage = str(resolver.resolve(stage))
+        if self.throttle_enabled:
+            self.stage_throttle = StageThrottle(method_throttles(self.template, resolver))
+            self._front.throttle = self.stage_throttle
 
         self.resources = provision(
             self.template,
@@ -604,6 +615,15 @@ class LocalStack:
             *(
                 [f"  SQS -> sam   {self.lambda_endpoint} (sam local start-lambda)"]
                 if self.lambda_endpoint is not None
+                else []
+            ),
+            *(
+                [
+                    f"  throttle     {s.http_method} {s.resource_path}: {s.rate:g}/s, "
+                    f"burst {s.burst} (stage MethodSettings; 429 over it)"
+                    for s in self.stage_throttle.settings
+                ]
+                if self.stage_throttle is not None
                 else []
             ),
             f"  AWS journal  {self.journal_path}{restored}",
