@@ -12,9 +12,11 @@ tenant), and an index on ``at`` for the audit trail's own expiry.
 its dead letter), set by the replay; the sender acknowledges a SendQueue record of an older
 generation without effect. Backfilled from the replayed dead letters.
 
-Expand only (docs/migrations.md): release 0003's code inserts events with a message that
-exists, never reads the new columns and inserts messages without ``generation`` (its server
-default is 0), so it keeps working on this schema.
+Expand only (docs/migrations.md): the dropped foreign key only relaxes a constraint (release
+0003's code inserts events with a message that exists and never relied on the key's errors),
+the new columns are nullable or have a server default (0003's code inserts messages without
+``generation``), so that code keeps working on this schema. The backfill is idempotent and
+touches replayed messages only.
 
 Downgrade deletes the events whose message is gone (the foreign key cannot come back over
 them).
