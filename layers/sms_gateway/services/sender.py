@@ -794,8 +794,13 @@ class SenderService:
                     self._apply_waiting(send, answer.result.provider_message_id)
                 report.outcomes[key] = SendOutcome.SENT
                 continue
-            if message_id in done.receipts_waiting:  # this attempt ended without a send
-                self._close_waiting(message_id, send.attempt)
+            if message_id in done.receipts_waiting and self._end_waiting(
+                message_id, send.attempt
+            ):
+                # this attempt ended without a send, but a final receipt kept during it
+                # settled an earlier attempt whose outcome was unknown: no retry, no dead letter
+                report.outcomes[key] = SendOutcome.SENT
+                continue
             if decided.kind is NextKind.FAIL:
                 report.outcomes[key] = SendOutcome.FAILED
             elif decided.kind is NextKind.DEAD_LETTER:
@@ -834,13 +839,15 @@ class SenderService:
             return
         self._metrics.add("OptOutsRecorded", len(entries), "Count")
 
-    def _close_waiting(self, message_id: str, attempt: int) -> None:
-        """Close the receipts kept during an attempt that ended without being sent. A failure
+    def _end_waiting(self, message_id: str, attempt: int) -> bool:
+        """Settle or close the receipts kept during an attempt that ended without being sent
+        (:meth:`ReceiptService.end_waiting`); whether one settled the message. A failure
         here is not the send's: logged, and the flag stays for the next end or send."""
         try:
-            self._receipts.close_waiting(message_id, attempt)
+            return self._receipts.end_waiting(message_id, attempt)
         except StorageUnavailable:
             logger.warning("could not close the receipts of an unsent attempt now")
+            return False
 
     def _apply_waiting(self, send: _Send, provider_message_id: str | None) -> None:
         """Apply receipts kept while the message was in flight. A failure here is not the
