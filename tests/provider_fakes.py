@@ -3,7 +3,9 @@ Messages API and the generic HTTP aggregator. 127.0.0.1 only, port chosen by the
 
 Each answers per destination number (``To`` / ``to``): success by default; a scripted refusal
 (``refuse``), a slow answer (``slow``: sleeps past the client's read timeout), or a reset
-after the request was read (``reset``: the connection is closed with no answer). Every
+after the request was read (``reset``: the connection is closed with no answer); ``during``
+runs a callable once when the next request for a number has arrived, before it is answered
+(what happens while the provider call is in flight, e.g. a receipt). Every
 request is recorded (method, path, headers, raw body) for exact assertions.
 """
 
@@ -17,7 +19,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +49,7 @@ class Script:
     refusals: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     slow: dict[str, float] = field(default_factory=dict)
     reset: dict[str, int] = field(default_factory=dict)
+    during: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
 
 
 class _Fake(ThreadingHTTPServer):
@@ -72,6 +75,11 @@ class _Fake(ThreadingHTTPServer):
 
     def reset(self, to: str, times: int = 1_000_000) -> None:
         self.script.reset[to] = times
+
+    def during(self, to: str, action: Callable[[], None]) -> None:
+        """Run ``action`` when the next request for ``to`` has arrived, before its answer
+        (one action per request, in the order given)."""
+        self.script.during.setdefault(to, []).append(action)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -105,6 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _scripted(self, to: str) -> bool:
         script = self.server.script
+        if script.during.get(to):
+            script.during[to].pop(0)()
         if script.reset.get(to, 0) > 0:
             script.reset[to] -= 1
             self.close_connection = True

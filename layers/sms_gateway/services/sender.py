@@ -794,9 +794,7 @@ class SenderService:
                     self._apply_waiting(send, answer.result.provider_message_id)
                 report.outcomes[key] = SendOutcome.SENT
                 continue
-            if message_id in done.receipts_waiting and self._end_waiting(
-                message_id, send.attempt
-            ):
+            if message_id in done.receipts_waiting and self._end_waiting(message_id, send.attempt):
                 # this attempt ended without a send, but a final receipt kept during it
                 # settled an earlier attempt whose outcome was unknown: no retry, no dead letter
                 report.outcomes[key] = SendOutcome.SENT

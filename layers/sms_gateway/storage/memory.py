@@ -23,6 +23,7 @@ from sms_gateway.domain.routing import RoutePolicy, parse_policy
 from sms_gateway.domain.states import MessageStatus, check_transition
 from sms_gateway.storage.errors import StorageUnavailable
 from sms_gateway.storage.messages import LEASE_LOST_DETAIL, OPTED_OUT_DETAIL, new_record
+from sms_gateway.storage.receipts import settle_values, settled_detail
 from sms_gateway.storage.records import (
     OPEN_RECEIPT_OUTCOMES,
     AttemptRecord,
@@ -35,7 +36,6 @@ from sms_gateway.storage.records import (
     ReceiptRecord,
     Settled,
 )
-from sms_gateway.storage.receipts import settle_values, settled_detail
 
 
 @dataclass
