@@ -12,6 +12,13 @@ Each payload may add ``"delivery": "at_most_once"`` (the default) or ``"at_least
 follows an attempt whose outcome is unknown (issue 7; see
 :func:`sms_gateway.domain.decisions.decide_after_attempt`).
 
+Each payload may add the tenant's sender IDs (issue 7, security): ``"sender_ids": [...]``, the
+``from`` values its messages may carry (E.164 numbers, alphanumeric sender IDs, short codes,
+End User Messaging pool / phone-number / sender-ID ids or ARNs), and ``"default_sender_id"``,
+one of them, used for a message without ``from``. A policy without ``sender_ids`` allows no
+explicit ``from`` (:func:`sender_id_for`): a tenant cannot send as another tenant's number or
+brand by naming it.
+
 The weighted choice is a stable hash of the message id, so a message keeps its provider across
 retries and the split over many messages follows the weights.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -63,6 +71,82 @@ class RoutePolicy:
     weights: tuple[int, ...] = ()
     version: int = 1
     delivery: Delivery = Delivery.AT_MOST_ONCE
+    sender_ids: tuple[str, ...] = ()
+    default_sender_id: str | None = None
+
+
+# End User Messaging origination identities a policy may list besides what ``from`` accepts:
+# pool, phone-number and sender-ID ids, or their ARNs (``pinpoint-sms-voice-v2``
+# ``SendTextMessage`` ``OriginationIdentity``).
+_EUM_IDENTITY = re.compile(
+    r"(?:pool|phone|senderid)-[0-9a-f]{32}"
+    r"|arn:aws[a-z-]*:sms-voice:[a-z0-9-]+:[0-9]{12}:(?:pool|phone-number|sender-id)/\S{1,256}"
+)
+
+
+def _sender_ids(data: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:
+    """The policy's ``sender_ids`` (normalized) and ``default_sender_id``.
+
+    Raises:
+        InvalidRoutePolicy: naming the field and the entry that is not a sender ID.
+    """
+    raw = data.get("sender_ids", [])
+    if not raw and data.get("default_sender_id") is None:
+        return (), None
+    # phonenumbers' metadata only when a policy lists sender IDs (the sender's cold start)
+    from sms_gateway.domain.phone import InvalidPhoneNumber, normalize_sender_id
+
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise InvalidRoutePolicy("'sender_ids' must be a list of strings")
+    found: list[str] = []
+    for index, value in enumerate(raw):
+        if _EUM_IDENTITY.fullmatch(value):
+            found.append(value)
+            continue
+        try:
+            found.append(normalize_sender_id(value))
+        except InvalidPhoneNumber as exc:
+            raise InvalidRoutePolicy(f"'sender_ids'[{index}] ({value!r}): {exc}") from None
+    default = data.get("default_sender_id")
+    if default is None:
+        return tuple(dict.fromkeys(found)), None
+    if not isinstance(default, str):
+        raise InvalidRoutePolicy("'default_sender_id' must be a string")
+    if not _EUM_IDENTITY.fullmatch(default):
+        try:
+            default = normalize_sender_id(default)
+        except InvalidPhoneNumber as exc:
+            raise InvalidRoutePolicy(f"'default_sender_id' ({default!r}): {exc}") from None
+    if default not in found:
+        raise InvalidRoutePolicy("'default_sender_id' must be one of 'sender_ids'")
+    return tuple(dict.fromkeys(found)), default
+
+
+class SenderIdNotAllowed(ValueError):
+    """A message's ``from`` is not one of its tenant's sender IDs (reason
+    ``sender_id_not_allowed``, permanent: no provider call)."""
+
+
+def sender_id_for(policy: RoutePolicy, given: str | None) -> str | None:
+    """The sender ID a message of ``policy``'s tenant is sent with: ``given`` (its ``from``,
+    normalized at ingest) when the policy lists it; the policy's ``default_sender_id`` when
+    it has no ``from``; else None (the provider's configured origination).
+
+    A policy without ``sender_ids`` allows no explicit ``from``: the safe default, since a
+    ``from`` passed through unchecked lets one tenant send as another's number or brand.
+
+    Raises:
+        SenderIdNotAllowed: ``given`` is not in the policy's ``sender_ids``.
+    """
+    if given is None:
+        return policy.default_sender_id
+    if given in policy.sender_ids:
+        return given
+    if not policy.sender_ids:
+        raise SenderIdNotAllowed(
+            "this tenant's route policy lists no sender IDs ('sender_ids'), so no 'from' is allowed"
+        )
+    raise SenderIdNotAllowed("'from' is not one of this tenant's sender IDs ('sender_ids')")
 
 
 def _provider_name(item: Any, where: str) -> str:
@@ -84,7 +168,8 @@ def parse_policy(
 
     Raises:
         InvalidRoutePolicy: unknown strategy, malformed JSON, missing providers, weights that
-            are not positive integers, an unknown ``delivery``.
+            are not positive integers, an unknown ``delivery``, a ``sender_ids`` entry that is
+            not a sender ID, a ``default_sender_id`` not among them.
     """
     try:
         kind = Strategy(strategy)
@@ -100,17 +185,24 @@ def parse_policy(
         delivery = Delivery(data.get("delivery", Delivery.AT_MOST_ONCE))
     except ValueError:
         raise InvalidRoutePolicy("'delivery' must be 'at_most_once' or 'at_least_once'") from None
+    senders, default_sender = _sender_ids(data)
+    common: dict[str, Any] = {
+        "version": version,
+        "delivery": delivery,
+        "sender_ids": senders,
+        "default_sender_id": default_sender,
+    }
     if kind is Strategy.DIRECT:
         name = data.get("default_provider")
         if not isinstance(name, str) or not name:
             raise InvalidRoutePolicy("direct: 'default_provider' must be a non-empty string")
-        return RoutePolicy(tenant_id, kind, (name,), version=version, delivery=delivery)
+        return RoutePolicy(tenant_id, kind, (name,), **common)
     items = data.get("providers")
     if not isinstance(items, list) or not items:
         raise InvalidRoutePolicy(f"{kind}: 'providers' must be a non-empty list")
     names = tuple(_provider_name(item, str(kind)) for item in items)
     if kind is Strategy.FAILOVER:
-        return RoutePolicy(tenant_id, kind, names, version=version, delivery=delivery)
+        return RoutePolicy(tenant_id, kind, names, **common)
     weights = []
     for item in items:
         weight = item.get("weight")
@@ -119,7 +211,7 @@ def parse_policy(
         weights.append(weight)
     if sum(weights) <= 0:
         raise InvalidRoutePolicy("weighted: the weights must add up to more than 0")
-    return RoutePolicy(tenant_id, kind, names, tuple(weights), version=version, delivery=delivery)
+    return RoutePolicy(tenant_id, kind, names, tuple(weights), **common)
 
 
 def _bucket(message_id: str, total: int) -> int:

@@ -67,7 +67,13 @@ from sms_gateway.domain.decisions import (
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.retry import backoff_seconds
-from sms_gateway.domain.routing import Delivery, RoutePolicy, choose_provider
+from sms_gateway.domain.routing import (
+    Delivery,
+    RoutePolicy,
+    SenderIdNotAllowed,
+    choose_provider,
+    sender_id_for,
+)
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.observability import log_transition, logger
 from sms_gateway.providers.base import (
@@ -262,6 +268,7 @@ class _Send:
     provider_name: str
     provider: Provider
     at_least_once: bool = False
+    sender_id: str | None = None  # the sender ID sent with: its ``from``, or the policy default
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +417,8 @@ class SenderService:
         lease_until = now + timedelta(seconds=self._config.lease_seconds)
         routed: dict[str, tuple[str, Provider]] = {}
         at_least_once: set[str] = set()
+        senders: dict[str, str | None] = {}
+        refused: dict[str, str] = {}
         no_route: dict[str, Exception] = {}
         out_of_time: set[str] = set()
 
@@ -445,6 +454,7 @@ class SenderService:
                 decision = decide_intake(row.state, now)
                 if decision.kind is not IntakeKind.ATTEMPT:
                     continue
+                refused.pop(message_id, None)
                 try:
                     policy = routes[msg.tenant_id]
                     if isinstance(policy, NoRoutePolicy):
@@ -453,6 +463,13 @@ class SenderService:
                     provider = self._providers.get(name)
                 except (NoRoutePolicy, UnknownProvider) as exc:
                     no_route[message_id] = exc
+                    continue
+                try:
+                    senders[message_id] = sender_id_for(policy, row.sender_id)
+                except SenderIdNotAllowed as exc:
+                    # another tenant's number or brand, or none allowed: never claimed, no
+                    # provider call; failed permanently below
+                    refused[message_id] = str(exc)
                     continue
                 if remaining is not None and not fits_in_time(
                     remaining,
@@ -523,12 +540,42 @@ class SenderService:
                         name,
                         provider,
                         at_least_once=message_id in at_least_once,
+                        sender_id=senders.get(message_id),
                     )
                 )
+                continue
+            if message_id in refused:
+                self._refuse_sender_id(record, msg, refused[message_id], now, report)
                 continue
             if self._settle_unclaimed(record, msg, row, now, no_route, out_of_time, rates, report):
                 released[message_id] = (record, msg)
         return released
+
+    def _refuse_sender_id(
+        self, record: SqsRecord, msg: QueuedMessage, detail: str, now: datetime, report: BatchReport
+    ) -> None:
+        """``queued -> failed`` with reason ``sender_id_not_allowed`` (permanent, no attempt,
+        no provider call) for a message whose ``from`` its tenant's policy does not list."""
+        if self._store.transition(
+            msg.message_id,
+            MessageStatus.QUEUED,
+            MessageStatus.FAILED,
+            now,
+            reason=ReasonCode.SENDER_ID_NOT_ALLOWED,
+            detail=detail,
+        ):
+            self._metrics.add("StatusTransitions", 1, "Count", status="failed")
+            self._metrics.add("SenderIdRefused", 1, "Count")
+            log_transition(
+                msg.message_id,
+                msg.tenant_id,
+                MessageStatus.QUEUED,
+                MessageStatus.FAILED,
+                reason_code=ReasonCode.SENDER_ID_NOT_ALLOWED,
+            )
+            report.outcomes[record.sqs_message_id] = SendOutcome.FAILED
+        else:  # another copy moved it meanwhile
+            report.outcomes[record.sqs_message_id] = SendOutcome.DUPLICATE
 
     def _ask_rates(
         self, claims: Sequence[Claim], rows: Mapping[str, MessageRecord], rates: _Rates
@@ -687,7 +734,7 @@ class SenderService:
             message_id=send.msg.message_id,
             attempt=send.attempt,
             to=send.row.to_number,
-            sender_id=send.row.sender_id,
+            sender_id=send.sender_id,
             body=send.row.body,
             encoding=send.row.encoding,
             segments=send.row.segments,
