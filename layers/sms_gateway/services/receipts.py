@@ -40,7 +40,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sms_gateway.domain.errors import InvalidField, MessageNotFound, ReceiptConflict
@@ -55,7 +55,7 @@ from sms_gateway.domain.receipts import (
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.observability import log_transition, logger
 from sms_gateway.services.ports import Clock, MessageStore, MetricsSink, ReceiptStore
-from sms_gateway.storage.records import MessageRecord
+from sms_gateway.storage.records import MessageRecord, OptOut
 
 __all__ = [
     "RECEIPT_TARGETS",
@@ -265,6 +265,7 @@ class ReceiptService:
         )
         if settled is None:
             return False
+        self._record_opt_out(replace(message, provider=settled.provider), reason, now)
         log_transition(
             message.id,
             message.tenant_id,
@@ -293,6 +294,26 @@ class ReceiptService:
         delay = max(0.0, (handset_time - settled.sent_at).total_seconds())
         self._metrics.add("ReceiptDelay", delay, "Seconds")
         return True
+
+    def _record_opt_out(
+        self, message: MessageRecord, reason: ReasonCode | None, now: datetime
+    ) -> None:
+        """A failing receipt whose reason is ``opted_out`` (Twilio ``ErrorCode`` 21610 in a
+        status callback) records the number for the message's tenant and sender ID, as the
+        sender does for a send's answer, so later sends fail without a provider call. A
+        failure here is logged: the receipt is applied, and the next send is refused by the
+        provider again."""
+        if reason is not ReasonCode.OPTED_OUT:
+            return
+        entry = OptOut(
+            message.tenant_id, message.to_number, message.sender_id, message.id, message.provider
+        )
+        try:
+            self._repo.record_opt_outs([entry], now)
+        except Exception:
+            logger.exception("could not record an opted-out number from a receipt")
+            return
+        self._metrics.add("OptOutsRecorded", 1, "Count")
 
     def end_waiting(self, message_id: str, attempt: int) -> bool:
         """The receipts kept ``pending`` during ``attempt`` of ``message_id``, which ended
@@ -346,6 +367,7 @@ class ReceiptService:
             detail=detail,
         )
         if moved:
+            self._record_opt_out(message, reason, now)
             log_transition(
                 message.id,
                 message.tenant_id,
