@@ -58,6 +58,10 @@ ALLOWLIST: Final[Mapping[tuple[str, str], str]] = {
         "without returning the old item (base.py: `exc.old_data_record or "
         "self._get_idempotency_record()`); DynamoDB and moto return it, so no test gets there"
     ),
+    ("sqs:SendMessage", "EumEventsFailedQueue"): (
+        "Lambda sends an End User Messaging event that failed every retry to the function's "
+        "on-failure destination (EventInvokeConfig) with the function's role"
+    ),
     ("secretsmanager:GetSecretValue", "DatabaseSecretArn"): (
         "the database credentials (sms_gateway.storage.engine.SecretCredentials): only the "
         "outage tests read them through a handler; a run without those tests does not"

@@ -80,7 +80,8 @@ def test_data_plane_permissions_per_function(
     assert data("MigrateFunction") == {secret}
     assert data("AdminFunction") == {("sqs:SendMessage", "SendQueue"), secret}  # a replay
     assert data("RetentionFunction") == {secret}
-    assert data("EumEventsFunction") == {secret}  # SNS invokes it: no polling permissions
+    # SNS invokes it: no polling permissions; Lambda's on-failure destination sends as it
+    assert data("EumEventsFunction") == {("sqs:SendMessage", "EumEventsFailedQueue"), secret}
 
 
 def test_secret_and_vpc_permissions_only_when_configured() -> None:
