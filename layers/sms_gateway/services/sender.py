@@ -81,6 +81,7 @@ from sms_gateway.providers.base import (
     ProviderError,
     ProviderRegistry,
     SendRequest,
+    SettlesUnknown,
     UnknownProvider,
 )
 from sms_gateway.services.ports import (
@@ -742,12 +743,23 @@ class SenderService:
             ttl_seconds=ttl,
         )
         with self._limit(send.provider_name):
+            began = self._clock()
             started = time.perf_counter()
             try:
                 accepted = send.provider.send(request)
             except ProviderError as exc:
                 error = exc
                 if exc.reason is ReasonCode.OUTCOME_UNKNOWN:
+                    found = self._look_up(send, request, began)
+                    if found is not None:
+                        latency_ms = int((time.perf_counter() - started) * 1000)
+                        result = AttemptResult(
+                            "sent",
+                            latency_ms,
+                            provider_message_id=found,
+                            error_detail=f"{exc.detail}; found by the provider's lookup",
+                        )
+                        return _Answer(send, bounded(result), AttemptOutcome.ACCEPTED, None)
                     outcome = AttemptOutcome.OUTCOME_UNKNOWN
                 elif exc.retryable:
                     outcome = AttemptOutcome.TRANSIENT
@@ -776,6 +788,30 @@ class SenderService:
             error_detail=error.detail,
         )
         return _Answer(send, bounded(result), outcome, error)
+
+    def _look_up(self, send: _Send, request: SendRequest, began: datetime) -> str | None:
+        """Settle an unknown outcome with the provider's lookup when it has one
+        (:class:`~sms_gateway.providers.base.SettlesUnknown`, Twilio): the provider message
+        id it found, else None (not found, ambiguous, or the lookup failed: the outcome stays
+        unknown and the tenant's delivery guarantee decides)."""
+        if not isinstance(send.provider, SettlesUnknown):
+            return None
+        try:
+            found = send.provider.lookup(request, began)
+        except Exception as exc:  # a failed lookup leaves the outcome unknown, nothing more
+            logger.warning(
+                "unknown-outcome lookup failed",
+                extra={"provider": send.provider_name, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            found = None
+        self._metrics.add(
+            "UnknownOutcomeLookups",
+            1,
+            "Count",
+            provider=send.provider_name,
+            outcome="found" if found else "not_found",
+        )
+        return found
 
     def _send_all(self, sends: list[_Send]) -> list[_Answer]:
         """Phase 2: every provider call, in parallel when there are several."""
