@@ -74,3 +74,32 @@ def test_an_invalid_sender_id_entry_is_refused_naming_the_field(
     with pytest.raises(InvalidRoutePolicy) as caught:
         _policy(**extra)
     assert names in str(caught.value)
+
+
+def test_a_stored_policy_is_read_without_libphonenumber() -> None:
+    """Reading a stored policy (checked when written) takes canonical entries as they are,
+    so the sender's first policy read does not load libphonenumber's metadata; an entry
+    that is not canonical is still normalized."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from sms_gateway.domain.routing import parse_policy\n"
+        "p = parse_policy('t', 'direct', {'default_provider': 'p', 'sender_ids':"
+        " ['ACME', '+12025550100', '12345'], 'default_sender_id': 'ACME'},"
+        " check_numbers=False)\n"
+        "assert p.sender_ids == ('ACME', '+12025550100', '12345'), p\n"
+        "print('phonenumbers' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
+    stored = parse_policy(
+        "t",
+        "direct",
+        {"default_provider": "p", "sender_ids": ["0012025550100"]},
+        check_numbers=False,
+    )
+    assert stored.sender_ids == ("+12025550100",)

@@ -84,8 +84,41 @@ _EUM_IDENTITY = re.compile(
 )
 
 
-def _sender_ids(data: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:
+# The canonical forms ``normalize_sender_id`` returns, recognized without phonenumbers.
+_CANONICAL_SENDER = re.compile(r"\+[1-9][0-9]{6,14}|[0-9]{3,8}|[A-Za-z0-9 ]{1,11}")
+
+
+def _sender_id(value: str, field: str, check_numbers: bool) -> str:
+    """One sender ID of a policy, normalized (see :func:`_sender_ids`).
+
+    Raises:
+        InvalidRoutePolicy: naming ``field`` and ``value``.
+    """
+    if _EUM_IDENTITY.fullmatch(value):
+        return value
+    if (
+        not check_numbers
+        and _CANONICAL_SENDER.fullmatch(value)
+        and (value[0] == "+" or value.isdigit() or any(ch.isalpha() for ch in value))
+    ):
+        return value
+    # phonenumbers' metadata (a few hundred ms to load) only where a number must be checked
+    from sms_gateway.domain.phone import InvalidPhoneNumber, normalize_sender_id
+
+    try:
+        return normalize_sender_id(value)
+    except InvalidPhoneNumber as exc:
+        raise InvalidRoutePolicy(f"{field} ({value!r}): {exc}") from None
+
+
+def _sender_ids(
+    data: dict[str, Any], check_numbers: bool = True
+) -> tuple[tuple[str, ...], str | None]:
     """The policy's ``sender_ids`` (normalized) and ``default_sender_id``.
+
+    ``check_numbers``: check each number against libphonenumber's metadata, as when a policy
+    is written; False for a stored policy (checked when it was written), whose canonical
+    entries are then taken without loading that metadata (the sender's first policy read).
 
     Raises:
         InvalidRoutePolicy: naming the field and the entry that is not a sender ID.
@@ -93,30 +126,18 @@ def _sender_ids(data: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:
     raw = data.get("sender_ids", [])
     if not raw and data.get("default_sender_id") is None:
         return (), None
-    # phonenumbers' metadata only when a policy lists sender IDs (the sender's cold start)
-    from sms_gateway.domain.phone import InvalidPhoneNumber, normalize_sender_id
-
     if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
         raise InvalidRoutePolicy("'sender_ids' must be a list of strings")
-    found: list[str] = []
-    for index, value in enumerate(raw):
-        if _EUM_IDENTITY.fullmatch(value):
-            found.append(value)
-            continue
-        try:
-            found.append(normalize_sender_id(value))
-        except InvalidPhoneNumber as exc:
-            raise InvalidRoutePolicy(f"'sender_ids'[{index}] ({value!r}): {exc}") from None
+    found = [
+        _sender_id(value, f"'sender_ids'[{index}]", check_numbers)
+        for index, value in enumerate(raw)
+    ]
     default = data.get("default_sender_id")
     if default is None:
         return tuple(dict.fromkeys(found)), None
     if not isinstance(default, str):
         raise InvalidRoutePolicy("'default_sender_id' must be a string")
-    if not _EUM_IDENTITY.fullmatch(default):
-        try:
-            default = normalize_sender_id(default)
-        except InvalidPhoneNumber as exc:
-            raise InvalidRoutePolicy(f"'default_sender_id' ({default!r}): {exc}") from None
+    default = _sender_id(default, "'default_sender_id'", check_numbers)
     if default not in found:
         raise InvalidRoutePolicy("'default_sender_id' must be one of 'sender_ids'")
     return tuple(dict.fromkeys(found)), default
@@ -160,11 +181,18 @@ def _provider_name(item: Any, where: str) -> str:
 
 
 def parse_policy(
-    tenant_id: str, strategy: str, payload: str | dict[str, Any], version: int = 1
+    tenant_id: str,
+    strategy: str,
+    payload: str | dict[str, Any],
+    version: int = 1,
+    *,
+    check_numbers: bool = True,
 ) -> RoutePolicy:
     """Parse a stored policy row into a :class:`RoutePolicy`.
 
-    ``payload`` is the JSON text (or its already-decoded object).
+    ``payload`` is the JSON text (or its already-decoded object). ``check_numbers``: check
+    the numbers among ``sender_ids`` for validity (writing a policy); False when reading a
+    stored one (see :func:`_sender_ids`).
 
     Raises:
         InvalidRoutePolicy: unknown strategy, malformed JSON, missing providers, weights that
@@ -185,7 +213,7 @@ def parse_policy(
         delivery = Delivery(data.get("delivery", Delivery.AT_MOST_ONCE))
     except ValueError:
         raise InvalidRoutePolicy("'delivery' must be 'at_most_once' or 'at_least_once'") from None
-    senders, default_sender = _sender_ids(data)
+    senders, default_sender = _sender_ids(data, check_numbers)
     common: dict[str, Any] = {
         "version": version,
         "delivery": delivery,

@@ -595,7 +595,7 @@ class MemoryPolicyStore(_Base):
             stored = self.state.policies.get(tenant_id)
         if stored is None:
             return None
-        return parse_policy(tenant_id, *stored)
+        return parse_policy(tenant_id, *stored, check_numbers=False)
 
     def put(self, tenant_id: str, strategy: str, payload: dict[str, Any], now: datetime) -> int:
         """See the port."""
