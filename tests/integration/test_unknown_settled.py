@@ -11,12 +11,16 @@ provider received (every send is one request to the loopback fake).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from sqlalchemy import select
 
+from sms_gateway import wiring
+from sms_gateway.services.eum_events import handle_sns_event
 from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.tables import receipts
+from tests.integration import test_eum_events as eum
 from tests.integration import test_provider_outcomes as outcomes
 from tests.integration.test_provider_outcomes import _callback
 from tests.provider_fakes import TWILIO_SID
@@ -273,3 +277,42 @@ def test_twilio_callback_settles_an_unknown_attempt(real: dict[str, Any]) -> Non
     assert _outcomes(gw, message_id) == ["sent"]
     # one send; the lookup (GET) found nothing: the message was not created before the reset
     assert [r.method for r in real["tw"].requests] == ["POST", "GET"]
+
+
+# ---- End User Messaging events --------------------------------------------------------------
+
+
+def test_end_user_messaging_events_settle_unknown_attempts(real: dict[str, Any]) -> None:
+    """An End User Messaging event names our message id in its ``Context``: TEXT_DELIVERED
+    settles one unanswered message as delivered, TEXT_TTL_EXPIRED another as expired (both
+    at most once, failed/outcome_unknown before), each under the event's messageId."""
+    gw: Gateway = real["gateway"]
+    ids = {}
+    for event_type, to in (
+        ("TEXT_DELIVERED", "+12025550211"),
+        ("TEXT_TTL_EXPIRED", "+12025550212"),
+    ):
+        real["agg"].reset(to, times=1)
+        ids[event_type] = _send(gw, "t-agg", to, f"settle-eum-{event_type}")
+    gw.run_until_idle()
+    stamp_ms = int(time.time() * 1000) + 60_000
+    documents = [
+        eum._event(event_type, message_id, f"eum-{event_type}", stamp_ms)
+        for event_type, message_id in ids.items()
+    ]
+    counts = handle_sns_event(eum._sns(documents), wiring.sql().receipts)
+    assert counts == {"applied": 2}
+    assert _view(gw, "t-agg", ids["TEXT_DELIVERED"]) == (
+        "delivered",
+        None,
+        "eum-TEXT_DELIVERED",
+        1,
+    )
+    assert _view(gw, "t-agg", ids["TEXT_TTL_EXPIRED"]) == (
+        "expired",
+        "provider_permanent",
+        "eum-TEXT_TTL_EXPIRED",
+        1,
+    )
+    for message_id in ids.values():
+        assert _outcomes(gw, message_id) == ["sent"]
