@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from sms_gateway import wiring
 from sms_gateway.services.eum_events import handle_sns_event
 from sms_gateway.storage.engine import make_engine
+from sms_gateway.storage.repository import RoutePolicyRepository
 from sms_gateway.storage.tables import receipts
 from tests.integration import test_eum_events as eum
 from tests.integration import test_provider_outcomes as outcomes
@@ -316,3 +318,47 @@ def test_end_user_messaging_events_settle_unknown_attempts(real: dict[str, Any])
     )
     for message_id in ids.values():
         assert _outcomes(gw, message_id) == ["sent"]
+
+
+def test_failover_a_signed_callback_for_the_first_providers_unknown_attempt(
+    real: dict[str, Any],
+) -> None:
+    """Failover tw -> agg, at least once: Twilio's attempt goes unanswered (its lookup finds
+    nothing), the retry goes to the aggregator, and while it is in flight Twilio's signed
+    callback for the first attempt arrives. It is parked (the message's provider is agg now,
+    but tw has an unknown attempt on it), and when agg answers 503 it settles the message:
+    delivered under Twilio's SID, two sends in all."""
+    gw: Gateway = real["gateway"]
+    engine = make_engine(gw.dsn)
+    try:
+        RoutePolicyRepository(engine).put(
+            "t-failover",
+            "failover",
+            {
+                "providers": [{"provider": "tw"}, {"provider": "agg"}],
+                "delivery": "at_least_once",
+            },
+            datetime.now(UTC),
+        )
+    finally:
+        engine.dispose()
+    to = "+12025550213"
+    real["tw"].reset(to, times=1)
+    real["agg"].refuse(to, 503, {"error": {"code": "temporarily_unavailable", "message": "x"}})
+    message_id = _send(gw, "t-failover", to, "settle-failover")
+    sid = "SM" + "7f" * 16
+    form = [("MessageSid", sid), ("MessageStatus", "delivered"), ("AccountSid", TWILIO_SID)]
+    answers: list[int] = []
+    real["agg"].during(to, lambda: answers.append(_callback(gw, message_id, form).status))
+    gw.run_until_idle()
+    assert answers == [202]  # parked, not 404
+    view = gw.get_message("t-failover", message_id).body
+    assert (view["status"], view["provider"], view["provider_message_id"]) == (
+        "delivered",
+        "tw",
+        sid,
+    )
+    assert _outcomes(gw, message_id) == ["sent", "transient_error"]
+    assert [r.method for r in real["tw"].requests] == ["POST", "GET"]
+    assert _requests_to(real["agg"], to) == 1
+    assert gw.queue_depth("send") == gw.queue_depth("dlq") == 0

@@ -133,8 +133,19 @@ class ReceiptService:
         else:
             assert request.provider_message_id
             message = self._repo.find_by_provider_message_id(request.provider_message_id, provider)
-        if message is not None and provider is not None and message.provider != provider:
-            return None  # a provider reports only on what it was given to send
+        # A provider reports only on what it was given to send; with another provider on the
+        # message now (a failover retry), an earlier attempt of its whose outcome is unknown
+        # is the one thing it may report on.
+        if (
+            message is not None
+            and provider is not None
+            and message.provider != provider
+            and not any(
+                a.provider == provider and a.outcome == "unknown"
+                for a in self._repo.attempts(message.id)
+            )
+        ):
+            return None
         return message
 
     def handle(
