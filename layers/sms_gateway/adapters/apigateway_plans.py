@@ -28,6 +28,12 @@ def _limits(limits: TenantLimits) -> dict[str, Any]:
     }
 
 
+def _number(value: float) -> str:
+    # A patch value is a string; a whole rate is written without ".0" (moto reads it as an
+    # integer, API Gateway as a double: both take "5").
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 class ApiGatewayUsagePlans:
     """Usage plans and keys of the REST API ``api_id``, stage ``stage``.
 
@@ -54,7 +60,11 @@ class ApiGatewayUsagePlans:
         self._client.update_usage_plan(
             usagePlanId=plan_id,
             patchOperations=[
-                {"op": "replace", "path": "/throttle/rateLimit", "value": repr(limits.rate_limit)},
+                {
+                    "op": "replace",
+                    "path": "/throttle/rateLimit",
+                    "value": _number(limits.rate_limit),
+                },
                 {
                     "op": "replace",
                     "path": "/throttle/burstLimit",
