@@ -385,6 +385,15 @@ def test_the_readme_commands(
     d.gw.pump("sender")
     assert d.read(new_key, sent.body["message_id"]).body["provider"] == "provider-b"
     assert_problem(d.send(old_key, "k2", HELLO), 403)
+    assert [t["tenant_id"] for t in run("admin", "tenant", "list")["tenants"]] == ["acme"]
+    # an existing deployment's key (the stack's, in its original plan) adopted
+    shared = d.apigw.create_usage_plan(
+        name="stack-plan", apiStages=[{"apiId": d.api_id, "stage": STAGE}]
+    )["id"]
+    stack_key = d.apigw.create_api_key(name="stack-key", enabled=True)["id"]
+    d.apigw.create_usage_plan_key(usagePlanId=shared, keyId=stack_key, keyType="API_KEY")
+    adopted = run("admin", "tenant", "adopt", stack_key, "First tenant")
+    assert (adopted["tenant_id"], adopted["shared_plan"]) == (stack_key, True)
     # bad input: exit 2, a message on stderr, nothing done
     assert main(["admin", "tenant", "key", "revoke", "acme", "nope"]) == 2
     assert "tenant acme has no API key nope" in capsys.readouterr().err
