@@ -35,6 +35,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return run_command(
             event, wiring.operations(), wiring.utc_now(), tenants=wiring.tenant_admin
         )
-    except AdminError as exc:
+    except (AdminError, wiring.SettingsError) as exc:
         logger.warning("admin command refused", extra={"error": str(exc)})
         return {"error": str(exc)}

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
 
     # Tenants whose recipient numbers are checked as *possible* (a known country code and a
     # possible length) rather than valid by libphonenumber's metadata: for numbers newer than
-    # the metadata. Comma-separated tenant ids (API key ids deployed). Ingest reads it (no SQL
+    # the metadata. Comma-separated tenant ids. Ingest reads it (no SQL
     # there, so not a route policy).
     possible_number_tenants: Annotated[frozenset[str], NoDecode] = Field(default_factory=frozenset)
 

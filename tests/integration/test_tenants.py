@@ -398,3 +398,37 @@ def test_the_readme_commands(
     # bad input: exit 2, a message on stderr, nothing done
     assert main(["admin", "tenant", "key", "revoke", "acme", "nope"]) == 2
     assert "tenant acme has no API key nope" in capsys.readouterr().err
+
+
+def test_without_the_tenant_settings_the_admin_function_says_which(
+    sqlite_gateway: Gateway, moto_resources: SharedAws
+) -> None:
+    assert sqlite_gateway.invoke("admin", {"command": "tenant_list"}) == {
+        "error": "SMS_GATEWAY_TENANTS_TABLE, SMS_GATEWAY_API_ID, SMS_GATEWAY_API_STAGE must be "
+        "set for the tenant commands"
+    }
+
+
+def test_an_unreadable_tenants_table_is_503_not_403(
+    sqlite_deployed: Deployed, moto_resources: SharedAws
+) -> None:
+    """DynamoDB refusing the key lookup is the gateway's outage, not the caller's fault: 503
+    with Retry-After (the client retries with the same Idempotency-Key); nothing is queued."""
+    d = sqlite_deployed
+    key = d.admin({"command": "tenant_create", "name": "Acme"})["api_key"]["key_id"]
+    dynamodb = moto_resources.dynamodb
+    described = dynamodb.describe_table(TableName=d.table)["Table"]
+    dynamodb.delete_table(TableName=d.table)  # ResourceNotFoundException from now on
+    try:
+        answer = d.send(key, "k", HELLO)
+    finally:
+        dynamodb.create_table(
+            TableName=d.table,
+            KeySchema=described["KeySchema"],
+            AttributeDefinitions=described["AttributeDefinitions"],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    assert_problem(answer, 503)
+    assert answer.body["type"].endswith("dependency-unavailable")
+    assert answer.headers["retry-after"] == "5"
+    assert d.gw.sqs.receive_message(QueueUrl=d.gw.send_queue_url).get("Messages") is None

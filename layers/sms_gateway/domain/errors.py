@@ -53,7 +53,7 @@ class MessageNotCancelable(Exception):
         self.status = status
 
 
-class ApiKeyNotActive(PermissionError):
+class ApiKeyNotActive(Exception):
     """The request's API key maps to no tenant: it was never registered as a tenant's key,
     or it was revoked (issue 11; :mod:`sms_gateway.domain.tenants`). An HTTP 403."""
 
