@@ -454,6 +454,8 @@ class LocalStack:
             poller.stop(timeout=_POLLER_STOP_SECONDS)
         self.pollers = {}
         for function in self.functions.values():
+            function.shutdown()  # every environment of every function exits in parallel
+        for function in self.functions.values():
             function.stop()
         self.functions = {}
         if self._moto is not None:
