@@ -57,7 +57,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, Final
 
-__all__ = ["PRELOAD", "ForkedProcess", "ZygoteError", "available", "spawn"]
+__all__ = ["BOTOCORE_SERVICES", "PRELOAD", "ForkedProcess", "ZygoteError", "available", "spawn"]
 
 PRELOAD: Final = (
     "boto3",
@@ -92,6 +92,16 @@ PRELOAD: Final = (
 """Imported by the zygote before it forks (a missing one is skipped): the libraries the
 handlers import at init or on their first request. None reads the environment at import, and
 none starts a thread."""
+
+BOTOCORE_SERVICES: Final = (
+    "sqs",
+    "dynamodb",
+    "secretsmanager",
+    "ssm",
+    "sns",
+    "pinpoint-sms-voice-v2",
+)
+"""The AWS services the functions call: their botocore models are parsed in the zygote."""
 
 ENABLE_VARIABLE: Final = "SMS_GATEWAY_LOCAL_FORK_SERVER"
 """``0``/``false``/``no``/``off`` in the stack's environment: spawn a fresh interpreter per
@@ -365,6 +375,7 @@ def serve(control: socket.socket) -> int:
             importlib.import_module(name)
     # Filters the preloaded libraries added: a fresh worker importing them gets them too.
     _PRELOAD_FILTERS[:] = [entry for entry in warnings.filters if entry not in before]
+    _preload_botocore_models()
     while True:
         try:
             request, fds = _receive(control, max_fds=3)
@@ -382,6 +393,36 @@ def serve(control: socket.socket) -> int:
             for fd in fds:
                 os.close(fd)
         _send(control, answer)
+
+
+def _preload_botocore_models() -> None:
+    """Parse the JSON models of :data:`BOTOCORE_SERVICES` (and botocore's endpoints,
+    partitions and defaults) once, into one data loader that every botocore session of the
+    forked environments then uses (``botocore.session.create_loader`` returns it for the
+    default search path). The files are read-only data: an environment sees exactly the
+    models it would have parsed itself, without parsing them at each cold start. The clients
+    made here only load models (no credentials, no request, no socket); they are dropped."""
+    try:
+        import botocore.loaders
+        import botocore.session
+    except ImportError:
+        return
+    loader = botocore.loaders.create_loader()
+    original = botocore.session.create_loader
+
+    def create_loader(search_path_string: str | None = None) -> Any:
+        return loader if not search_path_string else original(search_path_string)
+
+    botocore.session.create_loader = create_loader
+    session = botocore.session.get_session()
+    for service in BOTOCORE_SERVICES:
+        with contextlib.suppress(Exception):  # a service this botocore lacks is parsed later
+            session.create_client(
+                service,
+                region_name="us-east-1",
+                aws_access_key_id="preload",
+                aws_secret_access_key="preload",  # noqa: S106 - no request is made
+            )
 
 
 _BASELINE_FILTERS: list[Any] = []  # the interpreter's own, before any import
