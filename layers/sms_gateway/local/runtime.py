@@ -7,7 +7,9 @@ invocations at once) and "Lambda function scaling" (concurrent invocations get s
 environments).
 
 Locally an execution environment (:class:`ExecutionEnvironment`) is an OS process running
-:mod:`sms_gateway.local.worker`: it gets exactly its function's environment variables, imports
+:mod:`sms_gateway.local.worker`, forked from a zygote that has imported the heavy libraries
+once (:mod:`sms_gateway.local.zygote`, on Linux) or else a fresh interpreter; either way it is
+a child of this process, it gets exactly its function's environment variables, imports
 the handler once (the cold start, logged with its duration), then serves invocations sent
 over a socket. Its stdout and stderr are the function's log: each line goes to the stack's
 ``log_sink(function_logical_id, line)``. A :class:`LocalFunction` keeps up to

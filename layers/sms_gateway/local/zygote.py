@@ -24,7 +24,10 @@ subreaper* (Linux ``prctl(PR_SET_CHILD_SUBREAPER)``). The environment is then th
 child, as a spawned worker is: the stack waits for it (``waitpid``), kills it, reads its exit
 status; the worker's parent watchdog keeps watching the stack's pid, so no environment outlives
 a killed stack. The zygote itself exits when its control channel closes (its stack process
-ended, ``kill -9`` included).
+ended, ``kill -9`` included), and is reaped at this process's exit. A subreaper adopts every
+orphaned descendant, not only its environments; it reaps only its environments, so another
+orphan (in the tests: the processes of a child stack that was killed, which exit as soon as
+they see it) stays a zombie until the stack process exits.
 
 Control channel (a Unix socketpair, ``--fd``): the stack sends a 4-byte big-endian length and a
 JSON object ``{"env": {...}, "cwd": str, "code_dir": str, "handler": str, "parent_pid": int}``
