@@ -113,3 +113,16 @@ def test_a_forked_environment_is_what_a_fresh_worker_is(
     assert not any("a warning from the handler" in line for line in quiet_log)
     assert any("UserWarning: a warning from the handler" in line for line in loud_log)
     assert quiet["pid"] != loud["pid"]
+
+
+def test_an_environment_is_spawned_when_the_zygote_cannot_fork(
+    code_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(**kwargs: Any) -> None:
+        raise zygote.ZygoteError("prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+    monkeypatch.setattr(zygote, "available", lambda: True)
+    monkeypatch.setattr(zygote, "spawn", refuse)
+    answer, _, _ = invoke_once(code_root, {})
+    assert answer["ppid"] == os.getpid()
+    assert answer["preloaded"] is False  # a fresh interpreter

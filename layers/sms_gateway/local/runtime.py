@@ -209,16 +209,20 @@ class ExecutionEnvironment:
             environment = dict(host)
             environment.update(_lambda_variables(function, self.log_stream_name))
             environment.update(function.environment)
+            self._process = None
             if zygote.available():
-                self._process = zygote.spawn(
-                    host_environment=host,
-                    environment=environment,
-                    cwd=str(function.code_dir),
-                    code_dir=str(function.code_dir),
-                    handler=function.spec.handler,
-                    channel_fd=theirs.fileno(),
-                )
-            else:
+                try:
+                    self._process = zygote.spawn(
+                        host_environment=host,
+                        environment=environment,
+                        cwd=str(function.code_dir),
+                        code_dir=str(function.code_dir),
+                        handler=function.spec.handler,
+                        channel_fd=theirs.fileno(),
+                    )
+                except zygote.ZygoteError as refused:  # e.g. prctl refused in a sandbox
+                    logger.warning("%s: no zygote (%s); spawning", function.logical_id, refused)
+            if self._process is None:
                 self._process = self._spawn(environment, theirs)
         except BaseException:
             ours.close()
