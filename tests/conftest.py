@@ -9,6 +9,8 @@ What is built once per session (per xdist worker) and what once per test:
 - SQLite: the Alembic history runs once into a template file; each test gets a copy of it.
   PostgreSQL / MariaDB: migrated once, every table emptied before each test; each xdist
   worker uses its own database beside the one named (``<name>_gw0``, ...), created if missing.
+- botocore: one data loader for every session (:func:`_shared_loader`), so a service's JSON
+  model is parsed once per process, not once per session.
 - AWS: moto's state outlives a test; the template's table and queues are provisioned once and
   emptied before each test (provisioned again when something reset moto: a test with its own
   ``mock_aws``, or a local stack stopping). One boto3 session (service models loaded once)
@@ -34,6 +36,8 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, settings
@@ -57,6 +61,22 @@ settings.register_profile(
     "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+
+
+def _shared_loader(
+    search_path_string: str | None = None,
+    _loaders: dict[str | None, botocore.loaders.Loader] = {},  # noqa: B006 - the cache
+) -> botocore.loaders.Loader:
+    """One botocore data loader per search path for the whole test process: every new
+    boto3/botocore session (``mock_aws()`` makes one per test, Powertools one per utility)
+    reads each service's JSON model once, not once per session. A loader caches what it
+    read, models included, as one long-lived session's loader does; nothing else is shared."""
+    if search_path_string not in _loaders:
+        _loaders[search_path_string] = botocore.loaders.create_loader(search_path_string)
+    return _loaders[search_path_string]
+
+
+botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
 
 SERVER_DSNS = {
     "postgresql": "SMS_GATEWAY_TEST_POSTGRES_DSN",
@@ -373,7 +393,10 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 def _whole_suite(config: pytest.Config) -> bool:
     """Whether this run is the whole suite (every test could record its calls)."""
     option = config.option
-    if option.keyword or option.markexpr or getattr(option, "lf", False) or option.deselect:
+    # `make test` leaves out the fuzz tests (-m "not fuzz"): they drive the local stack in a
+    # subprocess, whose calls are not recorded anyway, so that run is still the whole suite.
+    marks = option.markexpr not in ("", "not fuzz")
+    if option.keyword or marks or getattr(option, "lf", False) or option.deselect:
         return False
     root = Path(str(config.rootpath))
     given = {Path(arg.split("::")[0]).resolve() for arg in config.args}

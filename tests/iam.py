@@ -12,7 +12,11 @@ worker) writes its set to one JSON file; the controller checks them all at sessi
 (tests/conftest.py) with :func:`problems`.
 
 Resources are logical ids of ``template.yaml`` (``SendQueue``, ``IdempotencyTable``) or
-parameter names (``DatabaseSecretArn``), on both sides.
+parameter names (``DatabaseSecretArn``), on both sides. API Gateway's management API is
+authorised by HTTP method on a resource path ("Control access to the API Gateway management
+API" in its Developer Guide): a call to it is recorded as ``apigateway:<METHOD>`` on
+``arn:aws:apigateway:us-east-1::<its request path>`` (from the botocore operation model), and
+the role's ARN patterns (``.../usageplans/*/keys``) are matched as patterns.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ ALLOWLIST: Final[Mapping[tuple[str, str], str]] = {
         "Powertools idempotency reads the record with GetItem when a conditional PutItem fails "
         "without returning the old item (base.py: `exc.old_data_record or "
         "self._get_idempotency_record()`); DynamoDB and moto return it, so no test gets there"
+    ),
+    ("sqs:SendMessage", "EumEventsFailedQueue"): (
+        "Lambda sends an End User Messaging event that failed every retry to the function's "
+        "on-failure destination (EventInvokeConfig) with the function's role"
     ),
     ("secretsmanager:GetSecretValue", "DatabaseSecretArn"): (
         "the database credentials (sms_gateway.storage.engine.SecretCredentials): only the "
@@ -109,10 +117,31 @@ class CallRecorder:
         if function is None:
             return
         service = model.service_model.signing_name
+        if service == "apigateway":
+            method = model.http["method"]
+            self.calls.add((function, f"apigateway:{method}", apigateway_arn(model, params)))
+            return
         action = f"{service}:{model.name}"
         action = _AUTHORISED_BY.get(action, action)
         resource = self.resource_of(service, params) or f"?{_identifier(params)}"
         self.calls.add((function, action, resource))
+
+
+def apigateway_arn(model: Any, params: Mapping[str, Any]) -> str:
+    """The IAM resource of an API Gateway management call: its operation model's request
+    path (``/usageplans/{usageplanId}/keys``, query string dropped) with each ``{name}``
+    filled from the call's parameter bound to it (the input shape's ``location: uri``)."""
+    import re
+
+    members = model.input_shape.members if model.input_shape else {}
+    by_uri_name = {
+        shape.serialization.get("name", member): str(params.get(member, "?"))
+        for member, shape in members.items()
+        if shape.serialization.get("location") == "uri"
+    }
+    path = model.http["requestUri"].split("?", 1)[0]
+    filled = re.sub(r"\{([^}+]+)\+?\}", lambda m: by_uri_name.get(m.group(1), "?"), path)
+    return "arn:aws:apigateway:us-east-1::" + filled
 
 
 def _identifier(params: Mapping[str, Any]) -> str:
@@ -222,9 +251,15 @@ def _allows(pairs: set[tuple[str, str]], action: str, resource: str) -> bool:
     from fnmatch import fnmatchcase
 
     return any(
-        fnmatchcase(action, allowed_action) and (allowed == "*" or allowed == resource)
+        fnmatchcase(action, allowed_action) and (allowed == "*" or fnmatchcase(resource, allowed))
         for allowed_action, allowed in pairs
     )
+
+
+def _pattern_used(used: set[Call], function: str, action: str, pattern: str) -> bool:
+    from fnmatch import fnmatchcase
+
+    return any(f == function and a == action and fnmatchcase(r, pattern) for f, a, r in used)
 
 
 def problems(
@@ -250,6 +285,13 @@ def problems(
         for function, pairs in sorted(permissions.items()):
             for action, resource in sorted(pairs):
                 if (function, action, resource) in used or _allowlisted(action, resource):
+                    continue
+                # an ARN pattern (API Gateway's /usageplans/*/keys) is used by a call it matches
+                if (
+                    resource != "*"
+                    and "*" in resource
+                    and _pattern_used(used, function, action, resource)
+                ):
                     continue
                 found.append(
                     f"{function} may {action} on {resource}, which no test calls and "

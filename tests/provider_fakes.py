@@ -3,7 +3,9 @@ Messages API and the generic HTTP aggregator. 127.0.0.1 only, port chosen by the
 
 Each answers per destination number (``To`` / ``to``): success by default; a scripted refusal
 (``refuse``), a slow answer (``slow``: sleeps past the client's read timeout), or a reset
-after the request was read (``reset``: the connection is closed with no answer). Every
+after the request was read (``reset``: the connection is closed with no answer); ``during``
+runs a callable once when the next request for a number has arrived, before it is answered
+(what happens while the provider call is in flight, e.g. a receipt). Every
 request is recorded (method, path, headers, raw body) for exact assertions.
 """
 
@@ -17,9 +19,10 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
@@ -47,6 +50,11 @@ class Script:
     refusals: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     slow: dict[str, float] = field(default_factory=dict)
     reset: dict[str, int] = field(default_factory=dict)
+    # Twilio: numbers whose reset comes after the message was created (the answer was lost)
+    created_before_reset: set[str] = field(default_factory=set)
+    # Twilio: an HTTP status the Messages list answers with instead of the list
+    list_status: int | None = None
+    during: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
 
 
 class _Fake(ThreadingHTTPServer):
@@ -58,6 +66,8 @@ class _Fake(ThreadingHTTPServer):
         self.kind = kind
         self.script = Script()
         self.requests: list[Recorded] = []
+        # Twilio: the messages it created (its Messages list), oldest first
+        self.created: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
     @property
@@ -70,8 +80,17 @@ class _Fake(ThreadingHTTPServer):
     def slow(self, to: str, seconds: float) -> None:
         self.script.slow[to] = seconds
 
-    def reset(self, to: str, times: int = 1_000_000) -> None:
+    def reset(self, to: str, times: int = 1_000_000, *, created: bool = False) -> None:
+        """Close the connection with no answer ``times`` times for ``to``; ``created``
+        (Twilio): the message was created first, so its Messages list shows it."""
         self.script.reset[to] = times
+        if created:
+            self.script.created_before_reset.add(to)
+
+    def during(self, to: str, action: Callable[[], None]) -> None:
+        """Run ``action`` when the next request for ``to`` has arrived, before its answer
+        (one action per request, in the order given)."""
+        self.script.during.setdefault(to, []).append(action)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -103,9 +122,61 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._aggregator(raw)
 
-    def _scripted(self, to: str) -> bool:
+    def do_GET(self) -> None:
+        """Twilio's Messages list (twilio-python ``MessageList.page``): filtered by ``To`` and
+        ``From``, newest first, at most ``PageSize``; ``{"messages": [...], ...}``."""
+        fake = self.server
+        with fake.lock:
+            fake.requests.append(
+                Recorded("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, b"")
+            )
+        path, _, query = self.path.partition("?")
+        expected = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
+        if fake.kind != "twilio" or self.headers.get("Authorization") != expected:
+            self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            return
+        if path != f"/2010-04-01/Accounts/{TWILIO_SID}/Messages.json":
+            self._answer(404, {"code": 20404, "message": "not found", "status": 404})
+            return
+        if fake.script.list_status is not None:
+            self._answer(fake.script.list_status, {"code": 20500, "message": "x", "status": 500})
+            return
+        params = dict(parse_qsl(query))
+        size = int(params.get("PageSize", "50"))
+        with fake.lock:
+            found = [
+                m
+                for m in reversed(fake.created)
+                if m["to"] == params.get("To", m["to"])
+                and m["from"] == params.get("From", m["from"])
+            ][:size]
+        self._answer(200, {"messages": found, "page": 0, "page_size": size})
+
+    def _create(self, form: dict[str, str]) -> str:
+        """Twilio's message resource for ``form``; recorded in the Messages list."""
+        sid = "SM" + uuid.uuid4().hex
+        with self.server.lock:
+            self.server.created.append(
+                {
+                    "sid": sid,
+                    "to": form.get("To"),
+                    "from": form.get("From"),
+                    "body": form.get("Body"),
+                    "status": "queued",
+                    "direction": "outbound-api",
+                    "date_created": formatdate(usegmt=True),
+                    "date_sent": None,
+                }
+            )
+        return sid
+
+    def _scripted(self, to: str, form: dict[str, str] | None = None) -> bool:
         script = self.server.script
+        if script.during.get(to):
+            script.during[to].pop(0)()
         if script.reset.get(to, 0) > 0:
+            if form is not None and to in script.created_before_reset:
+                self._create(form)
             script.reset[to] -= 1
             self.close_connection = True
             self.connection.close()
@@ -126,9 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404, {"code": 20404, "message": "not found", "status": 404})
             return
         form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
-        if self._scripted(form.get("To", "")):
+        if self._scripted(form.get("To", ""), form):
             return
-        sid = "SM" + uuid.uuid4().hex
+        sid = self._create(form)
         self._answer(201, {"sid": sid, "status": "queued", "to": form.get("To")})
 
     def _aggregator(self, raw: bytes) -> None:

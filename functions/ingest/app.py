@@ -34,6 +34,7 @@ REPLAYED = {"Idempotent-Replayed": "true when this is the stored answer of an ea
 SEND_PROBLEMS = {
     400: ("validation-error", "malformed-json"),
     401: ("unauthorized",),
+    403: ("api-key-not-active",),
     409: ("idempotency-key-in-flight",),
     422: ("validation-error", "idempotency-key-reused"),
     500: ("internal-error",),
@@ -64,7 +65,7 @@ def post_message() -> Response[AcceptedMessage]:
 
     container = wiring.ingest()
     event = app.current_event
-    tenant_id = tenant_of_event(event, container.settings.auth_mode)
+    tenant_id = tenant_of_event(event, container.settings.auth_mode, wiring.tenant_of_key)
     key, message, payload = read_send_request(event, container.settings, tenant_id)
     accepted = container.service.accept(tenant_id, key, message, payload)
     answer = AcceptedMessage.model_validate(accepted.body)
@@ -94,7 +95,7 @@ def post_messages_batch() -> Response[BatchAccepted]:
 
     container = wiring.ingest()
     event = app.current_event
-    tenant_id = tenant_of_event(event, container.settings.auth_mode)
+    tenant_id = tenant_of_event(event, container.settings.auth_mode, wiring.tenant_of_key)
     key, batch, payload = read_batch_request(event, container.settings, tenant_id)
     accepted = container.service.accept_batch(tenant_id, key, batch, payload)
     headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None

@@ -50,10 +50,11 @@ SIGNING_HEADERS = {
         answers={200: "MessageView"},
         problems={
             401: ("unauthorized",),
+            403: ("api-key-not-active",),
             404: ("message-not-found",),
             422: ("validation-error",),
             500: ("internal-error",),
-            503: ("storage-unavailable",),
+            503: ("storage-unavailable", "dependency-unavailable"),
         },
     ),
 )
@@ -64,7 +65,7 @@ def get_message(message_id: str) -> Response[MessageView]:
 
     container = wiring.sql()
     event = app.current_event
-    tenant_id = tenant_of_event(event, container.settings.auth_mode)
+    tenant_id = tenant_of_event(event, container.settings.auth_mode, wiring.tenant_of_key)
     message = container.repository.get_for_tenant(tenant_id, message_id)
     if message is None:
         raise MessageNotFound(f"no message {message_id}")
@@ -78,11 +79,12 @@ def get_message(message_id: str) -> Response[MessageView]:
         answers={200: "MessageView"},
         problems={
             401: ("unauthorized",),
+            403: ("api-key-not-active",),
             404: ("message-not-found",),
             409: ("message-not-cancelable",),
             422: ("validation-error",),
             500: ("internal-error",),
-            503: ("storage-unavailable",),
+            503: ("storage-unavailable", "dependency-unavailable"),
         },
     ),
 )
@@ -94,7 +96,9 @@ def cancel_message(message_id: str) -> Response[MessageView]:
     from sms_gateway.api.views import message_view
 
     container = wiring.sql()
-    tenant_id = tenant_of_event(app.current_event, container.settings.auth_mode)
+    tenant_id = tenant_of_event(
+        app.current_event, container.settings.auth_mode, wiring.tenant_of_key
+    )
     message = wiring.operations().cancel(tenant_id, message_id)
     return json_response(200, message_view(message))
 

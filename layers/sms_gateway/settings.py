@@ -104,9 +104,19 @@ class Settings(BaseSettings):
 
     # Tenants whose recipient numbers are checked as *possible* (a known country code and a
     # possible length) rather than valid by libphonenumber's metadata: for numbers newer than
-    # the metadata. Comma-separated tenant ids (API key ids deployed). Ingest reads it (no SQL
+    # the metadata. Comma-separated tenant ids. Ingest reads it (no SQL
     # there, so not a route policy).
     possible_number_tenants: Annotated[frozenset[str], NoDecode] = Field(default_factory=frozenset)
+
+    # Tenants as records (sms_gateway.services.tenants): the DynamoDB table of tenant and
+    # API-key records (TenantsTable). api_key mode needs it on the API functions: the key id
+    # API Gateway authenticated -> its tenant id, cached tenant_cache_ttl_seconds (a revoked
+    # key is refused within that time). The admin commands also need the API and stage the
+    # tenants' usage plans cover, and the stack's original usage plan (adopted keys).
+    tenants_table: str = ""
+    tenant_cache_ttl_seconds: float = Field(default=30.0, ge=0, le=3600)
+    api_id: str = ""
+    api_stage: str = ""
 
     # Where docs/problems.md is published: problem `type` URIs are this + a section anchor.
     problem_type_base: str = Field(

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sms_gateway.services.receipts import ReceiptService
     from sms_gateway.services.retention import RetentionService
     from sms_gateway.services.sender import SenderService
+    from sms_gateway.services.tenants import TenantAdmin, TenantKeyResolver
     from sms_gateway.settings import Settings
     from sms_gateway.storage.dead_letters import SqlDeadLetterStore
     from sms_gateway.storage.receipts import SqlReceiptStore
@@ -327,6 +328,69 @@ def rate_limiter() -> SendRateLimiter:
     )
 
 
+@functools.cache
+def tenant_keys() -> TenantKeyResolver:
+    """The container's API key id -> tenant id resolver (``SMS_GATEWAY_TENANTS_TABLE``,
+    cached ``SMS_GATEWAY_TENANT_CACHE_TTL_SECONDS``; :mod:`sms_gateway.services.tenants`).
+
+    Raises:
+        SettingsError: no tenants table is configured.
+    """
+    from sms_gateway.adapters.aws import dynamodb_client
+    from sms_gateway.adapters.dynamodb_tenants import DynamoDbTenantStore
+    from sms_gateway.services.tenants import TenantKeyResolver
+
+    s = settings()
+    if not s.tenants_table:
+        raise SettingsError(
+            "SMS_GATEWAY_TENANTS_TABLE must be set in api_key mode: it maps API keys to tenants"
+        )
+    return TenantKeyResolver(
+        DynamoDbTenantStore(dynamodb_client(), s.tenants_table), s.tenant_cache_ttl_seconds
+    )
+
+
+def tenant_of_key(key_id: str) -> str:
+    """The tenant of the API key ``key_id`` (:meth:`TenantKeyResolver.tenant_of`)."""
+    return tenant_keys().tenant_of(key_id)
+
+
+@functools.cache
+def tenant_admin() -> TenantAdmin:
+    """The tenant commands (AdminFunction): records in ``SMS_GATEWAY_TENANTS_TABLE``, usage
+    plans of ``SMS_GATEWAY_API_ID`` / ``SMS_GATEWAY_API_STAGE``, policies in the SQL
+    database.
+
+    Raises:
+        SettingsError: the table, API or stage is not configured.
+    """
+    from sms_gateway.adapters.apigateway_plans import ApiGatewayUsagePlans
+    from sms_gateway.adapters.aws import apigateway_client, dynamodb_client
+    from sms_gateway.adapters.dynamodb_tenants import DynamoDbTenantStore
+    from sms_gateway.services.tenants import TenantAdmin
+    from sms_gateway.storage.policies import SqlPolicyStore
+
+    s = settings()
+    missing = [
+        name
+        for name, value in (
+            ("SMS_GATEWAY_TENANTS_TABLE", s.tenants_table),
+            ("SMS_GATEWAY_API_ID", s.api_id),
+            ("SMS_GATEWAY_API_STAGE", s.api_stage),
+        )
+        if not value
+    ]
+    if missing:
+        raise SettingsError(f"{', '.join(missing)} must be set for the tenant commands")
+    return TenantAdmin(
+        DynamoDbTenantStore(dynamodb_client(), s.tenants_table),
+        ApiGatewayUsagePlans(apigateway_client(), s.api_id, s.api_stage),
+        utc_now,
+        write_policy=SqlPolicyStore(sql().database).put,
+        providers=s.provider_names,
+    )
+
+
 def provider_secret(reference: str) -> str:
     """A provider secret (Secrets Manager or SSM, cached by Powertools parameters).
 
@@ -342,5 +406,15 @@ def reset() -> None:
     """Forget every cached container (tests, after changing the environment)."""
     if sql.cache_info().currsize:
         sql().engine.dispose()
-    for cached in (settings, _sqs_queue, ingest, sql, operations, retention, rate_limiter):
+    for cached in (
+        settings,
+        _sqs_queue,
+        ingest,
+        sql,
+        operations,
+        retention,
+        rate_limiter,
+        tenant_keys,
+        tenant_admin,
+    ):
         cached.cache_clear()

@@ -373,3 +373,88 @@ def test_intake_fails_an_existing_queued_message_once_its_number_opted_out(
     again = stores.messages.intake([message(1)], claim_all(), LEASE, later + timedelta(1))
     assert again.opted_out == frozenset() and again.claimed == frozenset()
     assert len(stores.messages.events("m-1")) == 3
+
+
+def _unknown_attempt(stores: Stores, target: MessageStatus, n: int = 1) -> None:
+    """m-<n> after one attempt whose outcome is unknown, left ``target`` (queued: a retry
+    waits; failed: at_most_once)."""
+    stores.messages.intake([message(n)], claim_all(), LEASE, NOW)
+    result = AttemptResult("unknown", 10_000, reason_code=ReasonCode.OUTCOME_UNKNOWN)
+    stores.messages.finish_many([Finish(f"m-{n}", 1, result, target)], NOW)
+
+
+def _settle(stores: Stores, message_id: str, target: MessageStatus, pmid: str) -> Any:
+    receipt_id = stores.receipts.add(
+        message_id=message_id,
+        provider_message_id=pmid,
+        status="delivered",
+        error_code=None,
+        delivered_at=None,
+        raw="{}",
+        outcome="received",
+        now=NOW,
+    )
+    return stores.receipts.settle_unknown(
+        message_id,
+        target,
+        NOW + timedelta(seconds=3),
+        receipt_id=receipt_id,
+        provider_message_id=pmid,
+        delivered_at=None,
+        reason=None,
+        detail=None,
+    )
+
+
+def test_a_receipt_settles_a_queued_unknown_attempt_and_the_retry_claim_loses(
+    stores: Stores,
+) -> None:
+    _unknown_attempt(stores, MessageStatus.QUEUED)
+    before = stores.messages.get("m-1")
+    assert before is not None and before.status is MessageStatus.QUEUED
+    settled = _settle(stores, "m-1", MessageStatus.DELIVERED, "pm-1")
+    assert (settled.previous, settled.attempt, settled.provider, settled.sent_at) == (
+        MessageStatus.QUEUED,
+        1,
+        "p",
+        NOW,
+    )
+    row = stores.messages.get("m-1")
+    assert row is not None
+    assert (row.status, row.provider_message_id, row.reason_code, row.sent_at) == (
+        MessageStatus.DELIVERED,
+        "pm-1",
+        None,
+        NOW,
+    )
+    assert row.delivered_at == NOW + timedelta(seconds=3)
+    assert row.version == before.version + 1
+    assert [(a.attempt_number, a.outcome) for a in stores.messages.attempts("m-1")] == [(1, "sent")]
+    assert stores.messages.events("m-1")[-2:] == [
+        ("queued", "sent", None),
+        ("sent", "delivered", None),
+    ]
+    # the sender that read the queued row before the settle: its claim is not made
+    late = stores.messages.intake(
+        [message(1)], lambda rows: [Claim("m-1", before.version, 2, "p")], LEASE, NOW
+    )
+    assert late.claimed == frozenset()
+    # settled once: a second receipt finds nothing to settle
+    assert _settle(stores, "m-1", MessageStatus.DELIVERED, "pm-1") is None
+
+
+def test_a_receipt_settles_only_failed_outcome_unknown(stores: Stores) -> None:
+    _unknown_attempt(stores, MessageStatus.FAILED, 1)
+    settled = _settle(stores, "m-1", MessageStatus.FAILED, "pm-1")
+    assert settled is not None and settled.previous is MessageStatus.FAILED
+    row = stores.messages.get("m-1")
+    assert row is not None and (row.status, row.reason_code) == (MessageStatus.FAILED, None)
+    # a failure for another reason (here a dead letter) is not overturned
+    _unknown_attempt(stores, MessageStatus.QUEUED, 2)
+    stores.dead_letters.fail_message("m-2", ReasonCode.DEAD_LETTER, "spent", NOW)
+    assert _settle(stores, "m-2", MessageStatus.DELIVERED, "pm-2") is None
+    assert stores.messages.get("m-2").status is MessageStatus.FAILED  # type: ignore[union-attr]
+    # a queued message with no unknown attempt has nothing to settle
+    stores.messages.intake([message(3)], claim_none, LEASE, NOW)
+    assert _settle(stores, "m-3", MessageStatus.DELIVERED, "pm-3") is None
+    assert stores.messages.get("m-3").status is MessageStatus.QUEUED  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import SharedAws
 from tests.support import EVENTS, Gateway, ResponseCatcher, sample
 
 ALL_SAMPLES = sorted(p.name for p in EVENTS.glob("*.json"))
@@ -30,19 +31,25 @@ EXPECTED = {
     "status-cancel-message.json": 200,
     "admin-replay.json": "replayed",
     "admin-stuck.json": "listed",
+    "admin-tenant-list.json": "tenants",
     "retention-schedule.json": "retention",
     "eum_events-delivered.json": {"applied": 1},  # counts by outcome
 }
 
 
 @pytest.mark.parametrize("name", ALL_SAMPLES)
-def test_sample_replays(gateway: Gateway, name: str) -> None:
+def test_sample_replays(
+    gateway: Gateway, name: str, moto_resources: SharedAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
     function = name.split("-", 1)[0]
     if function == "migrate":
         replay_custom_resource(gateway, name)
         return
     if name == "status-cancel-message.json":
         _replay_cancel(gateway)
+        return
+    if name == "admin-tenant-list.json":
+        _replay_tenant_list(gateway, moto_resources, monkeypatch)
         return
     if function == "admin":
         _replay_admin(gateway, name)
@@ -148,6 +155,41 @@ def _replay_admin(gateway: Gateway, name: str) -> None:
     answer = gateway.invoke("admin", sample(name))
     (listed,) = answer["messages"]
     assert (listed["message_id"], listed["age_seconds"]) == (old.message_id, 20 * 60)
+
+
+def _replay_tenant_list(gateway: Gateway, aws: SharedAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tenant list sample lists the tenant records in the template's TenantsTable."""
+    from datetime import UTC, datetime
+
+    from sms_gateway import wiring
+    from sms_gateway.adapters.dynamodb_tenants import DynamoDbTenantStore
+    from sms_gateway.domain.tenants import Tenant, TenantLimits
+
+    table = aws.resources.table_names["TenantsTable"]
+    monkeypatch.setenv("SMS_GATEWAY_TENANTS_TABLE", table)
+    monkeypatch.setenv("SMS_GATEWAY_API_ID", "api1")
+    monkeypatch.setenv("SMS_GATEWAY_API_STAGE", "dev")
+    wiring.reset()
+    created = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    DynamoDbTenantStore(aws.dynamodb, table).create_tenant(
+        Tenant("acme", "Acme", "plan1", TenantLimits(10.0, 20, 10_000), created)
+    )
+    answer = gateway.invoke("admin", sample("admin-tenant-list.json"))
+    assert answer == {
+        "tenants": [
+            {
+                "tenant_id": "acme",
+                "name": "Acme",
+                "usage_plan_id": "plan1",
+                "shared_plan": False,
+                "rate_limit": 10.0,
+                "burst_limit": 20,
+                "daily_quota": 10_000,
+                "created_at": "2026-11-30T12:00:00+00:00",
+                "keys": [],
+            }
+        ]
+    }
 
 
 def _replay_retention(gateway: Gateway) -> None:

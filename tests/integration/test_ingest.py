@@ -14,6 +14,7 @@ from sms_gateway.api.problems import PROBLEM_CONTENT_TYPE
 from sms_gateway.api.requests import validate_send_request
 from sms_gateway.services.ingest import IdempotencyInProgress
 from tests.cases import CONTENT_CASES, PHONE_CASES
+from tests.conftest import SharedAws
 from tests.support import FakeLambdaContext, Gateway, HttpAnswer, api_event
 
 
@@ -208,9 +209,19 @@ def test_missing_tenant_is_401(sqlite_gateway: Gateway) -> None:
 
 
 def test_api_key_mode_ignores_the_tenant_header(
-    sqlite_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    sqlite_gateway: Gateway, moto_resources: SharedAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Deployed, the tenant is the one API key key-abc123 maps to (TenantsTable), whatever
+    X-Tenant-ID says."""
+    from sms_gateway.adapters.dynamodb_tenants import DynamoDbTenantStore
+    from sms_gateway.domain.tenants import KeyRecord, KeyState
+
+    table = moto_resources.resources.table_names["TenantsTable"]
+    DynamoDbTenantStore(moto_resources.dynamodb, table).create_key(
+        KeyRecord("key-abc123", "acme", KeyState.ACTIVE, sqlite_gateway.clock())
+    )
     monkeypatch.setenv("SMS_GATEWAY_AUTH_MODE", "api_key")
+    monkeypatch.setenv("SMS_GATEWAY_TENANTS_TABLE", table)
     wiring.reset()
     headers = {
         "Content-Type": "application/json",
@@ -232,7 +243,7 @@ def test_api_key_mode_ignores_the_tenant_header(
             "Body"
         ]
     )
-    assert queued["tenant_id"] == "key-abc123"
+    assert queued["tenant_id"] == "acme"
 
 
 def test_same_key_while_first_in_flight_is_409(

@@ -42,6 +42,7 @@ def _resolver(template: SamTemplate, **overrides: str) -> Resolver:
         resolver.refs.setdefault(logical_id, f"{logical_id}-physical")
     resolver.attributes[("SendQueue", "QueueName")] = "sms-gateway-send"
     resolver.attributes[("DeadLetterQueue", "QueueName")] = "sms-gateway-dead-letter"
+    resolver.attributes[("EumEventsFailedQueue", "QueueName")] = "sms-gateway-eum-events-failed"
     return resolver
 
 
@@ -213,6 +214,34 @@ def test_the_dashboard_shows_every_metric_the_gateway_emits(template: SamTemplat
     for name in emitted - shown:  # the dimensional ones come through SEARCH expressions
         assert f'MetricName=\\"{name}\\"' in text, name
     assert "sms-gateway-send" in text and "sms-gateway-dead-letter" in text
+    assert "sms-gateway-eum-events-failed" in text
     functions = set(template.resources_of_type("AWS::Serverless::Function"))
     for function in functions:  # Errors/Throttles per function, by its physical name
         assert f"{function}-physical" in text, function
+
+
+def test_failed_end_user_messaging_events_go_to_an_alarmed_queue(template: SamTemplate) -> None:
+    """SNS invokes EumEventsFunction asynchronously: an event that fails every retry goes to
+    EumEventsFailedQueue (on-failure destination), whose visible messages raise an alarm."""
+    function = template.resources["EumEventsFunction"]["Properties"]
+    config = function["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["EumEventsFailedQueue", "Arn"]},
+    }
+    queue = template.resources["EumEventsFailedQueue"]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    assert queue["Properties"]["MessageRetentionPeriod"] == 1209600
+    resolver = _resolver(template)
+    alarm = resolver.resolve(_alarms(template)["EumEventsFailedAlarm"])
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": "sms-gateway-eum-events-failed"}]
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Maximum",
+        0,
+        "GreaterThanThreshold",
+    )

@@ -13,6 +13,7 @@ from tests.support import ALL_FUNCTIONS, REPO_ROOT
 
 TEMPLATE = REPO_ROOT / "template.yaml"
 DATA_PLANE = ("sqs:", "dynamodb:", "secretsmanager:")
+APIGW = "arn:aws:apigateway:us-east-1::"
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,7 @@ def test_data_plane_permissions_per_function(
         ("dynamodb:UpdateItem", "IdempotencyTable"),
         ("dynamodb:DeleteItem", "IdempotencyTable"),
         ("sqs:SendMessage", "SendQueue"),
+        ("dynamodb:GetItem", "TenantsTable"),  # API key id -> tenant id
     }
     assert data("SenderFunction") == {
         ("sqs:ReceiveMessage", "SendQueue"),
@@ -76,11 +78,20 @@ def test_data_plane_permissions_per_function(
         ("sqs:GetQueueAttributes", "DeadLetterQueue"),
         secret,
     }
-    assert data("StatusFunction") == {secret}
+    assert data("StatusFunction") == {secret, ("dynamodb:GetItem", "TenantsTable")}
     assert data("MigrateFunction") == {secret}
-    assert data("AdminFunction") == {("sqs:SendMessage", "SendQueue"), secret}  # a replay
+    assert data("AdminFunction") == {
+        ("sqs:SendMessage", "SendQueue"),  # a replay
+        secret,
+        # the tenant commands' records
+        ("dynamodb:GetItem", "TenantsTable"),
+        ("dynamodb:PutItem", "TenantsTable"),
+        ("dynamodb:UpdateItem", "TenantsTable"),
+        ("dynamodb:Scan", "TenantsTable"),
+    }
     assert data("RetentionFunction") == {secret}
-    assert data("EumEventsFunction") == {secret}  # SNS invokes it: no polling permissions
+    # SNS invokes it: no polling permissions; Lambda's on-failure destination sends as it
+    assert data("EumEventsFunction") == {("sqs:SendMessage", "EumEventsFailedQueue"), secret}
 
 
 def test_secret_and_vpc_permissions_only_when_configured() -> None:
@@ -121,6 +132,7 @@ def test_an_unused_permission_is_found_only_in_a_whole_run(
         ("IngestFunction", "dynamodb:PutItem", "IdempotencyTable"),
         ("IngestFunction", "dynamodb:UpdateItem", "IdempotencyTable"),
         ("IngestFunction", "dynamodb:DeleteItem", "IdempotencyTable"),
+        ("IngestFunction", "dynamodb:GetItem", "TenantsTable"),
     }
     only_ingest = {"IngestFunction": permissions["IngestFunction"]}
     assert iam.problems(recorded, only_ingest, complete=False) == []
@@ -157,3 +169,57 @@ def test_no_function_has_policies_sam_would_ignore() -> None:
         assert "Role" in resource["Properties"], logical_id
         assert "Policies" not in resource["Properties"], logical_id
     assert "Policies" not in template.function_globals
+
+
+def test_only_the_admin_function_manages_usage_plans_and_keys(
+    permissions: dict[str, set[tuple[str, str]]],
+) -> None:
+    """The tenant commands' API Gateway calls, each method on the resource paths it needs
+    (no ``*`` resource, no other API Gateway resource: not the API's own definition)."""
+    for function, pairs in permissions.items():
+        managed = {(a, r) for a, r in pairs if a.startswith("apigateway:")}
+        if function != "AdminFunction":
+            assert managed == set(), function
+            continue
+        assert managed == {
+            ("apigateway:POST", f"{APIGW}/usageplans"),
+            ("apigateway:POST", f"{APIGW}/apikeys"),
+            ("apigateway:POST", f"{APIGW}/usageplans/*/keys"),
+            ("apigateway:PATCH", f"{APIGW}/usageplans/*"),
+            ("apigateway:PATCH", f"{APIGW}/apikeys/*"),
+            ("apigateway:GET", f"{APIGW}/usageplans"),
+            ("apigateway:DELETE", f"{APIGW}/usageplans/*/keys/*"),
+        }
+
+
+def test_api_gateway_calls_are_recorded_by_method_and_path(
+    permissions: dict[str, set[tuple[str, str]]],
+) -> None:
+    """botocore's operation model gives the method and path; the path's members come from
+    the call's parameters. The role's ARN patterns allow them; another path is refused."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("apigateway")
+    calls: set[iam.Call] = set()
+    recorder = iam.CallRecorder(lambda service, params: None, calls)
+    with iam.running("AdminFunction"):
+        recorder(
+            model=model.operation_model("DeleteUsagePlanKey"),
+            params={"usagePlanId": "plan1", "keyId": "key1"},
+        )
+        recorder(
+            model=model.operation_model("UpdateApiKey"),
+            params={"apiKey": "key1", "patchOperations": []},
+        )
+        recorder(model=model.operation_model("CreateUsagePlan"), params={"name": "p"})
+    assert calls == {
+        ("AdminFunction", "apigateway:DELETE", f"{APIGW}/usageplans/plan1/keys/key1"),
+        ("AdminFunction", "apigateway:PATCH", f"{APIGW}/apikeys/key1"),
+        ("AdminFunction", "apigateway:POST", f"{APIGW}/usageplans"),
+    }
+    assert iam.problems(calls, permissions, complete=False) == []
+    deleting_the_api = ("AdminFunction", "apigateway:DELETE", f"{APIGW}/restapis/api1")
+    assert iam.problems({deleting_the_api}, permissions, complete=False) == [
+        f"AdminFunction calls apigateway:DELETE on {APIGW}/restapis/api1: "
+        "its role does not allow it"
+    ]

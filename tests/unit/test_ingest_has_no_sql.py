@@ -30,6 +30,12 @@ class Context:  # what Powertools reads of the Lambda context
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:IngestFunction"
     aws_request_id = "r-1"
 
+# The sample's API key maps to tenant-1: the resolver (TenantsTable's adapter, its DynamoDB
+# client) is built as on a first request, its cache holding the answer of the GetItem this
+# probe does not make (no AWS request is made).
+from sms_gateway import wiring
+wiring.tenant_keys()._cache["tenant-1"] = "tenant-1"
+
 # an invalid body: routing, validation and the idempotency wiring run, no AWS request is made
 with open("events/ingest-post-message-invalid.json") as f:
     answer = module.lambda_handler(json.load(f), Context())
@@ -81,6 +87,7 @@ def test_ingest_imports_no_sql(tracing: bool) -> None:
         **LAMBDA_ENV,
         **(TRACING_ON if tracing else {"POWERTOOLS_TRACE_DISABLED": "true"}),
     }
+    env["SMS_GATEWAY_TENANTS_TABLE"] = "sms-gateway-TenantsTable"  # as IngestFunction has it
     # this checkout's package, first (as the layer's /opt/python is in Lambda)
     env["PYTHONPATH"] = str(REPO_ROOT / "layers")
     run = subprocess.run(

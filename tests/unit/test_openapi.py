@@ -41,7 +41,11 @@ def test_document_covers_every_route_status_header_and_problem_type() -> None:
         ("POST", "/v1/receipts/twilio/{provider}"),
     }
     send = ops["POST", "/v1/messages"]
-    assert set(send["responses"]) == {"202", "400", "401", "409", "422", "500", "503"}
+    # 403: a key that maps to no tenant (revoked, or never registered)
+    assert set(send["responses"]) == {"202", "400", "401", "403", "409", "422", "500", "503"}
+    assert "api-key-not-active" in send["responses"]["403"]["description"]
+    for tenant_route in (("GET", "/v1/messages/{message_id}"), ("POST", "/v1/messages/batch")):
+        assert "403" in ops[tenant_route]["responses"]
     assert set(send["responses"]["202"]["headers"]) == {"Location", "Idempotent-Replayed"}
     assert set(send["responses"]["409"]["headers"]) == {"Retry-After"}
     assert set(send["responses"]["503"]["headers"]) == {"Retry-After"}

@@ -233,10 +233,15 @@ def test_ingest_has_no_vpc_and_no_database(
     assert "VpcConfig" not in ingest
     assert "VpcConfig" not in template.function_globals
     assert not DB_VARIABLES & set(functions["IngestFunction"].environment)
-    resolver.refs.update({"IdempotencyTable": "table", "SendQueue": "https://send"})
+    resolver.refs.update(
+        {"IdempotencyTable": "table", "SendQueue": "https://send", "TenantsTable": "tenants"}
+    )
     env = resolver.resolve(dict(functions["IngestFunction"].environment))
     assert env["SMS_GATEWAY_IDEMPOTENCY_TABLE"] == "table"
     assert env["SMS_GATEWAY_SEND_QUEUE_URL"] == "https://send"
+    # API key id -> tenant id, cached 30 s by default (TenantCacheTtlSeconds)
+    assert env["SMS_GATEWAY_TENANTS_TABLE"] == "tenants"
+    assert env["SMS_GATEWAY_TENANT_CACHE_TTL_SECONDS"] == "30"
 
 
 @pytest.mark.parametrize(
@@ -258,7 +263,13 @@ def test_database_functions_get_the_database_address_and_only_the_secrets_arn(
 ) -> None:
     resolver = Resolver(template, parameter_overrides={**DEPLOYABLE, **source})
     resolver.refs.update(
-        {"SendQueue": "https://send", "DeadLetterQueue": "https://dlq", "RateLimitTable": "rl"}
+        {
+            "SendQueue": "https://send",
+            "DeadLetterQueue": "https://dlq",
+            "RateLimitTable": "rl",
+            "TenantsTable": "tenants",
+            "SmsApi": "api1",
+        }
     )
     env = resolver.resolve(dict(functions[logical_id].environment))
     database = {k: v for k, v in env.items() if k in DB_VARIABLES}

@@ -178,13 +178,15 @@ def test_endpoints_cover_what_the_vpc_functions_call(template: SamTemplate) -> N
         if not action.startswith(("logs:", "ec2:"))  # the Lambda service's, outside the VPC
     }
     # the SQS trigger polls from the Lambda service, but the sender sends from the VPC
-    assert called == {"sqs", "dynamodb", "secretsmanager", "xray"}
+    # (apigateway: the AdminFunction's tenant commands, API Gateway's management API)
+    assert called == {"sqs", "dynamodb", "secretsmanager", "xray", "apigateway"}
     assert called <= set(services)
     # and the MigrateFunction PUTs its answer to an S3 pre-signed URL
     assert services == {
         "sqs": "Interface",
         "secretsmanager": "Interface",
         "xray": "Interface",
+        "apigateway": "Interface",
         "dynamodb": "Gateway",
         "s3": "Gateway",
     }

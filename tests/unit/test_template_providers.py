@@ -40,7 +40,15 @@ def _statements(template: SamTemplate, logical_id: str, condition: str) -> list[
 
 def _env(template: SamTemplate, logical_id: str, overrides: dict[str, str]) -> dict[str, str]:
     resolver = Resolver(template, parameter_overrides=overrides)
-    resolver.refs.update({"SendQueue": "q", "DeadLetterQueue": "d", "RateLimitTable": "rl"})
+    resolver.refs.update(
+        {
+            "SendQueue": "q",
+            "DeadLetterQueue": "d",
+            "RateLimitTable": "rl",
+            "TenantsTable": "t",
+            "SmsApi": "api1",
+        }
+    )
     env = resolver.resolve(dict(_functions(template)[logical_id].environment))  # Globals merged
     return {k: str(v) for k, v in env.items()}
 

@@ -63,3 +63,9 @@ def secretsmanager_client() -> SecretsManagerClient:
     ``SecretsProvider(boto3_client=...)``)."""
     client: SecretsManagerClient = _client("secretsmanager")
     return client
+
+
+def apigateway_client() -> Any:
+    """An API Gateway management client (usage plans and API keys: the admin commands) with
+    :data:`CLIENT_CONFIG`."""
+    return _client("apigateway")

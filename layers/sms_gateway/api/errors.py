@@ -60,6 +60,12 @@ KINDS: dict[str, ProblemKind] = {
             "a request with this Idempotency-Key is still being processed",
             {"Retry-After": "1"},
         ),
+        ProblemKind(
+            403,
+            "api-key-not-active",
+            "API key not active",
+            "this API key belongs to no tenant, or it was revoked",
+        ),
         ProblemKind(404, "message-not-found", "Message not found", "no message with that id"),
         ProblemKind(
             409,
@@ -128,6 +134,7 @@ def error_map() -> dict[type[Exception], Callable[[Exception], Problem]]:
         errors.IdempotencyKeyReused: kind("idempotency-key-reused"),
         errors.IdempotencyInProgress: kind("idempotency-key-in-flight"),
         errors.MessageNotFound: kind("message-not-found"),
+        errors.ApiKeyNotActive: kind("api-key-not-active"),
         errors.ReceiptConflict: kind("receipt-without-attempt"),
         errors.MessageNotCancelable: kind("message-not-cancelable"),
         errors.InvalidField: _invalid_field,

@@ -38,7 +38,9 @@ class SendMessageBody(BaseModel):
     """The JSON body of ``POST /v1/messages`` as clients send it. ``to``: a number in E.164
     or international form (spaces, dashes, parentheses and a leading 00 allowed); ``body``:
     the text (GSM-7 or UCS-2, at most ``SMS_GATEWAY_MAX_SEGMENTS`` segments); ``from``: a
-    sender ID (alphanumeric 1-11 or a number); ``max_attempts``: 1..maxReceiveCount;
+    sender ID (alphanumeric 1-11 or a number) among the tenant's route policy's
+    ``sender_ids`` (else the message fails with reason ``sender_id_not_allowed``, without a
+    provider call); ``max_attempts``: 1..maxReceiveCount;
     ``reference``: the client's own label, at most 128 characters; ``validity_period``:
     seconds, 60..259200."""
 

@@ -50,8 +50,9 @@ def _security_schemes() -> dict[str, Any]:
         "ApiKey": APIKey(
             name="x-api-key",
             **{"in": APIKeyIn.header},
-            description="Deployed (AuthMode api_key): the API Gateway API key; its key id is "
-            "the tenant.",
+            description="Deployed (AuthMode api_key): an API Gateway API key of the tenant; "
+            "its key id maps to the tenant's id (a tenant may have several keys, for "
+            "rotation). A revoked or unregistered key answers 403 api-key-not-active.",
         ),
         "LocalTenant": APIKey(
             name="X-Tenant-ID",

@@ -1,14 +1,16 @@
 """Who the caller is (DESIGN section 9).
 
-Deployed (``api_key`` mode) the tenant is the API Gateway API key that authenticated the
-request (``requestContext.identity.apiKeyId``), never a header the client can set. The
+Deployed (``api_key`` mode) the tenant is the one whose API key authenticated the request:
+API Gateway hands the key's id (``requestContext.identity.apiKeyId``), never a header the
+client can set, and the tenant records map it to a tenant id that survives key rotation
+(:mod:`sms_gateway.services.tenants`; a key that maps to no tenant answers 403). The
 ``X-Tenant-ID`` header is honoured only in ``local`` mode (local stack, ``sam local``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sms_gateway.api.problems import Problem
@@ -25,15 +27,21 @@ def _unauthorized(detail: str) -> Problem:
 
 
 def tenant_of(
-    request_context: dict[str, Any] | None, tenant_header: str | None, mode: AuthMode
+    request_context: dict[str, Any] | None,
+    tenant_header: str | None,
+    mode: AuthMode,
+    tenant_of_key: Callable[[str], str] | None = None,
 ) -> str:
     """The tenant id of an API request.
 
     ``request_context``: the API Gateway event's ``requestContext``; ``tenant_header``: the
-    ``X-Tenant-ID`` header value (looked at only in local mode).
+    ``X-Tenant-ID`` header value (looked at only in local mode); ``tenant_of_key``: API key
+    id -> tenant id (api_key mode; :meth:`~sms_gateway.services.tenants.TenantKeyResolver.
+    tenant_of`). Without it (tests of this function alone) the key id itself is returned.
 
     Raises:
         Problem: 401 when no tenant identity is present (or it is malformed).
+        ApiKeyNotActive: (from ``tenant_of_key``) the key maps to no tenant: 403.
     """
     from sms_gateway.settings import AuthMode  # loaded with the settings, before any request
 
@@ -47,7 +55,7 @@ def tenant_of(
     api_key_id = identity.get("apiKeyId")
     if not api_key_id or not isinstance(api_key_id, str):
         raise _unauthorized("the request carries no API key identity (x-api-key)")
-    return api_key_id
+    return tenant_of_key(api_key_id) if tenant_of_key is not None else api_key_id
 
 
 class ProxyEvent(Protocol):
@@ -60,10 +68,18 @@ class ProxyEvent(Protocol):
     def raw_event(self) -> dict[str, Any]: ...
 
 
-def tenant_of_event(event: ProxyEvent, mode: AuthMode) -> str:
+def tenant_of_event(
+    event: ProxyEvent, mode: AuthMode, tenant_of_key: Callable[[str], str] | None = None
+) -> str:
     """:func:`tenant_of` for a Powertools API Gateway event (headers are case-insensitive).
 
     Raises:
         Problem: 401 when no tenant identity is present.
+        ApiKeyNotActive: the key maps to no tenant (403).
     """
-    return tenant_of(event.raw_event.get("requestContext"), event.headers.get(TENANT_HEADER), mode)
+    return tenant_of(
+        event.raw_event.get("requestContext"),
+        event.headers.get(TENANT_HEADER),
+        mode,
+        tenant_of_key,
+    )

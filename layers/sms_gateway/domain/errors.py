@@ -53,6 +53,11 @@ class MessageNotCancelable(Exception):
         self.status = status
 
 
+class ApiKeyNotActive(Exception):
+    """The request's API key maps to no tenant: it was never registered as a tenant's key,
+    or it was revoked (issue 11; :mod:`sms_gateway.domain.tenants`). An HTTP 403."""
+
+
 class InvalidField(ValueError):
     """A value that is well-formed but breaks a domain rule only the service can check
     (for example a receipt time before its message was created). ``field``: the JSON member."""

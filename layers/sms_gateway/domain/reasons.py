@@ -20,6 +20,9 @@ class ReasonCode(StrEnum):
     INVALID_NUMBER = "invalid_number"  # the provider says the number is invalid or unreachable
     OPTED_OUT = "opted_out"  # the recipient opted out (STOP) of this sender or account
     OUTCOME_UNKNOWN = "outcome_unknown"  # the request was sent; whether it was taken is unknown
+    # the message's ``from`` is not one of its tenant's sender IDs (route policy ``sender_ids``):
+    # refused by the sender before any provider call
+    SENDER_ID_NOT_ALLOWED = "sender_id_not_allowed"
     DEAD_LETTER = "dead_letter"
     NETWORK_ERROR = "network_error"
     TIMEOUT = "timeout"

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from sms_gateway.domain.reasons import ReasonCode
+from sms_gateway.domain.states import MessageStatus
+
 ReceiptStatus = Literal[
     "delivered",
     "failed",
@@ -60,3 +63,26 @@ def names_another_send(receipt_id: str | None, sent_id: str | None) -> bool:
     Such a receipt is ``stale``: it never moves the message. Without either id nothing
     contradicts the match by our message id."""
     return bool(receipt_id) and bool(sent_id) and receipt_id != sent_id
+
+
+def settles_unknown(status: MessageStatus, reason_code: str | None) -> bool:
+    """Whether a final receipt may settle a message in ``status`` (with ``reason_code``)
+    whose attempt's outcome is unknown (issue 7, exactly-once).
+
+    An attempt recorded ``unknown`` (read timeout or reset after the request left) may have
+    been accepted by the provider; a final receipt (delivered, undelivered, failed, expired)
+    about it proves it was. The message can be in one of two states then:
+
+    - ``queued``: an ``at_least_once`` tenant's retry is waiting (or the sender is about to
+      hand it to the DeadLetterQueue). The settle bumps the row's version, so the sender's
+      claim (guarded by the version it read) loses, and a later SQS copy is a duplicate.
+    - ``failed`` with reason ``outcome_unknown``: an ``at_most_once`` tenant's message, failed
+      only because nobody knew. This is the one failed state a receipt may overturn: the
+      failure recorded ignorance, not a provider's verdict; every other ``failed`` (a
+      permanent refusal, a dead letter, a receipt) is the provider's or the operator's word
+      and stays.
+
+    The caller also checks that the message has an attempt recorded ``unknown``."""
+    if status is MessageStatus.QUEUED:
+        return True
+    return status is MessageStatus.FAILED and reason_code == ReasonCode.OUTCOME_UNKNOWN.value

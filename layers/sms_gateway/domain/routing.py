@@ -12,6 +12,13 @@ Each payload may add ``"delivery": "at_most_once"`` (the default) or ``"at_least
 follows an attempt whose outcome is unknown (issue 7; see
 :func:`sms_gateway.domain.decisions.decide_after_attempt`).
 
+Each payload may add the tenant's sender IDs (issue 7, security): ``"sender_ids": [...]``, the
+``from`` values its messages may carry (E.164 numbers, alphanumeric sender IDs, short codes,
+End User Messaging pool / phone-number / sender-ID ids or ARNs), and ``"default_sender_id"``,
+one of them, used for a message without ``from``. A policy without ``sender_ids`` allows no
+explicit ``from`` (:func:`sender_id_for`): a tenant cannot send as another tenant's number or
+brand by naming it.
+
 Each payload may add ``"retention": {"redact_after_days": N, "delete_after_days": M}``: the
 tenant's own retention periods (issue 11), used by the RetentionFunction instead of the
 stack's ``RedactAfterDays``/``DeleteAfterDays``; see :class:`TenantRetention` for the bounds.
@@ -25,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -124,8 +132,105 @@ class RoutePolicy:
     weights: tuple[int, ...] = ()
     version: int = 1
     delivery: Delivery = Delivery.AT_MOST_ONCE
+    sender_ids: tuple[str, ...] = ()
+    default_sender_id: str | None = None
     # the tenant's own retention periods (None: the stack's)
     retention: TenantRetention | None = None
+
+
+# End User Messaging origination identities a policy may list besides what ``from`` accepts:
+# pool, phone-number and sender-ID ids, or their ARNs (``pinpoint-sms-voice-v2``
+# ``SendTextMessage`` ``OriginationIdentity``).
+_EUM_IDENTITY = re.compile(
+    r"(?:pool|phone|senderid)-[0-9a-f]{32}"
+    r"|arn:aws[a-z-]*:sms-voice:[a-z0-9-]+:[0-9]{12}:(?:pool|phone-number|sender-id)/\S{1,256}"
+)
+
+
+# The canonical forms ``normalize_sender_id`` returns, recognized without phonenumbers.
+_CANONICAL_SENDER = re.compile(r"\+[1-9][0-9]{6,14}|[0-9]{3,8}|[A-Za-z0-9 ]{1,11}")
+
+
+def _sender_id(value: str, field: str, check_numbers: bool) -> str:
+    """One sender ID of a policy, normalized (see :func:`_sender_ids`).
+
+    Raises:
+        InvalidRoutePolicy: naming ``field`` and ``value``.
+    """
+    if _EUM_IDENTITY.fullmatch(value):
+        return value
+    if (
+        not check_numbers
+        and _CANONICAL_SENDER.fullmatch(value)
+        and (value[0] == "+" or value.isdigit() or any(ch.isalpha() for ch in value))
+    ):
+        return value
+    # phonenumbers' metadata (a few hundred ms to load) only where a number must be checked
+    from sms_gateway.domain.phone import InvalidPhoneNumber, normalize_sender_id
+
+    try:
+        return normalize_sender_id(value)
+    except InvalidPhoneNumber as exc:
+        raise InvalidRoutePolicy(f"{field} ({value!r}): {exc}") from None
+
+
+def _sender_ids(
+    data: dict[str, Any], check_numbers: bool = True
+) -> tuple[tuple[str, ...], str | None]:
+    """The policy's ``sender_ids`` (normalized) and ``default_sender_id``.
+
+    ``check_numbers``: check each number against libphonenumber's metadata, as when a policy
+    is written; False for a stored policy (checked when it was written), whose canonical
+    entries are then taken without loading that metadata (the sender's first policy read).
+
+    Raises:
+        InvalidRoutePolicy: naming the field and the entry that is not a sender ID.
+    """
+    raw = data.get("sender_ids", [])
+    if not raw and data.get("default_sender_id") is None:
+        return (), None
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise InvalidRoutePolicy("'sender_ids' must be a list of strings")
+    found = [
+        _sender_id(value, f"'sender_ids'[{index}]", check_numbers)
+        for index, value in enumerate(raw)
+    ]
+    default = data.get("default_sender_id")
+    if default is None:
+        return tuple(dict.fromkeys(found)), None
+    if not isinstance(default, str):
+        raise InvalidRoutePolicy("'default_sender_id' must be a string")
+    default = _sender_id(default, "'default_sender_id'", check_numbers)
+    if default not in found:
+        raise InvalidRoutePolicy("'default_sender_id' must be one of 'sender_ids'")
+    return tuple(dict.fromkeys(found)), default
+
+
+class SenderIdNotAllowed(ValueError):
+    """A message's ``from`` is not one of its tenant's sender IDs (reason
+    ``sender_id_not_allowed``, permanent: no provider call)."""
+
+
+def sender_id_for(policy: RoutePolicy, given: str | None) -> str | None:
+    """The sender ID a message of ``policy``'s tenant is sent with: ``given`` (its ``from``,
+    normalized at ingest) when the policy lists it; the policy's ``default_sender_id`` when
+    it has no ``from``; else None (the provider's configured origination).
+
+    A policy without ``sender_ids`` allows no explicit ``from``: the safe default, since a
+    ``from`` passed through unchecked lets one tenant send as another's number or brand.
+
+    Raises:
+        SenderIdNotAllowed: ``given`` is not in the policy's ``sender_ids``.
+    """
+    if given is None:
+        return policy.default_sender_id
+    if given in policy.sender_ids:
+        return given
+    if not policy.sender_ids:
+        raise SenderIdNotAllowed(
+            "this tenant's route policy lists no sender IDs ('sender_ids'), so no 'from' is allowed"
+        )
+    raise SenderIdNotAllowed("'from' is not one of this tenant's sender IDs ('sender_ids')")
 
 
 def _provider_name(item: Any, where: str) -> str:
@@ -139,25 +244,37 @@ def _provider_name(item: Any, where: str) -> str:
 
 
 def parse_policy(
-    tenant_id: str, strategy: str, payload: str | dict[str, Any], version: int = 1
+    tenant_id: str,
+    strategy: str,
+    payload: str | dict[str, Any],
+    version: int = 1,
+    *,
+    check_numbers: bool = True,
 ) -> RoutePolicy:
     """Parse a stored policy row into a :class:`RoutePolicy`.
 
-    ``payload`` is the JSON text (or its already-decoded object).
+    ``payload`` is the JSON text (or its already-decoded object). ``check_numbers``: check
+    the numbers among ``sender_ids`` for validity (writing a policy); False when reading a
+    stored one (see :func:`_sender_ids`).
 
     Raises:
         InvalidRoutePolicy: unknown strategy, malformed JSON, missing providers, weights that
-            are not positive integers, an unknown ``delivery``, a ``retention`` out of
-            :class:`TenantRetention`'s bounds.
+            are not positive integers, an unknown ``delivery``, a ``sender_ids`` entry that is
+            not a sender ID, a ``default_sender_id`` not among them,
+            a ``retention`` out of :class:`TenantRetention`'s bounds.
     """
-    policy = _parse_routes(tenant_id, strategy, payload, version)
+    policy = _parse_routes(tenant_id, strategy, payload, version, check_numbers)
     data = json.loads(payload) if isinstance(payload, str) else payload
     retention = _retention(data)
     return policy if retention is None else dataclasses.replace(policy, retention=retention)
 
 
 def _parse_routes(
-    tenant_id: str, strategy: str, payload: str | dict[str, Any], version: int
+    tenant_id: str,
+    strategy: str,
+    payload: str | dict[str, Any],
+    version: int,
+    check_numbers: bool,
 ) -> RoutePolicy:
     try:
         kind = Strategy(strategy)
@@ -173,17 +290,24 @@ def _parse_routes(
         delivery = Delivery(data.get("delivery", Delivery.AT_MOST_ONCE))
     except ValueError:
         raise InvalidRoutePolicy("'delivery' must be 'at_most_once' or 'at_least_once'") from None
+    senders, default_sender = _sender_ids(data, check_numbers)
+    common: dict[str, Any] = {
+        "version": version,
+        "delivery": delivery,
+        "sender_ids": senders,
+        "default_sender_id": default_sender,
+    }
     if kind is Strategy.DIRECT:
         name = data.get("default_provider")
         if not isinstance(name, str) or not name:
             raise InvalidRoutePolicy("direct: 'default_provider' must be a non-empty string")
-        return RoutePolicy(tenant_id, kind, (name,), version=version, delivery=delivery)
+        return RoutePolicy(tenant_id, kind, (name,), **common)
     items = data.get("providers")
     if not isinstance(items, list) or not items:
         raise InvalidRoutePolicy(f"{kind}: 'providers' must be a non-empty list")
     names = tuple(_provider_name(item, str(kind)) for item in items)
     if kind is Strategy.FAILOVER:
-        return RoutePolicy(tenant_id, kind, names, version=version, delivery=delivery)
+        return RoutePolicy(tenant_id, kind, names, **common)
     weights = []
     for item in items:
         weight = item.get("weight")
@@ -192,7 +316,7 @@ def _parse_routes(
         weights.append(weight)
     if sum(weights) <= 0:
         raise InvalidRoutePolicy("weighted: the weights must add up to more than 0")
-    return RoutePolicy(tenant_id, kind, names, tuple(weights), version=version, delivery=delivery)
+    return RoutePolicy(tenant_id, kind, names, tuple(weights), **common)
 
 
 def _bucket(message_id: str, total: int) -> int:

@@ -1,6 +1,7 @@
 """``sms-gateway`` command line: ``sms-gateway local`` runs the local stack; ``migrate``,
-``policy``, ``admin replay|stuck`` and ``optout list|clear`` are the operator's commands
-against a database.
+``policy``, ``admin replay|stuck``, ``admin tenant ...`` and ``optout list|clear`` are the
+operator's commands against a database (and, for tenants, the stack's TenantsTable and API
+Gateway usage plans).
 
 ::
 
@@ -357,7 +358,7 @@ def _add_operations_commands(commands: Any) -> None:
     dsn_help = "database URL (default: $SMS_GATEWAY_MESSAGE_DSN)"
     admin = commands.add_parser(
         "admin",
-        help="operate on messages: replay dead letters, list stuck messages",
+        help="operate on messages (replay dead letters, list stuck messages) and tenants",
         description="Operator commands (the AdminFunction runs the same code).",
     )
     sub = admin.add_subparsers(dest="admin_command", required=True, metavar="ADMIN_COMMAND")
@@ -395,6 +396,79 @@ def _add_operations_commands(commands: Any) -> None:
     stuck.add_argument("--json", action="store_true", help="print the JSON answer")
     stuck.add_argument("--dsn", default=None, help=dsn_help)
     stuck.add_argument("--queue-url", default=None, help=argparse.SUPPRESS)
+    _add_tenant_commands(sub)
+
+
+def _add_tenant_commands(sub: Any) -> None:
+    """``sms-gateway admin tenant ...``: :mod:`sms_gateway.services.admin`'s ``tenant_*``
+    commands, as the AdminFunction runs them."""
+    tenant = sub.add_parser(
+        "tenant",
+        help="tenants: create, adopt a key, add/revoke keys, set quota and policy, list, show",
+        description=(
+            "Tenant records (TenantsTable), their usage plans and API keys (API Gateway), "
+            "their route policies (SQL). Needs AWS credentials and AWS_REGION; the table, API "
+            "and stage come from the flags or SMS_GATEWAY_TENANTS_TABLE, SMS_GATEWAY_API_ID, "
+            "SMS_GATEWAY_API_STAGE (the stack's outputs TenantsTableName, the API id of "
+            "ApiUrl, the Stage parameter). Prints JSON."
+        ),
+    )
+    tsub = tenant.add_subparsers(dest="tenant_command", required=True, metavar="TENANT_COMMAND")
+
+    def common(parser: argparse.ArgumentParser, *, dsn: bool = False) -> None:
+        parser.add_argument("--table", default=None, help="default: $SMS_GATEWAY_TENANTS_TABLE")
+        parser.add_argument("--api-id", default=None, help="default: $SMS_GATEWAY_API_ID")
+        parser.add_argument("--stage", default=None, help="default: $SMS_GATEWAY_API_STAGE")
+        if dsn:
+            parser.add_argument(
+                "--dsn", default=None, help="database URL (default: $SMS_GATEWAY_MESSAGE_DSN)"
+            )
+
+    def limits(parser: argparse.ArgumentParser, *, required: bool) -> None:
+        parser.add_argument(
+            "--rate", type=float, required=required, help="requests per second (steady)"
+        )
+        parser.add_argument("--burst", type=int, required=required, help="requests at once")
+        parser.add_argument("--quota", type=int, required=required, help="requests per UTC day")
+
+    create = tsub.add_parser(
+        "create", help="a new tenant, its usage plan and first API key (value shown once)"
+    )
+    create.add_argument("name")
+    create.add_argument("--tenant-id", default=None, help="default: a new t-... id")
+    limits(create, required=False)
+    common(create)
+    adopt = tsub.add_parser(
+        "adopt",
+        help="an existing API key becomes a tenant whose id is the key id (keeps its data)",
+    )
+    adopt.add_argument("key_id")
+    adopt.add_argument("name")
+    limits(adopt, required=False)
+    common(adopt)
+    key = tsub.add_parser("key", help="add or revoke a tenant's API key")
+    ksub = key.add_subparsers(dest="key_command", required=True, metavar="KEY_COMMAND")
+    add = ksub.add_parser("add", help="another API key for the tenant (value shown once)")
+    add.add_argument("tenant_id")
+    common(add)
+    revoke = ksub.add_parser("revoke", help="revoke one of the tenant's API keys")
+    revoke.add_argument("tenant_id")
+    revoke.add_argument("key_id")
+    common(revoke)
+    quota = tsub.add_parser("quota", help="set the tenant's throttle and daily quota")
+    quota.add_argument("tenant_id")
+    limits(quota, required=True)
+    common(quota)
+    policy = tsub.add_parser("policy", help="set the tenant's route policy")
+    policy.add_argument("tenant_id")
+    policy.add_argument("strategy", choices=["direct", "weighted", "failover"])
+    policy.add_argument("payload", help="the policy's JSON payload")
+    common(policy, dsn=True)
+    listing = tsub.add_parser("list", help="every tenant")
+    common(listing)
+    show = tsub.add_parser("show", help="one tenant and its keys")
+    show.add_argument("tenant_id")
+    common(show)
 
 
 def _add_optout_commands(commands: Any) -> None:
@@ -512,6 +586,86 @@ def _run_operations(args: argparse.Namespace) -> int:
     return 1 if answer.get("failed") else 0  # a replay the queue refused is not a success
 
 
+def _tenant_command(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``tenant_*`` command object of ``sms-gateway admin tenant ...``."""
+    name = args.tenant_command
+    if name == "key":
+        name = f"key_{args.key_command}"
+    command: dict[str, Any] = {"command": f"tenant_{name}"}
+    for field in ("name", "tenant_id", "key_id", "strategy"):
+        if getattr(args, field, None) is not None:
+            command[field] = getattr(args, field)
+    for flag, field in (("rate", "rate_limit"), ("burst", "burst_limit"), ("quota", "daily_quota")):
+        if getattr(args, flag, None) is not None:
+            command[field] = getattr(args, flag)
+    if name == "policy":
+        try:
+            command["payload"] = json.loads(args.payload)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(
+                f"sms-gateway admin tenant policy: payload is not JSON: {exc}"
+            ) from None
+    return command
+
+
+def _run_tenant(args: argparse.Namespace) -> int:
+    """``sms-gateway admin tenant ...``: the AdminFunction's code, with clients built here."""
+    from sms_gateway.adapters.apigateway_plans import ApiGatewayUsagePlans
+    from sms_gateway.adapters.aws import apigateway_client, dynamodb_client
+    from sms_gateway.adapters.dynamodb_tenants import DynamoDbTenantStore
+    from sms_gateway.services.admin import AdminError, run_command
+    from sms_gateway.services.tenants import TenantAdmin
+
+    command = _tenant_command(args)
+    table = args.table or os.environ.get("SMS_GATEWAY_TENANTS_TABLE", "")
+    api_id = args.api_id or os.environ.get("SMS_GATEWAY_API_ID", "")
+    stage = args.stage or os.environ.get("SMS_GATEWAY_API_STAGE", "")
+    missing = [
+        flag
+        for flag, value in (("--table", table), ("--api-id", api_id), ("--stage", stage))
+        if not value
+    ]
+    if missing:
+        print(
+            f"sms-gateway admin tenant: give {', '.join(missing)} (or SMS_GATEWAY_TENANTS_TABLE, "
+            "SMS_GATEWAY_API_ID, SMS_GATEWAY_API_STAGE)",
+            file=sys.stderr,
+        )
+        return 2
+    if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        print("sms-gateway admin tenant: set AWS_REGION to the stack's region", file=sys.stderr)
+        return 2
+    engine = None
+    write_policy = None
+    providers = None
+    if command["command"] == "tenant_policy":
+        from sms_gateway.storage.engine import make_engine
+        from sms_gateway.storage.policies import SqlPolicyStore
+
+        providers = _declared_providers()
+        if providers is None:
+            return 2
+        engine = make_engine(_dsn(args))
+        write_policy = SqlPolicyStore(engine).put
+    admin = TenantAdmin(
+        DynamoDbTenantStore(dynamodb_client(), table),
+        ApiGatewayUsagePlans(apigateway_client(), api_id, stage),
+        lambda: datetime.now(UTC),
+        write_policy=write_policy,
+        providers=providers,
+    )
+    try:
+        answer = run_command(command, None, datetime.now(UTC), tenants=lambda: admin)
+    except AdminError as exc:
+        print(f"sms-gateway admin tenant {args.tenant_command}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if engine is not None:
+            engine.dispose()
+    print(json.dumps(answer, indent=2))
+    return 0
+
+
 def _queue_region(queue_url: str) -> str:
     """The SendQueue's region: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else the one an AWS
     queue URL names (``https://sqs.<region>.amazonaws.com/...``).
@@ -608,6 +762,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "local":
         return _run_local(args)
+    if args.command == "admin" and args.admin_command == "tenant":
+        return _run_tenant(args)
     if args.command == "admin":
         return _run_operations(args)
     if args.command == "optout":

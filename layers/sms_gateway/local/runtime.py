@@ -7,7 +7,9 @@ invocations at once) and "Lambda function scaling" (concurrent invocations get s
 environments).
 
 Locally an execution environment (:class:`ExecutionEnvironment`) is an OS process running
-:mod:`sms_gateway.local.worker`: it gets exactly its function's environment variables, imports
+:mod:`sms_gateway.local.worker`, forked from a zygote that has imported the heavy libraries
+once (:mod:`sms_gateway.local.zygote`, on Linux) or else a fresh interpreter; either way it is
+a child of this process, it gets exactly its function's environment variables, imports
 the handler once (the cold start, logged with its duration), then serves invocations sent
 over a socket. Its stdout and stderr are the function's log: each line goes to the stack's
 ``log_sink(function_logical_id, line)``. A :class:`LocalFunction` keeps up to
@@ -36,6 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any, Final
 
+from sms_gateway.local import zygote
 from sms_gateway.local.template import NO_VALUE, FunctionSpec, Resolver, UnresolvableError
 
 __all__ = [
@@ -172,7 +175,7 @@ class ExecutionEnvironment:
         self.pid: int | None = None
         self.init_ms: float | None = None
         self.invocations = 0
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | zygote.ForkedProcess | None = None
         self._socket: socket.socket | None = None
         self._channel: Connection | None = None
         self._readers: list[threading.Thread] = []
@@ -202,31 +205,25 @@ class ExecutionEnvironment:
         ours, theirs = socket.socketpair()
         started = time.monotonic()
         try:
-            environment = {key: os.environ[key] for key in _HOST_PASSTHROUGH if key in os.environ}
+            host = {key: os.environ[key] for key in _HOST_PASSTHROUGH if key in os.environ}
+            environment = dict(host)
             environment.update(_lambda_variables(function, self.log_stream_name))
             environment.update(function.environment)
-            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [
-                    sys.executable,
-                    "-u",
-                    "-m",
-                    "sms_gateway.local.worker",
-                    "--fd",
-                    str(theirs.fileno()),
-                    "--parent-pid",
-                    str(os.getpid()),
-                    "--code-dir",
-                    str(function.code_dir),
-                    "--handler",
-                    function.spec.handler,
-                ],
-                cwd=function.code_dir,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(theirs.fileno(),),
-            )
+            self._process = None
+            if zygote.available():
+                try:
+                    self._process = zygote.spawn(
+                        host_environment=host,
+                        environment=environment,
+                        cwd=str(function.code_dir),
+                        code_dir=str(function.code_dir),
+                        handler=function.spec.handler,
+                        channel_fd=theirs.fileno(),
+                    )
+                except zygote.ZygoteError as refused:  # e.g. prctl refused in a sandbox
+                    logger.warning("%s: no zygote (%s); spawning", function.logical_id, refused)
+            if self._process is None:
+                self._process = self._spawn(environment, theirs)
         except BaseException:
             ours.close()
             raise
@@ -274,6 +271,32 @@ class ExecutionEnvironment:
             self.pid,
             self.init_ms,
             float(message["init_ms"]),
+        )
+
+    def _spawn(self, environment: dict[str, str], theirs: socket.socket) -> subprocess.Popen[bytes]:
+        """A fresh interpreter running the worker (where no zygote is available)."""
+        function = self.function
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [
+                sys.executable,
+                "-u",
+                "-m",
+                "sms_gateway.local.worker",
+                "--fd",
+                str(theirs.fileno()),
+                "--parent-pid",
+                str(os.getpid()),
+                "--code-dir",
+                str(function.code_dir),
+                "--handler",
+                function.spec.handler,
+            ],
+            cwd=function.code_dir,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(theirs.fileno(),),
         )
 
     def invoke(self, event: Mapping[str, Any], request_id: str) -> Any:
@@ -366,13 +389,17 @@ class ExecutionEnvironment:
             "stackTrace": [],
         }
 
-    def stop(self) -> None:
-        """Shutdown: shut the channel (an idle worker exits at once; an invocation in
-        progress is answered ``Runtime.ExitError``), kill the process if it has not exited
-        after :data:`_STOP_GRACE_SECONDS`, and wait for its log to drain."""
+    def shutdown(self) -> None:
+        """The first half of :meth:`stop`, without waiting: shut the channel (an idle
+        worker exits at once; an invocation in progress is answered ``Runtime.ExitError``)."""
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        """Shutdown: :meth:`shutdown`, kill the process if it has not exited after
+        :data:`_STOP_GRACE_SECONDS`, and wait for its log to drain."""
+        self.shutdown()
         if self._process is not None and self._process.poll() is None:
             try:
                 self._process.wait(timeout=_STOP_GRACE_SECONDS)
@@ -629,13 +656,24 @@ class LocalFunction:
         for environment in environments:
             environment.kill()
 
-    def stop(self) -> None:
-        """Shut every environment down (busy ones are killed); later :meth:`invoke` calls
-        raise ``RuntimeError``. Idempotent."""
+    def shutdown(self) -> None:
+        """Begin :meth:`stop` without waiting: later :meth:`invoke` calls raise
+        ``RuntimeError`` and every environment is told to shut down at once, so that the
+        environments of several functions exit in parallel (then call :meth:`stop`)."""
         with self._cond:
             self._closed = True
             environments = list(self._all)
             self._idle = []
             self._cond.notify_all()
+        for environment in environments:
+            environment.shutdown()
+
+    def stop(self) -> None:
+        """Shut every environment down, all at once, and wait for each to exit (one still
+        busy after :data:`_STOP_GRACE_SECONDS` is killed); later :meth:`invoke` calls raise
+        ``RuntimeError``. Idempotent."""
+        self.shutdown()
+        with self._cond:
+            environments = list(self._all)
         for environment in environments:
             environment.stop()

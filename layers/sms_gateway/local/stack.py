@@ -296,6 +296,7 @@ class LocalStack:
         self._moto_endpoint: str | None = None
         self._front: ApiFront | None = None
         self._lock_fd: int | None = None
+        self._boto_session: boto3.session.Session | None = None
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -464,6 +465,8 @@ class LocalStack:
         for poller in pollers:
             poller.stop(timeout=_POLLER_STOP_SECONDS)
         self.pollers = {}
+        for function in self.functions.values():
+            function.shutdown()  # every environment of every function exits in parallel
         for function in self.functions.values():
             function.stop()
         self.functions = {}
@@ -761,6 +764,13 @@ class LocalStack:
         seed_demo_policies(self.dsn)
 
     def _session(self) -> boto3.session.Session:
+        """The stack's own boto3 session, made once (its clients share the parsed service
+        models). Its clients are made one at a time: at start, and by :meth:`sam_env_vars`."""
+        if self._boto_session is None:
+            self._boto_session = self._new_session()
+        return self._boto_session
+
+    def _new_session(self) -> boto3.session.Session:
         import boto3.session
 
         # moto accepts any credentials; these dummies keep real ones out of local traffic.

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-__all__ = ["LambdaContext", "error_shape", "main"]
+__all__ = ["LambdaContext", "error_shape", "main", "run"]
 
 _WATCHDOG_SECONDS: Final = 0.5
 
@@ -159,12 +159,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--code-dir", required=True)
     parser.add_argument("--handler", required=True)
     args = parser.parse_args(argv)
+    return run(args.fd, args.parent_pid, args.code_dir, args.handler)
+
+
+def run(fd: int, parent_pid: int, code_dir: str, handler: str) -> int:
+    """Serve ``handler`` on channel ``fd`` (closed on return) while ``parent_pid`` is this
+    process's parent; returns the exit status. ``main`` and a process forked by
+    :mod:`sms_gateway.local.zygote` both end here."""
     # Ctrl-C in a terminal reaches the whole process group; the stack stops its environments.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
-    channel = Connection(args.fd)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    channel = Connection(fd)
     try:
-        return serve(channel, args.code_dir, args.handler)
+        return serve(channel, code_dir, handler)
     finally:
         channel.close()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from sms_gateway.domain.reasons import ReasonCode
 
@@ -72,6 +73,22 @@ class Provider(Protocol):
 
         Raises:
             ProviderError: the provider refused or failed; see its ``reason`` / ``retryable``.
+        """
+        ...
+
+
+@runtime_checkable
+class SettlesUnknown(Protocol):
+    """What a provider adapter may add to :class:`Provider` (optional; only Twilio has it):
+    a lookup that settles an attempt whose outcome is unknown before the sender decides."""
+
+    def lookup(self, request: SendRequest, started_at: datetime) -> str | None:
+        """The provider message id of ``request`` if the provider has it, created at or after
+        ``started_at`` (aware UTC, when the attempt began); None when it is not found or the
+        match is ambiguous.
+
+        Raises:
+            ProviderError: the lookup itself failed (the outcome stays unknown).
         """
         ...
 

@@ -73,10 +73,52 @@ def post(
         ProviderError: ``network_error`` / ``timeout`` when the request never left (safe to
             retry); ``outcome_unknown`` when it left and no answer came back.
     """
+    return _request(
+        "POST",
+        name,
+        url,
+        body,
+        headers,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+
+
+def get(
+    name: str,
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+) -> HttpAnswer:
+    """GET ``url`` (a read, e.g. a provider's message list); errors as :func:`post` (a read
+    has no unknown outcome to speak of, but the same errors say it got no answer)."""
+    return _request(
+        "GET",
+        name,
+        url,
+        None,
+        headers,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+
+
+def _request(
+    method: str,
+    name: str,
+    url: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+) -> HttpAnswer:
     timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
     try:
         response = pool().request(
-            "POST",
+            method,
             url,
             body=body,
             headers=dict(headers),

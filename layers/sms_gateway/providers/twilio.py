@@ -19,13 +19,25 @@ auth token, or an API key SID and its secret (the secret read from Secrets Manag
 Answer 201 ``{"sid": "SM..."}`` -> the provider message id. A refusal is
 ``{"code": 21211, "message": ..., "status": 400}``: :data:`ERRORS` maps the code, else the
 HTTP status (429, 5xx transient).
+
+An attempt whose outcome is unknown (no answer after the request left) is looked up before the
+sender decides (:meth:`TwilioProvider.lookup`): ``GET .../Messages.json?To=...&From=...``
+(https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources;
+twilio-python's ``MessageList.page``: ``To``, ``From``, ``DateSent``, ``PageSize``; answer
+``{"messages": [{"sid", "to", "from", "body", "date_created" (RFC 2822), ...}], ...}``, newest
+first). ``DateSent`` is not used: a message Twilio has accepted but not yet sent has no
+``date_sent``, and is exactly the one to find. A message matches on its body and a creation
+time at or after the attempt's start (:func:`match_sid`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -166,6 +178,69 @@ class TwilioProvider:
         code = data.get("code")
         detail = f"HTTP {answer.status}: {data.get('message', '')}".strip()
         raise ERRORS.error(self.name, None if code is None else str(code), answer.status, detail)
+
+    def lookup(self, request: SendRequest, started_at: datetime) -> str | None:
+        """Settle an attempt whose outcome is unknown: the SID of the message Twilio created
+        for ``request`` at or after ``started_at`` (aware UTC), from one page of the Messages
+        list filtered by ``To`` (and ``From`` when the request names one); None when it is
+        not there or the match is ambiguous (see the module docstring and :func:`match_sid`).
+
+        Raises:
+            ProviderError: the list could not be read (no answer, an error status).
+        """
+        params = {"To": request.to, "PageSize": str(LOOKUP_PAGE_SIZE)}
+        sender = self.form(request).get("From")
+        if sender:
+            params["From"] = sender
+        headers = {"Authorization": self._authorization(), "Accept": "application/json"}
+        answer = transport.get(
+            self.name,
+            f"{self.url}?{urlencode(params)}",
+            headers,
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+        )
+        if answer.status != 200:
+            raise ProviderError(
+                R.PROVIDER_TRANSIENT,
+                f"{self.name}: message lookup answered HTTP {answer.status}",
+                error_code="LOOKUP_FAILED",
+            )
+        messages = _json(answer.body).get("messages")
+        if not isinstance(messages, list):
+            return None
+        return match_sid((m for m in messages if isinstance(m, Mapping)), request.body, started_at)
+
+
+# Twilio's and our clocks differ; a message created this much before the attempt's start (to
+# the second: date_created has no fraction) still counts as the attempt's.
+LOOKUP_SKEW = timedelta(seconds=2)
+LOOKUP_PAGE_SIZE = 20
+# A trial account prefixes every body with this (Twilio's trial restrictions).
+TRIAL_PREFIX = "Sent from your Twilio trial account - "
+
+
+def match_sid(messages: Iterable[Mapping[str, Any]], body: str, started_at: datetime) -> str | None:
+    """The ``sid`` of the one listed message (``messages``: Twilio's Messages list entries)
+    whose body is ``body`` (or the trial account's prefix plus it) and whose
+    ``date_created`` (RFC 2822) is at or after ``started_at`` - :data:`LOOKUP_SKEW`; None
+    when none matches or several do (two identical SMS to the same number since the
+    attempt began: which one is ours is unknown, so the outcome stays unknown)."""
+    found = []
+    for message in messages:
+        text = message.get("body")
+        if text != body and text != TRIAL_PREFIX + body:
+            continue
+        try:
+            created = parsedate_to_datetime(str(message.get("date_created")))
+        except (TypeError, ValueError):
+            continue
+        if created.tzinfo is None or created < started_at - LOOKUP_SKEW:
+            continue
+        sid = message.get("sid")
+        if isinstance(sid, str) and sid:
+            found.append(sid)
+    return found[0] if len(found) == 1 else None
 
 
 def _json(body: bytes) -> dict[str, Any]:

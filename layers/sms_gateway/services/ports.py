@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         MessageRecord,
         OptOut,
         ReceiptRecord,
+        Settled,
     )
 
 Clock = Callable[[], datetime]
@@ -231,6 +232,27 @@ class ReceiptStore(Protocol):
 
     def mark(self, receipt_id: int, outcome: str) -> None:
         """Set an open receipt's outcome."""
+        ...
+
+    def settle_unknown(
+        self,
+        message_id: str,
+        target: MessageStatus,
+        now: datetime,
+        *,
+        receipt_id: int,
+        provider_message_id: str | None,
+        delivered_at: datetime | None,
+        reason: ReasonCode | None,
+        detail: str | None,
+    ) -> Settled | None:
+        """Settle a message whose attempt's outcome is unknown with a final receipt: in one
+        transaction, only when the message is ``queued`` or ``failed``/``outcome_unknown``
+        (:func:`~sms_gateway.domain.receipts.settles_unknown`) and has an attempt recorded
+        ``unknown``: the latest such attempt becomes ``sent``, the message moves to
+        ``target`` with ``provider_message_id`` (when given) and its version bumped (a
+        pending claim loses), two events (``<previous> -> sent``, ``sent -> target``), and
+        the receipt is marked ``applied``. None (nothing written) otherwise."""
         ...
 
 

@@ -21,21 +21,41 @@
   later records that provider message id, it is applied then.
 - An informational status (``sent``, ``accepted``, ``enroute``, ``buffered``) never moves a
   message: it is stored as ``stale`` whatever the message's state.
+- A final receipt (delivered, undelivered, failed, rejected, expired) for a message with an
+  attempt recorded ``unknown`` (the request left, no answer came) that is ``queued`` (an
+  ``at_least_once`` retry waiting) or ``failed`` with reason ``outcome_unknown`` (an
+  ``at_most_once`` tenant's) *settles* it (:meth:`ReceiptStore.settle_unknown`): that attempt
+  becomes ``sent`` under the provider message id the receipt names, the message moves to
+  the receipt's state, and the pending retry is never sent (its claim loses on the row's
+  version; a later SQS copy is a duplicate). ``failed``/``outcome_unknown`` is the one failed
+  state a receipt may overturn (:func:`~sms_gateway.domain.receipts.settles_unknown`).
+- A final receipt that arrives while the retry is in flight (``sending``) is parked as any
+  pending receipt: if the retry is sent, it is applied to that send (or ``stale`` when it
+  names another provider message id: the SMS went out twice, which the retry made
+  unavoidable); if the retry ends without a send (a transient error, unknown again, a dead
+  letter), it settles the unknown attempt then, so no further attempt is made
+  (:meth:`ReceiptService.end_waiting`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sms_gateway.domain.errors import InvalidField, MessageNotFound, ReceiptConflict
 from sms_gateway.domain.reasons import ReasonCode
-from sms_gateway.domain.receipts import Receipt, ReceiptStatus, names_another_send, time_defect
+from sms_gateway.domain.receipts import (
+    Receipt,
+    ReceiptStatus,
+    names_another_send,
+    settles_unknown,
+    time_defect,
+)
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.observability import log_transition, logger
 from sms_gateway.services.ports import Clock, MessageStore, MetricsSink, ReceiptStore
-from sms_gateway.storage.records import MessageRecord
+from sms_gateway.storage.records import MessageRecord, OptOut
 
 __all__ = [
     "RECEIPT_TARGETS",
@@ -113,11 +133,24 @@ class ReceiptService:
         else:
             assert request.provider_message_id
             message = self._repo.find_by_provider_message_id(request.provider_message_id, provider)
-        if message is not None and provider is not None and message.provider != provider:
-            return None  # a provider reports only on what it was given to send
+        # A provider reports only on what it was given to send; with another provider on the
+        # message now (a failover retry), an earlier attempt of its whose outcome is unknown
+        # is the one thing it may report on.
+        if (
+            message is not None
+            and provider is not None
+            and message.provider != provider
+            and not any(
+                a.provider == provider and a.outcome == "unknown"
+                for a in self._repo.attempts(message.id)
+            )
+        ):
+            return None
         return message
 
-    def handle(self, request: Receipt, provider: str | None = None) -> ReceiptOutcome:
+    def handle(
+        self, request: Receipt, provider: str | None = None, *, _retried: bool = False
+    ) -> ReceiptOutcome:
         """Store and (when it moves the message forward) apply one receipt.
 
         ``provider``: the provider whose signature the receipt carried (None when receipts
@@ -128,7 +161,8 @@ class ReceiptService:
             InvalidField: ``delivered_at`` is before the message was created (beyond clock
                 skew); nothing is stored.
             ReceiptConflict: a receipt for a message with no attempt sent or in flight
-                (``accepted``/``queued``: nothing was handed to a provider); nothing is stored.
+                (``accepted``/``queued`` with no attempt whose outcome is unknown: nothing was
+                handed to a provider); nothing is stored.
             StorageUnavailable: the database is down (the provider should retry).
         """
         now = self._clock()
@@ -155,6 +189,31 @@ class ReceiptService:
             raise MessageNotFound("no message with that id")
         if (defect := time_defect(request.delivered_at, message.created_at)) is not None:
             raise InvalidField("delivered_at", defect)
+        if (
+            target is not None
+            and settles_unknown(message.status, message.reason_code)
+            and not (
+                request.provider_message_id
+                and request.provider_message_id == message.provider_message_id
+            )
+            and any(a.outcome == "unknown" for a in self._repo.attempts(message.id))
+        ):
+            receipt_id = store(message.id, "received")
+            if self._settle(
+                message,
+                receipt_id,
+                target,
+                request.provider_message_id,
+                request.delivered_at,
+                request.error_code,
+            ):
+                return ReceiptOutcome(message.id, "applied", target)
+            # The message moved between our read and the settle (a sender claimed the
+            # retry, the DLQ function failed it): this copy is closed, the receipt is taken
+            # again against the row as it is now (parked if the retry is in flight).
+            self._receipts.mark(receipt_id, "stale")
+            if not _retried:
+                return self.handle(request, provider, _retried=True)
         if message.status in (MessageStatus.ACCEPTED, MessageStatus.QUEUED):
             raise ReceiptConflict(
                 f"message {message.id} is {message.status.value}: no attempt has been sent or "
@@ -189,6 +248,113 @@ class ReceiptService:
         status = current.status if current else message.status
         return ReceiptOutcome(message.id, "applied" if moved else "stale", status)
 
+    def _settle(
+        self,
+        message: MessageRecord,
+        receipt_id: int,
+        target: MessageStatus,
+        provider_message_id: str | None,
+        delivered_at: datetime | None,
+        error_code: str | None,
+    ) -> bool:
+        """Settle ``message``'s unknown attempt with receipt ``receipt_id``; whether it did
+        (logs both transitions, the metrics, and the receipt delay from the attempt's start)."""
+        now = self._clock()
+        reason = None if target is MessageStatus.DELIVERED else failure_reason(error_code)
+        detail = None
+        if target is not MessageStatus.DELIVERED:
+            detail = f"receipt: {target.value}" + (f" ({error_code})" if error_code else "")
+        settled = self._receipts.settle_unknown(
+            message.id,
+            target,
+            now,
+            receipt_id=receipt_id,
+            provider_message_id=provider_message_id,
+            delivered_at=delivered_at,
+            reason=reason,
+            detail=detail,
+        )
+        if settled is None:
+            return False
+        self._record_opt_out(replace(message, provider=settled.provider), reason, now)
+        log_transition(
+            message.id,
+            message.tenant_id,
+            settled.previous,
+            MessageStatus.SENT,
+            attempt=settled.attempt,
+            provider=settled.provider,
+        )
+        log_transition(
+            message.id,
+            message.tenant_id,
+            MessageStatus.SENT,
+            target,
+            attempt=settled.attempt,
+            provider=settled.provider,
+            reason_code=reason,
+        )
+        logger.info(
+            "unknown outcome settled by a receipt",
+            extra={"message_id": message.id, "attempt": settled.attempt, "receipt": receipt_id},
+        )
+        self._metrics.add("UnknownOutcomesSettled", 1, "Count")
+        self._metrics.add("StatusTransitions", 1, "Count", status=MessageStatus.SENT.value)
+        self._metrics.add("StatusTransitions", 1, "Count", status=target.value)
+        handset_time = delivered_at or now
+        delay = max(0.0, (handset_time - settled.sent_at).total_seconds())
+        self._metrics.add("ReceiptDelay", delay, "Seconds")
+        return True
+
+    def _record_opt_out(
+        self, message: MessageRecord, reason: ReasonCode | None, now: datetime
+    ) -> None:
+        """A failing receipt whose reason is ``opted_out`` (Twilio ``ErrorCode`` 21610 in a
+        status callback) records the number for the message's tenant and sender ID, as the
+        sender does for a send's answer, so later sends fail without a provider call. A
+        failure here is logged: the receipt is applied, and the next send is refused by the
+        provider again."""
+        if reason is not ReasonCode.OPTED_OUT:
+            return
+        entry = OptOut(
+            message.tenant_id, message.to_number, message.sender_id, message.id, message.provider
+        )
+        try:
+            self._repo.record_opt_outs([entry], now)
+        except Exception:
+            logger.exception("could not record an opted-out number from a receipt")
+            return
+        self._metrics.add("OptOutsRecorded", 1, "Count")
+
+    def end_waiting(self, message_id: str, attempt: int) -> bool:
+        """The receipts kept ``pending`` during ``attempt`` of ``message_id``, which ended
+        without being sent (a retry, a failure, a dead letter): the first final one settles
+        the message's unknown attempt when it has one (:meth:`_settle`; the message is then
+        ``queued`` or ``failed``/``outcome_unknown``), and the rest are closed as ``stale``
+        (:meth:`close_waiting`). Called by the sender when it records such an end for a
+        message whose ``receipt_waiting`` flag is set. Returns whether a receipt settled it
+        (then no further attempt may be made)."""
+        waiting = [
+            r
+            for r in self._receipts.take_waiting(message_id, None, None, attempt)
+            if r.outcome == "pending" and RECEIPT_TARGETS.get(r.status) is not None
+        ]
+        settled = False
+        if waiting:
+            message = self._repo.get(message_id)
+            if message is not None and settles_unknown(message.status, message.reason_code):
+                first = waiting[0]
+                settled = self._settle(
+                    message,
+                    first.id,
+                    RECEIPT_TARGETS[first.status],
+                    first.provider_message_id,
+                    first.delivered_at,
+                    first.error_code,
+                )
+        self.close_waiting(message_id, attempt)
+        return settled
+
     def _apply(
         self,
         message: MessageRecord,
@@ -212,6 +378,7 @@ class ReceiptService:
             detail=detail,
         )
         if moved:
+            self._record_opt_out(message, reason, now)
             log_transition(
                 message.id,
                 message.tenant_id,

@@ -73,7 +73,13 @@ from sms_gateway.domain.decisions import (
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.retry import backoff_seconds
-from sms_gateway.domain.routing import Delivery, RoutePolicy, choose_provider
+from sms_gateway.domain.routing import (
+    Delivery,
+    RoutePolicy,
+    SenderIdNotAllowed,
+    choose_provider,
+    sender_id_for,
+)
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.observability import log_transition, logger
 from sms_gateway.providers.base import (
@@ -81,6 +87,7 @@ from sms_gateway.providers.base import (
     ProviderError,
     ProviderRegistry,
     SendRequest,
+    SettlesUnknown,
     UnknownProvider,
 )
 from sms_gateway.services.ports import (
@@ -268,6 +275,7 @@ class _Send:
     provider_name: str
     provider: Provider
     at_least_once: bool = False
+    sender_id: str | None = None  # the sender ID sent with: its ``from``, or the policy default
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +428,8 @@ class SenderService:
         lease_until = now + timedelta(seconds=self._config.lease_seconds)
         routed: dict[str, tuple[str, Provider]] = {}
         at_least_once: set[str] = set()
+        senders: dict[str, str | None] = {}
+        refused: dict[str, str] = {}
         no_route: dict[str, Exception] = {}
         out_of_time: set[str] = set()
 
@@ -457,6 +467,7 @@ class SenderService:
                 decision = decide_intake(row.state, now)
                 if decision.kind is not IntakeKind.ATTEMPT:
                     continue
+                refused.pop(message_id, None)
                 try:
                     policy = routes[msg.tenant_id]
                     if isinstance(policy, NoRoutePolicy):
@@ -465,6 +476,13 @@ class SenderService:
                     provider = self._providers.get(name)
                 except (NoRoutePolicy, UnknownProvider) as exc:
                     no_route[message_id] = exc
+                    continue
+                try:
+                    senders[message_id] = sender_id_for(policy, row.sender_id)
+                except SenderIdNotAllowed as exc:
+                    # another tenant's number or brand, or none allowed: never claimed, no
+                    # provider call; failed permanently below
+                    refused[message_id] = str(exc)
                     continue
                 if remaining is not None and not fits_in_time(
                     remaining,
@@ -535,12 +553,42 @@ class SenderService:
                         name,
                         provider,
                         at_least_once=message_id in at_least_once,
+                        sender_id=senders.get(message_id),
                     )
                 )
+                continue
+            if message_id in refused:
+                self._refuse_sender_id(record, msg, refused[message_id], now, report)
                 continue
             if self._settle_unclaimed(record, msg, row, now, no_route, out_of_time, rates, report):
                 released[message_id] = (record, msg)
         return released
+
+    def _refuse_sender_id(
+        self, record: SqsRecord, msg: QueuedMessage, detail: str, now: datetime, report: BatchReport
+    ) -> None:
+        """``queued -> failed`` with reason ``sender_id_not_allowed`` (permanent, no attempt,
+        no provider call) for a message whose ``from`` its tenant's policy does not list."""
+        if self._store.transition(
+            msg.message_id,
+            MessageStatus.QUEUED,
+            MessageStatus.FAILED,
+            now,
+            reason=ReasonCode.SENDER_ID_NOT_ALLOWED,
+            detail=detail,
+        ):
+            self._metrics.add("StatusTransitions", 1, "Count", status="failed")
+            self._metrics.add("SenderIdRefused", 1, "Count")
+            log_transition(
+                msg.message_id,
+                msg.tenant_id,
+                MessageStatus.QUEUED,
+                MessageStatus.FAILED,
+                reason_code=ReasonCode.SENDER_ID_NOT_ALLOWED,
+            )
+            report.outcomes[record.sqs_message_id] = SendOutcome.FAILED
+        else:  # another copy moved it meanwhile
+            report.outcomes[record.sqs_message_id] = SendOutcome.DUPLICATE
 
     def _ask_rates(
         self, claims: Sequence[Claim], rows: Mapping[str, MessageRecord], rates: _Rates
@@ -708,7 +756,7 @@ class SenderService:
             message_id=send.msg.message_id,
             attempt=send.attempt,
             to=send.row.to_number,
-            sender_id=send.row.sender_id,
+            sender_id=send.sender_id,
             body=send.row.body,
             encoding=send.row.encoding,
             segments=send.row.segments,
@@ -716,12 +764,23 @@ class SenderService:
             ttl_seconds=ttl,
         )
         with self._limit(send.provider_name):
+            began = self._clock()
             started = time.perf_counter()
             try:
                 accepted = send.provider.send(request)
             except ProviderError as exc:
                 error = exc
                 if exc.reason is ReasonCode.OUTCOME_UNKNOWN:
+                    found = self._look_up(send, request, began)
+                    if found is not None:
+                        latency_ms = int((time.perf_counter() - started) * 1000)
+                        result = AttemptResult(
+                            "sent",
+                            latency_ms,
+                            provider_message_id=found,
+                            error_detail=f"{exc.detail}; found by the provider's lookup",
+                        )
+                        return _Answer(send, bounded(result), AttemptOutcome.ACCEPTED, None)
                     outcome = AttemptOutcome.OUTCOME_UNKNOWN
                 elif exc.retryable:
                     outcome = AttemptOutcome.TRANSIENT
@@ -750,6 +809,30 @@ class SenderService:
             error_detail=error.detail,
         )
         return _Answer(send, bounded(result), outcome, error)
+
+    def _look_up(self, send: _Send, request: SendRequest, began: datetime) -> str | None:
+        """Settle an unknown outcome with the provider's lookup when it has one
+        (:class:`~sms_gateway.providers.base.SettlesUnknown`, Twilio): the provider message
+        id it found, else None (not found, ambiguous, or the lookup failed: the outcome stays
+        unknown and the tenant's delivery guarantee decides)."""
+        if not isinstance(send.provider, SettlesUnknown):
+            return None
+        try:
+            found = send.provider.lookup(request, began)
+        except Exception as exc:  # a failed lookup leaves the outcome unknown, nothing more
+            logger.warning(
+                "unknown-outcome lookup failed",
+                extra={"provider": send.provider_name, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            found = None
+        self._metrics.add(
+            "UnknownOutcomeLookups",
+            1,
+            "Count",
+            provider=send.provider_name,
+            outcome="found" if found else "not_found",
+        )
+        return found
 
     def _send_all(self, sends: list[_Send]) -> list[_Answer]:
         """Phase 2: every provider call, in parallel when there are several."""
@@ -815,8 +898,11 @@ class SenderService:
                     self._apply_waiting(send, answer.result.provider_message_id)
                 report.outcomes[key] = SendOutcome.SENT
                 continue
-            if message_id in done.receipts_waiting:  # this attempt ended without a send
-                self._close_waiting(message_id, send.attempt)
+            if message_id in done.receipts_waiting and self._end_waiting(message_id, send.attempt):
+                # this attempt ended without a send, but a final receipt kept during it
+                # settled an earlier attempt whose outcome was unknown: no retry, no dead letter
+                report.outcomes[key] = SendOutcome.SENT
+                continue
             if decided.kind is NextKind.FAIL:
                 report.outcomes[key] = SendOutcome.FAILED
             elif decided.kind is NextKind.DEAD_LETTER:
@@ -855,13 +941,15 @@ class SenderService:
             return
         self._metrics.add("OptOutsRecorded", len(entries), "Count")
 
-    def _close_waiting(self, message_id: str, attempt: int) -> None:
-        """Close the receipts kept during an attempt that ended without being sent. A failure
+    def _end_waiting(self, message_id: str, attempt: int) -> bool:
+        """Settle or close the receipts kept during an attempt that ended without being sent
+        (:meth:`ReceiptService.end_waiting`); whether one settled the message. A failure
         here is not the send's: logged, and the flag stays for the next end or send."""
         try:
-            self._receipts.close_waiting(message_id, attempt)
+            return self._receipts.end_waiting(message_id, attempt)
         except StorageUnavailable:
             logger.warning("could not close the receipts of an unsent attempt now")
+            return False
 
     def _apply_waiting(self, send: _Send, provider_message_id: str | None) -> None:
         """Apply receipts kept while the message was in flight. A failure here is not the

@@ -5,6 +5,10 @@
 ``provider-b`` (always succeeds), ``tenant-4`` failover provider-fail -> provider-b,
 ``tenant-5`` -> ``provider-permanent``, ``tenant-6`` -> ``provider-slow`` (2 s per send),
 ``tenant-7`` weighted 70/30 over provider-a / provider-b.
+
+Sender IDs: ``tenant-3`` may send ``from`` ``ACME`` or ``+12025550100`` (its ``sender_ids``);
+``tenant-1`` sends as ``DEMO1`` by default and may name it. The others list none, so a
+message of theirs that names a ``from`` fails with ``sender_id_not_allowed``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,15 @@ from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.repository import RoutePolicyRepository
 
 DEMO_POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
-    "tenant-1": ("direct", {"default_provider": "provider-a"}),
+    "tenant-1": (
+        "direct",
+        {"default_provider": "provider-a", "sender_ids": ["DEMO1"], "default_sender_id": "DEMO1"},
+    ),
     "tenant-2": ("direct", {"default_provider": "provider-fail"}),
-    "tenant-3": ("direct", {"default_provider": "provider-b"}),
+    "tenant-3": (
+        "direct",
+        {"default_provider": "provider-b", "sender_ids": ["ACME", "+12025550100"]},
+    ),
     "tenant-4": (
         "failover",
         {"providers": [{"provider": "provider-fail"}, {"provider": "provider-b"}]},

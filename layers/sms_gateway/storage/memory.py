@@ -18,10 +18,12 @@ from typing import Any
 
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
+from sms_gateway.domain.receipts import settles_unknown
 from sms_gateway.domain.routing import RoutePolicy, parse_policy
 from sms_gateway.domain.states import MessageStatus, check_transition
 from sms_gateway.storage.errors import StorageUnavailable
 from sms_gateway.storage.messages import LEASE_LOST_DETAIL, OPTED_OUT_DETAIL, new_record
+from sms_gateway.storage.receipts import settle_values, settled_detail
 from sms_gateway.storage.records import (
     OPEN_RECEIPT_OUTCOMES,
     AttemptRecord,
@@ -32,6 +34,7 @@ from sms_gateway.storage.records import (
     MessageRecord,
     OptOut,
     ReceiptRecord,
+    Settled,
 )
 
 
@@ -45,6 +48,7 @@ class _Attempt:
     error_code: str | None = None
     error_detail: str | None = None
     latency_ms: int | None = None
+    started_at: datetime | None = None
 
 
 @dataclass
@@ -213,7 +217,13 @@ class MemoryMessageStore(_Base):
                     lease_expires_at=lease_until,
                 ):
                     self.state.attempts.append(
-                        _Attempt(claim.message_id, claim.attempt, claim.provider, "in_flight")
+                        _Attempt(
+                            claim.message_id,
+                            claim.attempt,
+                            claim.provider,
+                            "in_flight",
+                            started_at=now,
+                        )
                     )
                     claimed.add(claim.message_id)
             return IntakeResult(rows, new, frozenset(claimed), frozenset(opted))
@@ -437,6 +447,59 @@ class MemoryReceiptStore(_Base):
             if receipt is not None and receipt["outcome"] in OPEN_RECEIPT_OUTCOMES:
                 receipt["outcome"] = outcome
 
+    def settle_unknown(
+        self,
+        message_id: str,
+        target: MessageStatus,
+        now: datetime,
+        *,
+        receipt_id: int,
+        provider_message_id: str | None,
+        delivered_at: datetime | None,
+        reason: ReasonCode | None,
+        detail: str | None,
+    ) -> Settled | None:
+        """See the port."""
+        with self.state.lock:
+            self.state.enter()
+            row = self.state.messages.get(message_id)
+            if row is None or not settles_unknown(row.status, row.reason_code):
+                return None
+            unknown = [
+                a
+                for a in self.state.attempts
+                if a.message_id == message_id and a.outcome == "unknown"
+            ]
+            if not unknown:
+                return None
+            attempt = max(unknown, key=lambda a: a.attempt_number)
+            sent_at = attempt.started_at or now
+            values = settle_values(
+                target,
+                now,
+                provider=attempt.provider,
+                provider_message_id=provider_message_id,
+                sent_at=sent_at,
+                delivered_at=delivered_at,
+                reason=reason,
+                detail=detail,
+            )
+            self.state.messages[message_id] = replace(
+                row, status=target, updated_at=now, version=row.version + 1, **values
+            )
+            attempt.outcome = "sent"
+            attempt.reason_code = attempt.error_code = None
+            attempt.error_detail = settled_detail(receipt_id, provider_message_id)
+            self.state.events.append((message_id, row.status.value, "sent", None))
+            self.state.events.append(
+                (message_id, "sent", target.value, reason.value if reason else None)
+            )
+            receipt = self.state.receipts.get(receipt_id)
+            if receipt is not None and receipt["outcome"] in OPEN_RECEIPT_OUTCOMES:
+                receipt["outcome"] = "applied"
+                receipt["message_id"] = message_id
+            return Settled(row.status, attempt.attempt_number, attempt.provider, sent_at)
+
 
 class MemoryDeadLetterStore(_Base):
     """The :class:`~sms_gateway.services.ports.DeadLetterStore` port in memory."""
@@ -532,7 +595,7 @@ class MemoryPolicyStore(_Base):
             stored = self.state.policies.get(tenant_id)
         if stored is None:
             return None
-        return parse_policy(tenant_id, *stored)
+        return parse_policy(tenant_id, *stored, check_numbers=False)
 
     def put(self, tenant_id: str, strategy: str, payload: dict[str, Any], now: datetime) -> int:
         """See the port."""

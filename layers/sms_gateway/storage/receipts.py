@@ -8,11 +8,46 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from sms_gateway.domain.reasons import ReasonCode
+from sms_gateway.domain.receipts import settles_unknown
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.storage.messages import transition
-from sms_gateway.storage.records import OPEN_RECEIPT_OUTCOMES, ReceiptRecord
+from sms_gateway.storage.records import OPEN_RECEIPT_OUTCOMES, ReceiptRecord, Settled
 from sms_gateway.storage.sql import Database
-from sms_gateway.storage.tables import messages, receipts
+from sms_gateway.storage.tables import message_attempts, message_events, messages, receipts
+
+
+def settled_detail(receipt_id: int, provider_message_id: str | None) -> str:
+    """The detail an attempt settled by receipt ``receipt_id`` records (its outcome was
+    unknown when the provider call ended)."""
+    named = f" under provider message id {provider_message_id}" if provider_message_id else ""
+    return f"outcome unknown at the call; receipt {receipt_id} proves it was sent{named}"
+
+
+def settle_values(
+    target: MessageStatus,
+    now: datetime,
+    *,
+    provider: str,
+    provider_message_id: str | None,
+    sent_at: datetime,
+    delivered_at: datetime | None,
+    reason: ReasonCode | None,
+    detail: str | None,
+) -> dict[str, Any]:
+    """The ``messages`` columns a settle writes besides status, version and updated_at
+    (shared by the SQL store and the in-memory fake)."""
+    values: dict[str, Any] = {
+        "provider": provider,
+        "sent_at": sent_at,
+        "lease_expires_at": None,
+        "reason_code": reason.value if reason is not None else None,
+        "reason_detail": detail,
+    }
+    if provider_message_id:
+        values["provider_message_id"] = provider_message_id
+    if target is MessageStatus.DELIVERED:
+        values["delivered_at"] = delivered_at or now
+    return values
 
 
 class SqlReceiptStore:
@@ -175,3 +210,111 @@ class SqlReceiptStore:
             )
 
         self._db.single(unit)
+
+    def settle_unknown(
+        self,
+        message_id: str,
+        target: MessageStatus,
+        now: datetime,
+        *,
+        receipt_id: int,
+        provider_message_id: str | None,
+        delivered_at: datetime | None,
+        reason: ReasonCode | None,
+        detail: str | None,
+    ) -> Settled | None:
+        """See :meth:`~sms_gateway.services.ports.ReceiptStore.settle_unknown`. The message
+        row is read ``FOR UPDATE`` (MariaDB, PostgreSQL) and moved only at the version read,
+        so a sender's claim in between (or after) is decided by the row: one of them wins."""
+
+        def unit(conn: Connection) -> Settled | None:
+            row = conn.execute(
+                select(messages.c.status, messages.c.reason_code, messages.c.version)
+                .where(messages.c.id == message_id)
+                .with_for_update()
+            ).first()
+            if row is None or not settles_unknown(MessageStatus(row[0]), row[1]):
+                return None
+            attempt = conn.execute(
+                select(
+                    message_attempts.c.attempt_number,
+                    message_attempts.c.provider,
+                    message_attempts.c.started_at,
+                )
+                .where(
+                    message_attempts.c.message_id == message_id,
+                    message_attempts.c.outcome == "unknown",
+                )
+                .order_by(message_attempts.c.attempt_number.desc())
+                .limit(1)
+            ).first()
+            if attempt is None:
+                return None
+            number, provider, started_at = int(attempt[0]), str(attempt[1]), attempt[2]
+            values = settle_values(
+                target,
+                now,
+                provider=provider,
+                provider_message_id=provider_message_id,
+                sent_at=started_at,
+                delivered_at=delivered_at,
+                reason=reason,
+                detail=detail,
+            )
+            moved = conn.execute(
+                update(messages)
+                .where(
+                    messages.c.id == message_id,
+                    messages.c.status == row[0],
+                    messages.c.version == row[2],
+                )
+                .values(
+                    status=target.value, updated_at=now, version=messages.c.version + 1, **values
+                )
+            )
+            if moved.rowcount != 1:
+                return None
+            conn.execute(
+                update(message_attempts)
+                .where(
+                    message_attempts.c.message_id == message_id,
+                    message_attempts.c.attempt_number == number,
+                )
+                .values(
+                    outcome="sent",
+                    reason_code=None,
+                    error_code=None,
+                    error_detail=settled_detail(receipt_id, provider_message_id),
+                )
+            )
+            settled = settled_detail(receipt_id, provider_message_id)
+            conn.execute(
+                insert(message_events).values(
+                    [
+                        {
+                            "message_id": message_id,
+                            "from_status": row[0],
+                            "to_status": MessageStatus.SENT.value,
+                            "reason_code": None,
+                            "detail": f"attempt {number}: {settled}",
+                            "at": now,
+                        },
+                        {
+                            "message_id": message_id,
+                            "from_status": MessageStatus.SENT.value,
+                            "to_status": target.value,
+                            "reason_code": reason.value if reason is not None else None,
+                            "detail": detail,
+                            "at": now,
+                        },
+                    ]
+                )
+            )
+            conn.execute(
+                update(receipts)
+                .where(receipts.c.id == receipt_id, receipts.c.outcome.in_(OPEN_RECEIPT_OUTCOMES))
+                .values(outcome="applied", applied_at=now, message_id=message_id)
+            )
+            return Settled(MessageStatus(row[0]), number, provider, started_at)
+
+        return self._db.tx(unit)

@@ -160,3 +160,15 @@ class Finished:
 
     moved: frozenset[str]
     receipts_waiting: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What :meth:`ReceiptStore.settle_unknown` did: the message moved from ``previous``
+    (``queued`` or ``failed``) to the receipt's target, attempt ``attempt`` (the latest one
+    recorded ``unknown``, through ``provider``, started at ``sent_at``) is now ``sent``."""
+
+    previous: MessageStatus
+    attempt: int
+    provider: str
+    sent_at: datetime

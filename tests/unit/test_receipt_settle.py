@@ -1,0 +1,83 @@
+"""The receipt service's settle of an unknown outcome, on the in-memory stores: the race in
+which a sender claims the retry between the receipt's read and its settle (the receipt is
+taken again against the row as it is then: parked, not refused, not lost)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sms_gateway.domain.content import Encoding
+from sms_gateway.domain.message import QueuedMessage
+from sms_gateway.domain.reasons import ReasonCode
+from sms_gateway.domain.states import MessageStatus
+from sms_gateway.services.ports import NullMetrics
+from sms_gateway.services.receipts import Receipt, ReceiptService
+from sms_gateway.storage.memory import MemoryReceiptStore, MemoryStores
+from sms_gateway.storage.records import AttemptResult, Claim, Finish, MessageRecord
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+LEASE = NOW + timedelta(seconds=60)
+
+
+def _claim(rows: dict[str, MessageRecord]) -> list[Claim]:
+    return [Claim(i, r.version, r.attempts + 1, "p") for i, r in rows.items()]
+
+
+class ClaimFirst(MemoryReceiptStore):
+    """A receipt store whose settle loses to a sender's claim made just before it."""
+
+    def __init__(self, stores: MemoryStores, msg: QueuedMessage) -> None:
+        super().__init__(stores.state)
+        self.stores = stores
+        self.msg = msg
+        self.claimed = False
+
+    def settle_unknown(self, message_id: str, *args: Any, **kwargs: Any) -> Any:
+        if not self.claimed:  # the retry's claim, once
+            self.claimed = True
+            self.stores.messages.intake([self.msg], _claim, LEASE, NOW)
+        return super().settle_unknown(message_id, *args, **kwargs)
+
+
+def test_a_settle_that_loses_to_the_retrys_claim_parks_the_receipt() -> None:
+    stores = MemoryStores()
+    msg = QueuedMessage(
+        message_id="m-1",
+        tenant_id="t-1",
+        to="+14155550100",
+        body="hi",
+        encoding=Encoding.GSM7,
+        segments=1,
+        max_attempts=3,
+        idempotency_key="k-1",
+        created_at=NOW - timedelta(seconds=5),
+    )
+    stores.messages.intake([msg], _claim, LEASE, NOW)
+    unknown = AttemptResult("unknown", 10_000, reason_code=ReasonCode.OUTCOME_UNKNOWN)
+    stores.messages.finish_many([Finish("m-1", 1, unknown, MessageStatus.QUEUED)], NOW)
+
+    receipts = ClaimFirst(stores, msg)
+    service = ReceiptService(stores.messages, receipts, NullMetrics(), lambda: NOW)
+    outcome = service.handle(Receipt("m-1", "pm-1", "delivered"))
+
+    assert (outcome.outcome, outcome.status) == ("pending", MessageStatus.SENDING)
+    row = stores.messages.get("m-1")
+    assert row is not None and (row.status, row.attempts, row.receipt_waiting) == (
+        MessageStatus.SENDING,
+        2,
+        True,
+    )
+    stored = sorted(stores.state.receipts.values(), key=lambda r: r["id"])
+    assert [(r["outcome"], r["attempt"]) for r in stored] == [("stale", None), ("pending", 2)]
+    # the retry then ends unsent (503): the parked receipt settles attempt 1, no third try
+    failed = AttemptResult("transient_error", 50, reason_code=ReasonCode.PROVIDER_TRANSIENT)
+    stores.messages.finish_many([Finish("m-1", 2, failed, MessageStatus.QUEUED)], NOW)
+    assert service.end_waiting("m-1", 2) is True
+    row = stores.messages.get("m-1")
+    assert row is not None
+    assert (row.status, row.provider_message_id) == (MessageStatus.DELIVERED, "pm-1")
+    assert [(a.attempt_number, a.outcome) for a in stores.messages.attempts("m-1")] == [
+        (1, "sent"),
+        (2, "transient_error"),
+    ]
