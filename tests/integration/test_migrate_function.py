@@ -100,7 +100,7 @@ def test_create_migrates_an_empty_database_and_answers_success(
     event = request(catcher, "Create")
     answer = migrate.lambda_handler(event, FakeLambdaContext("MigrateFunction"))
     assert answer["Status"] == "SUCCESS"
-    assert revision(database) == HEAD == "0004_ops"
+    assert revision(database) == HEAD == "0004"
     assert {"messages", "receipts", "dead_letters", "opt_outs"} <= tables(database)
     [put] = catcher.requests
     assert put["method"] == "PUT"
@@ -108,13 +108,13 @@ def test_create_migrates_an_empty_database_and_answers_success(
     assert put["headers"]["Content-Type"] == ""  # the pre-signed URL is signed without one
     assert put["body"] == {
         "Status": "SUCCESS",
-        "Reason": "migrated from an empty database to 0004_ops",
+        "Reason": "migrated from an empty database to 0004",
         "PhysicalResourceId": "sms-gateway-schema",
         "StackId": event["StackId"],
         "RequestId": event["RequestId"],
         "LogicalResourceId": "SchemaMigrations",
         "NoEcho": False,
-        "Data": {"Revision": "0004_ops"},
+        "Data": {"Revision": "0004"},
     }
 
 
@@ -123,11 +123,11 @@ def test_update_from_the_previous_revision(
 ) -> None:
     command.downgrade(alembic_config(database), "0002")
     migrate.lambda_handler(request(catcher, "Update"), FakeLambdaContext("MigrateFunction"))
-    assert revision(database) == "0004_ops"
+    assert revision(database) == "0004"
     [put] = catcher.requests
     assert (put["body"]["Status"], put["body"]["Reason"]) == (
         "SUCCESS",
-        "migrated from 0002 to 0004_ops",
+        "migrated from 0002 to 0004",
     )
     assert put["body"]["PhysicalResourceId"] == "sms-gateway-schema"  # unchanged: no replace
 
@@ -169,14 +169,14 @@ def test_a_database_ahead_of_this_release_is_left_alone(
     """A rollback sends the previous release's function an Update against the newer schema."""
     engine = make_engine(database)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
     engine.dispose()
     migrate.lambda_handler(request(catcher, "Update"), FakeLambdaContext("MigrateFunction"))
     [put] = catcher.requests
     assert put["body"]["Status"] == "SUCCESS"
-    assert put["body"]["Reason"] == "database at 0004, newer than this release: nothing run"
-    assert put["body"]["Data"] == {"Revision": "0004"}
-    assert revision(database) == "0004"
+    assert put["body"]["Reason"] == "database at 0099, newer than this release: nothing run"
+    assert put["body"]["Data"] == {"Revision": "0099"}
+    assert revision(database) == "0099"
 
 
 def test_delete_is_a_no_op_success(
@@ -186,7 +186,7 @@ def test_delete_is_a_no_op_success(
     [put] = catcher.requests
     assert put["body"]["Status"] == "SUCCESS"
     assert put["body"]["PhysicalResourceId"] == "sms-gateway-schema"
-    assert revision(database) == "0004_ops"
+    assert revision(database) == "0004"
     assert "messages" in tables(database)
 
 

@@ -45,8 +45,8 @@ def test_downgrade_and_upgrade_again(sqlite_database: str) -> None:
         engine.dispose()
 
 
-def test_the_audit_trail_outlives_its_message_from_0004_ops(database: str) -> None:
-    """(issue 11) From 0004_ops, deleting a message keeps its events (no foreign key) on
+def test_the_audit_trail_outlives_its_message_from_0004(database: str) -> None:
+    """(issue 11) From 0004, deleting a message keeps its events (no foreign key) on
     every dialect; a downgrade to 0003 drops those orphan events and restores the key."""
     from datetime import UTC, datetime
 
@@ -97,8 +97,8 @@ def test_the_audit_trail_outlives_its_message_from_0004_ops(database: str) -> No
         engine.dispose()
 
 
-def test_0004_ops_puts_a_replayed_message_on_its_generation(sqlite_database: str) -> None:
-    """A message replayed before 0004_ops (dead letters of generations 0 and 1 replayed) is on
+def test_0004_puts_a_replayed_message_on_its_generation(sqlite_database: str) -> None:
+    """A message replayed before 0004 (dead letters of generations 0 and 1 replayed) is on
     generation 2 after it; a message never replayed on 0."""
     from alembic import command
     from sqlalchemy import text

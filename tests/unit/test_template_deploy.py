@@ -112,7 +112,7 @@ def test_the_layer_ships_the_migrations() -> None:
         "0001_initial_schema.py",
         "0002_receipt_waiting_flag.py",
         "0003_opt_outs.py",
-        "0004_ops_audit_trail.py",
+        "0004_audit_trail.py",
     ]
     # the top-level migrations/ is a link to it, not a second history
     assert (REPO_ROOT / "migrations").resolve() == history

@@ -106,7 +106,7 @@ messages = Table(
     Column("receipt_waiting", Boolean, nullable=False, default=False, server_default=false()),
     # the replay generation the message is on (0 until an operator replays its dead letter;
     # each replay starts the next): a SendQueue record of an older generation is a stale
-    # copy the sender acknowledges without effect (issue 11; migration 0004_ops). A server
+    # copy the sender acknowledges without effect (issue 11; migration 0004). A server
     # default only: the PostgreSQL intake's INSERT ... SELECT names its own columns.
     Column("generation", Integer, nullable=False, server_default="0"),
     Index("ix_messages_tenant_created", "tenant_id", "created_at"),
@@ -140,7 +140,7 @@ message_events = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     # no foreign key: the audit trail outlives its message (retention deletes the message
-    # after DeleteAfterDays, its events after AuditAfterDays; migration 0004_ops)
+    # after DeleteAfterDays, its events after AuditAfterDays; migration 0004)
     Column("message_id", String(64), nullable=False),
     # written when the message is deleted (until then the message row names the tenant)
     Column("tenant_id", String(128)),

@@ -21,7 +21,7 @@ touches replayed messages only.
 Downgrade deletes the events whose message is gone (the foreign key cannot come back over
 them).
 
-Revision ID: 0004_ops
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-30 14:00:00
 """
@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_ops"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
