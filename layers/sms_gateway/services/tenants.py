@@ -112,6 +112,21 @@ class IssuedKey:
     value: str
 
 
+@dataclass(frozen=True)
+class PlanAdoption:
+    """What :meth:`TenantAdmin.adopt_plan_keys` did: the plan's key count and the ids of the
+    keys it adopted (the others were recorded already)."""
+
+    plan_id: str
+    keys: int
+    adopted: tuple[str, ...]
+
+    @property
+    def recorded_before(self) -> int:
+        """Keys of the plan that had a record already (active or revoked)."""
+        return self.keys - len(self.adopted)
+
+
 def tenant_view(tenant: Tenant, keys: Sequence[KeyRecord] = ()) -> dict[str, Any]:
     """A tenant and its keys as JSON (no key values: they are never stored)."""
     limits = tenant.limits
@@ -210,9 +225,15 @@ class TenantAdmin:
         check_tenant_id(key_id)
         if self._store.get_key(key_id) is not None:
             raise TenantCommandError(f"API key {key_id} is registered already")
-        if self._store.get_tenant(key_id) is not None:
-            raise TenantCommandError(f"tenant {key_id} exists already")
         current = self._plans.plans_of_key(key_id)
+        existing = self._store.get_tenant(key_id)
+        if existing is not None:
+            if existing.usage_plan_id not in current:
+                raise TenantCommandError(f"tenant {key_id} exists already")
+            # An adoption cut short between its two records (the tenant written, not the
+            # key): the key is in the tenant's plan, so finish it with the key's record.
+            self._store.create_key(KeyRecord(key_id, key_id, KeyState.ACTIVE, self._clock()))
+            return existing
         now = self._clock()
         if limits is not None:
             plan_id = self._move(key_id, current, self._plans.create_plan(key_id, limits))
@@ -227,6 +248,36 @@ class TenantAdmin:
         self._store.create_tenant(tenant)
         self._store.create_key(KeyRecord(key_id, key_id, KeyState.ACTIVE, now))
         return tenant
+
+    def adopt_plan_keys(self, plan_id: str) -> PlanAdoption:
+        """Adopt every key of usage plan ``plan_id`` (the stack's shared plan) that has no
+        record, as :meth:`adopt` without limits does (tenant id = key id, named after the key,
+        staying in that plan). A key already recorded, active or revoked, is left alone (a
+        revoked key is never made active again). Run again, it adopts only what is still
+        unrecorded, and finishes an adoption cut short (see :meth:`adopt`).
+
+        Raises:
+            botocore.exceptions.ClientError, BotoCoreError: API Gateway or DynamoDB failed;
+                the keys adopted before stay adopted.
+            TenantCommandError, InvalidTenant: a key could not be adopted (its id is not a
+                valid tenant id, or a tenant with its id and another plan exists).
+        """
+        from sms_gateway.adapters.dynamodb_tenants import RecordExists
+
+        keys = self._plans.keys_of_plan(plan_id)
+        adopted: list[str] = []
+        for key_id, key_name in keys:
+            if self._store.get_key(key_id) is not None:
+                continue
+            try:
+                self.adopt(key_id, key_name[:256] or key_id)
+            except RecordExists:
+                # adopted at the same moment by someone else (tenant adopt): fine if recorded
+                if self._store.get_key(key_id) is None:
+                    raise
+                continue
+            adopted.append(key_id)
+        return PlanAdoption(plan_id, len(keys), tuple(adopted))
 
     def _move(self, key_id: str, from_plans: Sequence[str], to_plan: str) -> str:
         # A key is in at most one plan per stage: out of the old one, then into the new. For
