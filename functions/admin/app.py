@@ -24,6 +24,7 @@ nothing: the records outlive the resource.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -37,6 +38,9 @@ from sms_gateway.adapters.custom_resource import (
 from sms_gateway.observability import logger, metrics, tracer
 
 ADOPTION_PHYSICAL_ID = "sms-gateway-shared-plan-keys-adoption"
+# Time kept to adopt one more key and PUT the answer: without an answer CloudFormation waits
+# an hour for this resource (about five calls per key, each under the 3 s read timeout).
+ANSWER_MARGIN_MS = 20_000
 
 
 @logger.inject_lambda_context
@@ -46,7 +50,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """A command object in, its answer out; or a custom resource request in, its response
     PUT to its ``ResponseURL`` (:func:`adopt_shared_plan_keys`)."""
     if "RequestType" in event and "ResponseURL" in event:
-        return adopt_shared_plan_keys(event)
+        return adopt_shared_plan_keys(
+            event, lambda: context.get_remaining_time_in_millis() < ANSWER_MARGIN_MS
+        )
     from sms_gateway.services.admin import AdminError, run_command
 
     try:
@@ -58,9 +64,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return {"error": str(exc)}
 
 
-def adopt_shared_plan_keys(event: dict[str, Any]) -> dict[str, str]:
+def adopt_shared_plan_keys(
+    event: dict[str, Any], out_of_time: Callable[[], bool] = lambda: False
+) -> dict[str, str]:
     """The ``SharedPlanKeysAdoption`` custom resource (module docstring). Returns the
     response's ``Status`` and ``Reason`` (for the log; CloudFormation reads only the PUT).
+    ``out_of_time()`` is asked before each key: True stops the run, which answers ``FAILED``
+    (the next deploy adopts the rest) instead of letting the function time out unanswered.
 
     ``Data`` on success: ``Keys`` (the plan's keys), ``Adopted`` (made tenants now),
     ``RecordedBefore`` (had a record, active or revoked: left alone), as strings.
@@ -80,7 +90,7 @@ def adopt_shared_plan_keys(event: dict[str, Any]) -> dict[str, str]:
         success, reason = False, "property UsagePlanId is missing"
     else:
         try:
-            result = wiring.tenant_admin().adopt_plan_keys(plan_id)
+            result = wiring.tenant_admin().adopt_plan_keys(plan_id, out_of_time)
         except Exception as error:
             logger.exception("adopting the shared plan's keys failed", extra={"plan": plan_id})
             success = False

@@ -22,7 +22,7 @@ from sms_gateway.adapters.dynamodb_tenants import DynamoDbTenantStore
 from sms_gateway.domain.tenants import KeyRecord, Tenant
 from tests.conftest import SharedAws
 from tests.integration.test_tenants import HELLO, STAGE, Deployed, _deployed
-from tests.support import Gateway, ResponseCatcher, sample
+from tests.support import FakeLambdaContext, Gateway, ResponseCatcher, sample
 
 
 @pytest.fixture
@@ -189,6 +189,36 @@ def test_a_failure_halfway_answers_failed_and_the_next_run_adopts_the_rest(
     assert _answer(catcher)["Data"] == {"Keys": "2", "Adopted": "1", "RecordedBefore": "1"}
     assert d.send(second, "k-second-after", HELLO).status == 202
     assert len(d.admin({"command": "tenant_list"})["tenants"]) == 2
+
+
+class _LastSeconds(FakeLambdaContext):
+    """An invocation with 5 s left: less than the function keeps to answer."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 5_000
+
+
+def test_out_of_time_it_answers_failed_rather_than_not_at_all(
+    sqlite_deployed: Deployed, catcher: ResponseCatcher
+) -> None:
+    """Without an answer CloudFormation would wait an hour: the function stops adopting when
+    its time runs short and answers FAILED; the next deploy adopts the rest."""
+    d = sqlite_deployed
+    plan, (key_id,) = _shared_plan(d, "stack-key")
+    handler = d.gw.handlers["admin"].lambda_handler
+
+    outcome = handler(_request(catcher, "Create", plan), _LastSeconds("admin"))
+
+    answer = _answer(catcher)
+    assert (outcome["Status"], answer["Status"]) == ("FAILED", "FAILED")
+    assert answer["Reason"] == (
+        f"adopting the keys of usage plan {plan} failed: AdoptionIncomplete: out of time after "
+        f"adopting 0 of the 1 keys of usage plan {plan}: the next run adopts the rest"
+    )
+    assert d.admin({"command": "tenant_list"}) == {"tenants": []}
+    assert d.gw.invoke("admin", _request(catcher, "Create", plan))["Status"] == "SUCCESS"
+    assert _answer(catcher)["Data"]["Adopted"] == "1"
+    assert d.send(key_id, "k", HELLO).status == 202
 
 
 def test_delete_does_nothing(sqlite_deployed: Deployed, catcher: ResponseCatcher) -> None:

@@ -99,6 +99,11 @@ class TenantCommandError(ValueError):
     """A tenant command that cannot run as given; the message says why."""
 
 
+class AdoptionIncomplete(RuntimeError):
+    """:meth:`TenantAdmin.adopt_plan_keys` stopped before adopting every key (out of time);
+    the keys adopted so far stay adopted."""
+
+
 PolicyWriter = Callable[[str, str, dict[str, Any], datetime], int]
 """(tenant_id, strategy, payload, now) -> the policy's new version (the SQL policy store's
 ``put``)."""
@@ -249,7 +254,9 @@ class TenantAdmin:
         self._store.create_key(KeyRecord(key_id, key_id, KeyState.ACTIVE, now))
         return tenant
 
-    def adopt_plan_keys(self, plan_id: str) -> PlanAdoption:
+    def adopt_plan_keys(
+        self, plan_id: str, out_of_time: Callable[[], bool] = lambda: False
+    ) -> PlanAdoption:
         """Adopt every key of usage plan ``plan_id`` (the stack's shared plan) that has no
         record, as :meth:`adopt` without limits does (tenant id = key id, named after the key,
         staying in that plan). A key already recorded, active or revoked, is left alone (a
@@ -261,6 +268,8 @@ class TenantAdmin:
                 the keys adopted before stay adopted.
             TenantCommandError, InvalidTenant: a key could not be adopted (its id is not a
                 valid tenant id, or a tenant with its id and another plan exists).
+            AdoptionIncomplete: ``out_of_time()`` said so before a key was adopted (checked
+                before each one: the caller's time limit, so that it can still answer).
         """
         from sms_gateway.adapters.dynamodb_tenants import RecordExists
 
@@ -269,6 +278,11 @@ class TenantAdmin:
         for key_id, key_name in keys:
             if self._store.get_key(key_id) is not None:
                 continue
+            if out_of_time():
+                raise AdoptionIncomplete(
+                    f"out of time after adopting {len(adopted)} of the {len(keys)} keys of "
+                    f"usage plan {plan_id}: the next run adopts the rest"
+                )
             try:
                 self.adopt(key_id, key_name[:256] or key_id)
             except RecordExists:
