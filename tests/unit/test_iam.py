@@ -188,6 +188,8 @@ def test_only_the_admin_function_manages_usage_plans_and_keys(
             ("apigateway:PATCH", f"{APIGW}/usageplans/*"),
             ("apigateway:PATCH", f"{APIGW}/apikeys/*"),
             ("apigateway:GET", f"{APIGW}/usageplans"),
+            # SharedPlanKeysAdoption lists the shared plan's keys (GetUsagePlanKeys)
+            ("apigateway:GET", f"{APIGW}/usageplans/*/keys"),
             ("apigateway:DELETE", f"{APIGW}/usageplans/*/keys/*"),
         }
 
@@ -212,7 +214,9 @@ def test_api_gateway_calls_are_recorded_by_method_and_path(
             params={"apiKey": "key1", "patchOperations": []},
         )
         recorder(model=model.operation_model("CreateUsagePlan"), params={"name": "p"})
+        recorder(model=model.operation_model("GetUsagePlanKeys"), params={"usagePlanId": "plan1"})
     assert calls == {
+        ("AdminFunction", "apigateway:GET", f"{APIGW}/usageplans/plan1/keys"),
         ("AdminFunction", "apigateway:DELETE", f"{APIGW}/usageplans/plan1/keys/key1"),
         ("AdminFunction", "apigateway:PATCH", f"{APIGW}/apikeys/key1"),
         ("AdminFunction", "apigateway:POST", f"{APIGW}/usageplans"),

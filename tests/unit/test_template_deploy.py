@@ -1,6 +1,6 @@
-"""template.yaml for a deployment: parameter Rules, the migrations custom resource, one log
-group per function, the optional VPC endpoints (read as parsed data, resolved the way
-CloudFormation would)."""
+"""template.yaml for a deployment: parameter Rules, the migrations and key-adoption custom
+resources, one log group per function, the optional VPC endpoints (read as parsed data,
+resolved the way CloudFormation would)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,26 @@ def test_migrations_run_before_the_sql_functions(template: SamTemplate) -> None:
     for function in ("StatusFunction", "SenderFunction", "DlqFunction"):
         assert template.resources[function]["DependsOn"] == "SchemaMigrations"
     assert "DependsOn" not in template.resources["IngestFunction"]  # no SQL
+
+
+def test_the_shared_plans_keys_are_adopted_at_deploy(template: SamTemplate) -> None:
+    """SharedPlanKeysAdoption: AdminFunction answers it, for the API's own usage plan (SAM's
+    ``<api>UsagePlan`` of ``CreateUsagePlan: PER_API``), after SAM's key is in it; a new layer
+    version re-runs it. Nothing may wait for it: the functions are in the API's deployment,
+    which the stage, hence the plan, waits for (a cycle)."""
+    resource = template.resources["SharedPlanKeysAdoption"]
+    assert resource["Type"] == "Custom::SharedPlanKeysAdoption"
+    assert resource["Properties"] == {
+        "ServiceToken": {"Fn::GetAtt": ["AdminFunction", "Arn"]},
+        "UsagePlanId": {"Ref": "SmsApiUsagePlan"},
+        "Layer": {"Ref": "DependenciesLayer"},
+    }
+    assert resource["DependsOn"] == "SmsApiUsagePlanKey"
+    auth = props(template, "SmsApi")["Auth"]
+    assert auth["UsagePlan"]["CreateUsagePlan"] == "PER_API"  # SAM names it SmsApiUsagePlan
+    assert auth["ApiKeyRequired"] is True
+    for logical_id, other in template.resources.items():
+        assert "SharedPlanKeysAdoption" not in str(other.get("DependsOn", "")), logical_id
 
 
 def test_the_migrate_function_reaches_the_database_like_the_others(

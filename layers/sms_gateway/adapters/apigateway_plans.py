@@ -8,7 +8,8 @@ Guide). API Gateway answers 429 to a key over its throttle or quota before any f
 
 IAM (AdminRole in ``template.yaml``), by API Gateway resource path:
 ``POST /usageplans`` (CreateUsagePlan), ``PATCH /usageplans/{id}`` (UpdateUsagePlan),
-``GET /usageplans`` (GetUsagePlans), ``POST /usageplans/{id}/keys`` (CreateUsagePlanKey),
+``GET /usageplans`` (GetUsagePlans), ``GET /usageplans/{id}/keys`` (GetUsagePlanKeys),
+``POST /usageplans/{id}/keys`` (CreateUsagePlanKey),
 ``DELETE /usageplans/{id}/keys/{keyId}`` (DeleteUsagePlanKey), ``POST /apikeys``
 (CreateApiKey), ``PATCH /apikeys/{id}`` (UpdateApiKey).
 """
@@ -111,3 +112,12 @@ class ApiGatewayUsagePlans:
                 ):
                     plans.append(str(plan["id"]))
         return plans
+
+    def keys_of_plan(self, plan_id: str) -> list[tuple[str, str]]:
+        """The API keys in usage plan ``plan_id``, as ``(key id, key name)`` pairs, every page
+        of ``GetUsagePlanKeys`` (the key values it also returns are dropped here)."""
+        keys: list[tuple[str, str]] = []
+        for page in self._client.get_paginator("get_usage_plan_keys").paginate(usagePlanId=plan_id):
+            for item in page.get("items", []):
+                keys.append((str(item["id"]), str(item.get("name") or "")))
+        return keys

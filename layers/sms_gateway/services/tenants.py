@@ -99,6 +99,11 @@ class TenantCommandError(ValueError):
     """A tenant command that cannot run as given; the message says why."""
 
 
+class AdoptionIncomplete(RuntimeError):
+    """:meth:`TenantAdmin.adopt_plan_keys` stopped before adopting every key (out of time);
+    the keys adopted so far stay adopted."""
+
+
 PolicyWriter = Callable[[str, str, dict[str, Any], datetime], int]
 """(tenant_id, strategy, payload, now) -> the policy's new version (the SQL policy store's
 ``put``)."""
@@ -110,6 +115,21 @@ class IssuedKey:
 
     key_id: str
     value: str
+
+
+@dataclass(frozen=True)
+class PlanAdoption:
+    """What :meth:`TenantAdmin.adopt_plan_keys` did: the plan's key count and the ids of the
+    keys it adopted (the others were recorded already)."""
+
+    plan_id: str
+    keys: int
+    adopted: tuple[str, ...]
+
+    @property
+    def recorded_before(self) -> int:
+        """Keys of the plan that had a record already (active or revoked)."""
+        return self.keys - len(self.adopted)
 
 
 def tenant_view(tenant: Tenant, keys: Sequence[KeyRecord] = ()) -> dict[str, Any]:
@@ -210,9 +230,15 @@ class TenantAdmin:
         check_tenant_id(key_id)
         if self._store.get_key(key_id) is not None:
             raise TenantCommandError(f"API key {key_id} is registered already")
-        if self._store.get_tenant(key_id) is not None:
-            raise TenantCommandError(f"tenant {key_id} exists already")
         current = self._plans.plans_of_key(key_id)
+        existing = self._store.get_tenant(key_id)
+        if existing is not None:
+            if existing.usage_plan_id not in current:
+                raise TenantCommandError(f"tenant {key_id} exists already")
+            # An adoption cut short between its two records (the tenant written, not the
+            # key): the key is in the tenant's plan, so finish it with the key's record.
+            self._store.create_key(KeyRecord(key_id, key_id, KeyState.ACTIVE, self._clock()))
+            return existing
         now = self._clock()
         if limits is not None:
             plan_id = self._move(key_id, current, self._plans.create_plan(key_id, limits))
@@ -227,6 +253,45 @@ class TenantAdmin:
         self._store.create_tenant(tenant)
         self._store.create_key(KeyRecord(key_id, key_id, KeyState.ACTIVE, now))
         return tenant
+
+    def adopt_plan_keys(
+        self, plan_id: str, out_of_time: Callable[[], bool] = lambda: False
+    ) -> PlanAdoption:
+        """Adopt every key of usage plan ``plan_id`` (the stack's shared plan) that has no
+        record, as :meth:`adopt` without limits does (tenant id = key id, named after the key,
+        staying in that plan). A key already recorded, active or revoked, is left alone (a
+        revoked key is never made active again). Run again, it adopts only what is still
+        unrecorded, and finishes an adoption cut short (see :meth:`adopt`).
+
+        Raises:
+            botocore.exceptions.ClientError, BotoCoreError: API Gateway or DynamoDB failed;
+                the keys adopted before stay adopted.
+            TenantCommandError, InvalidTenant: a key could not be adopted (its id is not a
+                valid tenant id, or a tenant with its id and another plan exists).
+            AdoptionIncomplete: ``out_of_time()`` said so before a key was adopted (checked
+                before each one: the caller's time limit, so that it can still answer).
+        """
+        from sms_gateway.adapters.dynamodb_tenants import RecordExists
+
+        keys = self._plans.keys_of_plan(plan_id)
+        adopted: list[str] = []
+        for key_id, key_name in keys:
+            if self._store.get_key(key_id) is not None:
+                continue
+            if out_of_time():
+                raise AdoptionIncomplete(
+                    f"out of time after adopting {len(adopted)} of the {len(keys)} keys of "
+                    f"usage plan {plan_id}: the next run adopts the rest"
+                )
+            try:
+                self.adopt(key_id, key_name[:256] or key_id)
+            except RecordExists:
+                # adopted at the same moment by someone else (tenant adopt): fine if recorded
+                if self._store.get_key(key_id) is None:
+                    raise
+                continue
+            adopted.append(key_id)
+        return PlanAdoption(plan_id, len(keys), tuple(adopted))
 
     def _move(self, key_id: str, from_plans: Sequence[str], to_plan: str) -> str:
         # A key is in at most one plan per stage: out of the old one, then into the new. For
