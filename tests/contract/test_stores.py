@@ -14,6 +14,7 @@ import pytest
 from sms_gateway.domain.content import Encoding
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
+from sms_gateway.domain.routing import sender_id_for
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.services.ports import DeadLetterStore, MessageStore, PolicyStore, ReceiptStore
 from sms_gateway.storage.dead_letters import SqlDeadLetterStore
@@ -327,6 +328,29 @@ def test_policies_round_trip_with_versions(stores: Stores) -> None:
     assert stores.policies.put("t-1", "failover", {"providers": [{"provider": "b"}]}, NOW) == 2
     policy = stores.policies.get("t-1")
     assert policy is not None and policy.providers == ("b",) and policy.version == 2
+
+
+def test_a_stored_policy_reads_back_the_sender_ids_it_was_checked_with(stores: Stores) -> None:
+    """Review of issue 7: a policy's sender IDs are checked (and normalized) when written,
+    and read back without libphonenumber (``check_numbers=False``). Entries that were valid
+    but not canonical as written (a trailing space; a national ``0`` after the country code,
+    which libphonenumber drops) must read back in the canonical form the ``from`` of a
+    message is normalized to at ingest, else the tenant's own sender ID is refused and the
+    default goes to the provider as typed."""
+    payload = {
+        "default_provider": "a",
+        "sender_ids": ["ACME ", "+4407911123456"],
+        "default_sender_id": "+4407911123456",
+    }
+    stores.policies.put("t-1", "direct", payload, NOW)
+    policy = stores.policies.get("t-1")
+    assert policy is not None
+    assert policy.sender_ids == ("ACME", "+447911123456")
+    assert policy.default_sender_id == "+447911123456"
+    # what ingest makes of the tenant's ``from`` (normalize_sender_id) is allowed
+    assert sender_id_for(policy, "ACME") == "ACME"
+    assert sender_id_for(policy, "+447911123456") == "+447911123456"
+    assert sender_id_for(policy, None) == "+447911123456"
 
 
 # ---- opt-outs (issue 7): the intake fails a message whose number opted out -------------
