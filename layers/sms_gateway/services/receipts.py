@@ -196,7 +196,10 @@ class ReceiptService:
                 request.provider_message_id
                 and request.provider_message_id == message.provider_message_id
             )
-            and any(a.outcome == "unknown" for a in self._repo.attempts(message.id))
+            and any(
+                a.outcome == "unknown" and (provider is None or a.provider == provider)
+                for a in self._repo.attempts(message.id)
+            )
         ):
             receipt_id = store(message.id, "received")
             if self._settle(

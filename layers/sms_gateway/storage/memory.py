@@ -465,10 +465,14 @@ class MemoryReceiptStore(_Base):
             row = self.state.messages.get(message_id)
             if row is None or not settles_unknown(row.status, row.reason_code):
                 return None
+            receipt = self.state.receipts.get(receipt_id)
+            signer = receipt["provider"] if receipt is not None else None
             unknown = [
                 a
                 for a in self.state.attempts
-                if a.message_id == message_id and a.outcome == "unknown"
+                if a.message_id == message_id
+                and a.outcome == "unknown"
+                and (signer is None or a.provider == signer)
             ]
             if not unknown:
                 return None
