@@ -238,7 +238,11 @@ class ReceiptService:
         if target is None or message.status is not MessageStatus.SENT:
             store(message.id, "stale")
             return ReceiptOutcome(message.id, "stale", message.status)
-        if names_another_send(request.provider_message_id, message.provider_message_id):
+        if (provider is not None and provider != message.provider) or names_another_send(
+            request.provider_message_id, message.provider_message_id
+        ):
+            # (a provider other than the one that sent it is let through `_find` only for its
+            # own unknown attempt: it reports on that one, never on this send)
             receipt_id = store(message.id, "stale")
             logger.warning(
                 "receipt about another send of the message kept as stale",
