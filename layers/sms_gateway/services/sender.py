@@ -967,28 +967,38 @@ class SenderService:
         """Record the numbers whose provider answered ``opted_out`` (permanent), so that later
         sends to them fail at the intake without a provider call. One statement, only in a
         batch that has such an answer; a failure is logged (the outcomes are already written,
-        and the provider refuses the number again next time)."""
-        entries = [
-            OptOut(
-                a.send.row.tenant_id,
-                a.send.row.to_number,
-                a.send.row.sender_id,
-                a.send.msg.message_id,
-                a.send.provider_name,
-            )
+        and the provider refuses the number again next time).
+
+        Keyed on the message's own ``from`` (what the intake checks), and also on the sender
+        ID it went out with when that differs (the policy's ``default_sender_id`` for a
+        message without ``from``): the recipient opted out of that sender, so a later
+        message naming it in ``from`` is stopped too. ``OptOutsRecorded`` counts messages."""
+        opted = [
+            a
             for a in answers
             if a.outcome is AttemptOutcome.PERMANENT
             and a.error is not None
             and a.error.reason is ReasonCode.OPTED_OUT
         ]
-        if not entries:
+        if not opted:
             return
+        entries = [
+            OptOut(
+                a.send.row.tenant_id,
+                a.send.row.to_number,
+                sender,
+                a.send.msg.message_id,
+                a.send.provider_name,
+            )
+            for a in opted
+            for sender in dict.fromkeys((a.send.row.sender_id, a.send.sender_id))
+        ]
         try:
             self._store.record_opt_outs(entries, now)
         except Exception:
             logger.exception("could not record opted-out numbers")
             return
-        self._metrics.add("OptOutsRecorded", len(entries), "Count")
+        self._metrics.add("OptOutsRecorded", len(opted), "Count")
 
     def _end_waiting(self, message_id: str, attempt: int) -> bool:
         """Settle or close the receipts kept during an attempt that ended without being sent
