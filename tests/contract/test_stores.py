@@ -14,6 +14,7 @@ import pytest
 from sms_gateway.domain.content import Encoding
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
+from sms_gateway.domain.routing import sender_id_for
 from sms_gateway.domain.states import MessageStatus
 from sms_gateway.services.ports import DeadLetterStore, MessageStore, PolicyStore, ReceiptStore
 from sms_gateway.storage.dead_letters import SqlDeadLetterStore
@@ -329,6 +330,29 @@ def test_policies_round_trip_with_versions(stores: Stores) -> None:
     assert policy is not None and policy.providers == ("b",) and policy.version == 2
 
 
+def test_a_stored_policy_reads_back_the_sender_ids_it_was_checked_with(stores: Stores) -> None:
+    """Review of issue 7: a policy's sender IDs are checked (and normalized) when written,
+    and read back without libphonenumber (``check_numbers=False``). Entries that were valid
+    but not canonical as written (a trailing space; a national ``0`` after the country code,
+    which libphonenumber drops) must read back in the canonical form the ``from`` of a
+    message is normalized to at ingest, else the tenant's own sender ID is refused and the
+    default goes to the provider as typed."""
+    payload = {
+        "default_provider": "a",
+        "sender_ids": ["ACME ", "+4407911123456"],
+        "default_sender_id": "+4407911123456",
+    }
+    stores.policies.put("t-1", "direct", payload, NOW)
+    policy = stores.policies.get("t-1")
+    assert policy is not None
+    assert policy.sender_ids == ("ACME", "+447911123456")
+    assert policy.default_sender_id == "+447911123456"
+    # what ingest makes of the tenant's ``from`` (normalize_sender_id) is allowed
+    assert sender_id_for(policy, "ACME") == "ACME"
+    assert sender_id_for(policy, "+447911123456") == "+447911123456"
+    assert sender_id_for(policy, None) == "+447911123456"
+
+
 # ---- opt-outs (issue 7): the intake fails a message whose number opted out -------------
 
 
@@ -458,3 +482,58 @@ def test_a_receipt_settles_only_failed_outcome_unknown(stores: Stores) -> None:
     stores.messages.intake([message(3)], claim_none, LEASE, NOW)
     assert _settle(stores, "m-3", MessageStatus.DELIVERED, "pm-3") is None
     assert stores.messages.get("m-3").status is MessageStatus.QUEUED  # type: ignore[union-attr]
+
+
+def test_a_settle_takes_the_unknown_attempt_of_the_provider_that_reported(
+    stores: Stores,
+) -> None:
+    """Review of issue 7: a failover message (``tw`` then ``agg``) whose two attempts both
+    went unanswered. A receipt signed by ``tw`` proves ``tw``'s attempt (1), not the latest
+    unknown one (``agg``'s, 2): attempt 1 becomes ``sent`` and the message is ``tw``'s under
+    the id ``tw`` gave, so ``tw``'s later callbacks (matched by id and provider) find it."""
+    unknown = AttemptResult("unknown", 10_000, reason_code=ReasonCode.OUTCOME_UNKNOWN)
+    stores.messages.intake([message(1)], claim_all("tw"), LEASE, NOW)
+    stores.messages.finish_many([Finish("m-1", 1, unknown, MessageStatus.QUEUED)], NOW)
+    stores.messages.intake([message(1)], claim_all("agg"), LEASE, NOW + timedelta(seconds=5))
+    stores.messages.finish_many(
+        [Finish("m-1", 2, unknown, MessageStatus.QUEUED)], NOW + timedelta(seconds=5)
+    )
+    assert [(a.attempt_number, a.provider) for a in stores.messages.attempts("m-1")] == [
+        (1, "tw"),
+        (2, "agg"),
+    ]
+    receipt_id = stores.receipts.add(
+        message_id="m-1",
+        provider_message_id="SM1",
+        status="delivered",
+        error_code=None,
+        delivered_at=None,
+        raw="{}",
+        outcome="received",
+        now=NOW + timedelta(seconds=9),
+        provider="tw",
+    )
+    settled = stores.receipts.settle_unknown(
+        "m-1",
+        MessageStatus.DELIVERED,
+        NOW + timedelta(seconds=10),
+        receipt_id=receipt_id,
+        provider_message_id="SM1",
+        delivered_at=None,
+        reason=None,
+        detail=None,
+    )
+    assert settled is not None
+    assert (settled.attempt, settled.provider, settled.sent_at) == (1, "tw", NOW)
+    assert [(a.attempt_number, a.outcome) for a in stores.messages.attempts("m-1")] == [
+        (1, "sent"),
+        (2, "unknown"),
+    ]
+    row = stores.messages.get("m-1")
+    assert row is not None and (row.status, row.provider, row.provider_message_id) == (
+        MessageStatus.DELIVERED,
+        "tw",
+        "SM1",
+    )
+    found = stores.messages.find_by_provider_message_id("SM1", "tw")
+    assert found is not None and found.id == "m-1"

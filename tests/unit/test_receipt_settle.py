@@ -81,3 +81,100 @@ def test_a_settle_that_loses_to_the_retrys_claim_parks_the_receipt() -> None:
         (1, "sent"),
         (2, "transient_error"),
     ]
+
+
+def test_a_receipt_from_the_provider_whose_attempt_was_unknown_never_moves_another_send() -> None:
+    """Review of issue 7: a failover message whose first attempt (``agg``) went unanswered
+    and whose retry ``tw`` sent (``SM1``). ``agg``'s signed receipt is let through (``agg``
+    has an unknown attempt on the message) so that it could settle it; once ``tw`` has sent
+    it, that receipt reports on ``agg``'s attempt, not on ``tw``'s send. With no provider
+    message id to tell them apart it used to be applied: ``agg``'s ``failed`` failed a
+    message ``tw`` had sent. It is ``stale`` (as ``apply_waiting`` already makes a parked
+    receipt of another provider)."""
+    stores = MemoryStores()
+    msg = QueuedMessage(
+        message_id="m-1",
+        tenant_id="t-1",
+        to="+14155550100",
+        body="hi",
+        encoding=Encoding.GSM7,
+        segments=1,
+        max_attempts=3,
+        idempotency_key="k-1",
+        created_at=NOW - timedelta(seconds=5),
+    )
+
+    def via(provider: str) -> Any:
+        return lambda rows: [Claim(i, r.version, r.attempts + 1, provider) for i, r in rows.items()]
+
+    stores.messages.intake([msg], via("agg"), LEASE, NOW)
+    unknown = AttemptResult("unknown", 10_000, reason_code=ReasonCode.OUTCOME_UNKNOWN)
+    stores.messages.finish_many([Finish("m-1", 1, unknown, MessageStatus.QUEUED)], NOW)
+    stores.messages.intake([msg], via("tw"), LEASE, NOW)
+    sent = AttemptResult("sent", 80, provider_message_id="SM1")
+    stores.messages.finish_many([Finish("m-1", 2, sent, MessageStatus.SENT)], NOW)
+
+    service = ReceiptService(stores.messages, stores.receipts, NullMetrics(), lambda: NOW)
+    outcome = service.handle(Receipt("m-1", None, "failed", error_code="EXPIRED"), "agg")
+
+    assert (outcome.outcome, outcome.status) == ("stale", MessageStatus.SENT)
+    row = stores.messages.get("m-1")
+    assert row is not None
+    assert (row.status, row.provider, row.provider_message_id, row.reason_code) == (
+        MessageStatus.SENT,
+        "tw",
+        "SM1",
+        None,
+    )
+    # tw's own receipt still applies
+    assert service.handle(Receipt("m-1", "SM1", "delivered"), "tw").outcome == "applied"
+    assert stores.messages.get("m-1").status is MessageStatus.DELIVERED  # type: ignore[union-attr]
+
+
+def test_end_waiting_tries_every_parked_receipt_until_one_settles() -> None:
+    """Review of issue 7: failover ``tw`` (unanswered) -> ``agg`` retry in flight; two final
+    receipts are parked: first one signed by ``agg`` (which has no unknown attempt: its retry
+    then ends with a 503), then ``tw``'s for its unknown attempt. The retry's end must settle
+    with ``tw``'s, not give up after ``agg``'s cannot (the message would be retried: a second
+    SMS although ``tw``'s was delivered)."""
+    stores = MemoryStores()
+    msg = QueuedMessage(
+        message_id="m-1",
+        tenant_id="t-1",
+        to="+14155550100",
+        body="hi",
+        encoding=Encoding.GSM7,
+        segments=1,
+        max_attempts=3,
+        idempotency_key="k-1",
+        created_at=NOW - timedelta(seconds=5),
+    )
+
+    def via(provider: str) -> Any:
+        return lambda rows: [Claim(i, r.version, r.attempts + 1, provider) for i, r in rows.items()]
+
+    stores.messages.intake([msg], via("tw"), LEASE, NOW)
+    unknown = AttemptResult("unknown", 10_000, reason_code=ReasonCode.OUTCOME_UNKNOWN)
+    stores.messages.finish_many([Finish("m-1", 1, unknown, MessageStatus.QUEUED)], NOW)
+    stores.messages.intake([msg], via("agg"), LEASE, NOW)  # attempt 2 in flight
+
+    service = ReceiptService(stores.messages, stores.receipts, NullMetrics(), lambda: NOW)
+    assert service.handle(Receipt("m-1", "agg-9", "delivered"), "agg").outcome == "pending"
+    assert service.handle(Receipt("m-1", "SM1", "delivered"), "tw").outcome == "pending"
+    failed = AttemptResult("transient_error", 50, reason_code=ReasonCode.PROVIDER_TRANSIENT)
+    stores.messages.finish_many([Finish("m-1", 2, failed, MessageStatus.QUEUED)], NOW)
+
+    assert service.end_waiting("m-1", 2) is True
+    row = stores.messages.get("m-1")
+    assert row is not None
+    assert (row.status, row.provider, row.provider_message_id) == (
+        MessageStatus.DELIVERED,
+        "tw",
+        "SM1",
+    )
+    assert [(a.attempt_number, a.outcome) for a in stores.messages.attempts("m-1")] == [
+        (1, "sent"),
+        (2, "transient_error"),
+    ]
+    outcomes = sorted((r["provider"], r["outcome"]) for r in stores.state.receipts.values())
+    assert outcomes == [("agg", "stale"), ("tw", "applied")]

@@ -161,6 +161,7 @@ def _sender_id(value: str, field: str, check_numbers: bool) -> str:
         return value
     if (
         not check_numbers
+        and value == value.strip()
         and _CANONICAL_SENDER.fullmatch(value)
         and (value[0] == "+" or value.isdigit() or any(ch.isalpha() for ch in value))
     ):
@@ -204,6 +205,20 @@ def _sender_ids(
     if default not in found:
         raise InvalidRoutePolicy("'default_sender_id' must be one of 'sender_ids'")
     return tuple(dict.fromkeys(found)), default
+
+
+def stored_payload(payload: dict[str, Any], policy: RoutePolicy) -> dict[str, Any]:
+    """The payload to store for ``policy`` (parsed from ``payload`` with its numbers
+    checked): ``payload`` with its ``sender_ids`` and ``default_sender_id`` in canonical
+    form (:func:`_sender_id`), since a stored policy is read back without libphonenumber and
+    must mean what was checked (``"ACME "`` is ``ACME``; ``+4407911123456`` is
+    ``+447911123456``, the form a message's ``from`` is normalized to at ingest)."""
+    if not policy.sender_ids:
+        return payload
+    stored = {**payload, "sender_ids": list(policy.sender_ids)}
+    if policy.default_sender_id is not None:
+        stored["default_sender_id"] = policy.default_sender_id
+    return stored
 
 
 class SenderIdNotAllowed(ValueError):

@@ -249,7 +249,8 @@ class ReceiptStore(Protocol):
         """Settle a message whose attempt's outcome is unknown with a final receipt: in one
         transaction, only when the message is ``queued`` or ``failed``/``outcome_unknown``
         (:func:`~sms_gateway.domain.receipts.settles_unknown`) and has an attempt recorded
-        ``unknown``: the latest such attempt becomes ``sent``, the message moves to
+        ``unknown`` (through the provider that signed receipt ``receipt_id``, when one
+        did): the latest such attempt becomes ``sent``, the message moves to
         ``target`` with ``provider_message_id`` (when given) and its version bumped (a
         pending claim loses), two events (``<previous> -> sent``, ``sent -> target``), and
         the receipt is marked ``applied``. None (nothing written) otherwise."""

@@ -196,7 +196,10 @@ class ReceiptService:
                 request.provider_message_id
                 and request.provider_message_id == message.provider_message_id
             )
-            and any(a.outcome == "unknown" for a in self._repo.attempts(message.id))
+            and any(
+                a.outcome == "unknown" and (provider is None or a.provider == provider)
+                for a in self._repo.attempts(message.id)
+            )
         ):
             receipt_id = store(message.id, "received")
             if self._settle(
@@ -235,7 +238,11 @@ class ReceiptService:
         if target is None or message.status is not MessageStatus.SENT:
             store(message.id, "stale")
             return ReceiptOutcome(message.id, "stale", message.status)
-        if names_another_send(request.provider_message_id, message.provider_message_id):
+        if (provider is not None and provider != message.provider) or names_another_send(
+            request.provider_message_id, message.provider_message_id
+        ):
+            # (a provider other than the one that sent it is let through `_find` only for its
+            # own unknown attempt: it reports on that one, never on this send)
             receipt_id = store(message.id, "stale")
             logger.warning(
                 "receipt about another send of the message kept as stale",
@@ -328,7 +335,8 @@ class ReceiptService:
 
     def end_waiting(self, message_id: str, attempt: int) -> bool:
         """The receipts kept ``pending`` during ``attempt`` of ``message_id``, which ended
-        without being sent (a retry, a failure, a dead letter): the first final one settles
+        without being sent (a retry, a failure, a dead letter): the first final one that can
+        (signed by a provider with an unknown attempt on it, or unsigned) settles
         the message's unknown attempt when it has one (:meth:`_settle`; the message is then
         ``queued`` or ``failed``/``outcome_unknown``), and the rest are closed as ``stale``
         (:meth:`close_waiting`). Called by the sender when it records such an end for a
@@ -343,15 +351,19 @@ class ReceiptService:
         if waiting:
             message = self._repo.get(message_id)
             if message is not None and settles_unknown(message.status, message.reason_code):
-                first = waiting[0]
-                settled = self._settle(
-                    message,
-                    first.id,
-                    RECEIPT_TARGETS[first.status],
-                    first.provider_message_id,
-                    first.delivered_at,
-                    first.error_code,
-                )
+                # oldest first, until one settles: a receipt signed by a provider with no
+                # unknown attempt on the message settles nothing (settle_unknown)
+                for receipt in waiting:
+                    settled = self._settle(
+                        message,
+                        receipt.id,
+                        RECEIPT_TARGETS[receipt.status],
+                        receipt.provider_message_id,
+                        receipt.delivered_at,
+                        receipt.error_code,
+                    )
+                    if settled:
+                        break
         self.close_waiting(message_id, attempt)
         return settled
 

@@ -287,6 +287,9 @@ class _Answer:
     result: AttemptResult
     outcome: AttemptOutcome
     error: ProviderError | None
+    # an unknown outcome the provider's lookup settled: the answer without the lookup, taken
+    # instead when the SID found is another message's (:meth:`SenderService._vet_lookups`)
+    unknown: _Answer | None = None
 
 
 class SenderService:
@@ -772,16 +775,32 @@ class SenderService:
                 error = exc
                 if exc.reason is ReasonCode.OUTCOME_UNKNOWN:
                     found = self._look_up(send, request, began)
-                    if found is not None:
-                        latency_ms = int((time.perf_counter() - started) * 1000)
-                        result = AttemptResult(
-                            "sent",
-                            latency_ms,
-                            provider_message_id=found,
-                            error_detail=f"{exc.detail}; found by the provider's lookup",
-                        )
-                        return _Answer(send, bounded(result), AttemptOutcome.ACCEPTED, None)
-                    outcome = AttemptOutcome.OUTCOME_UNKNOWN
+                    latency_ms = int((time.perf_counter() - started) * 1000)
+                    unknown = _Answer(
+                        send,
+                        bounded(
+                            AttemptResult(
+                                "unknown",
+                                latency_ms,
+                                reason_code=exc.reason,
+                                error_code=exc.error_code,
+                                error_detail=exc.detail,
+                            )
+                        ),
+                        AttemptOutcome.OUTCOME_UNKNOWN,
+                        exc,
+                    )
+                    if found is None:
+                        return unknown
+                    result = AttemptResult(
+                        "sent",
+                        latency_ms,
+                        provider_message_id=found,
+                        error_detail=f"{exc.detail}; found by the provider's lookup",
+                    )
+                    return _Answer(
+                        send, bounded(result), AttemptOutcome.ACCEPTED, None, unknown=unknown
+                    )
                 elif exc.retryable:
                     outcome = AttemptOutcome.TRANSIENT
                 else:
@@ -837,10 +856,61 @@ class SenderService:
     def _send_all(self, sends: list[_Send]) -> list[_Answer]:
         """Phase 2: every provider call, in parallel when there are several."""
         if len(sends) == 1:
-            return [self._call(sends[0])]
+            return self._vet_lookups([self._call(sends[0])])
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=10, thread_name_prefix="send")
-        return list(self._executor.map(self._call, sends))
+        return self._vet_lookups(list(self._executor.map(self._call, sends)))
+
+    def _vet_lookups(self, answers: list[_Answer]) -> list[_Answer]:
+        """Undo a lookup's match (:meth:`_look_up`) whose provider message id is already
+        another message's: another answer of this batch, or a message the store knows under
+        it (through any provider entry: two may share one account). The provider's list is
+        filtered by ``To``/``From`` and matched on the body, so an identical SMS of another
+        message (another tenant's on the same account and number, or a twin) is listed too;
+        taking its id would record an attempt the provider may never have received as sent
+        (the message dropped) and give two messages one provider message id. The outcome
+        stays unknown then (the answer without the lookup, ``_Answer.unknown``), as it does
+        when the store cannot tell. A twin still in flight in another sender instance is
+        not recorded yet and is not seen here (see docs/providers.md).
+        """
+        if not any(a.unknown is not None for a in answers):
+            return answers
+        taken: dict[str, int] = {}
+        for a in answers:
+            if a.result.provider_message_id:
+                sid = a.result.provider_message_id
+                taken[sid] = taken.get(sid, 0) + 1
+        vetted = []
+        for a in answers:
+            if a.unknown is not None and a.result.provider_message_id:
+                sid = a.result.provider_message_id
+                try:
+                    # any provider: two provider entries may share one account (its ids are
+                    # unique across it)
+                    owner = self._store.find_by_provider_message_id(sid)
+                except Exception:  # the store cannot tell: the outcome stays unknown
+                    logger.warning("could not check a looked-up provider message id")
+                    vetted.append(a.unknown)
+                    continue
+                if taken[sid] > 1 or (owner is not None and owner.id != a.send.msg.message_id):
+                    logger.warning(
+                        "lookup found another message's provider message id: outcome unknown",
+                        extra={
+                            "message_id": a.send.msg.message_id,
+                            "provider": a.send.provider_name,
+                        },
+                    )
+                    self._metrics.add(
+                        "UnknownOutcomeLookups",
+                        1,
+                        "Count",
+                        provider=a.send.provider_name,
+                        outcome="foreign",
+                    )
+                    vetted.append(a.unknown)
+                    continue
+            vetted.append(a)
+        return vetted
 
     def _finish(self, answers: list[_Answer], report: BatchReport) -> None:
         """Phase 3: write every outcome, then act on each (receipts, DLQ, visibility)."""
@@ -918,28 +988,38 @@ class SenderService:
         """Record the numbers whose provider answered ``opted_out`` (permanent), so that later
         sends to them fail at the intake without a provider call. One statement, only in a
         batch that has such an answer; a failure is logged (the outcomes are already written,
-        and the provider refuses the number again next time)."""
-        entries = [
-            OptOut(
-                a.send.row.tenant_id,
-                a.send.row.to_number,
-                a.send.row.sender_id,
-                a.send.msg.message_id,
-                a.send.provider_name,
-            )
+        and the provider refuses the number again next time).
+
+        Keyed on the message's own ``from`` (what the intake checks), and also on the sender
+        ID it went out with when that differs (the policy's ``default_sender_id`` for a
+        message without ``from``): the recipient opted out of that sender, so a later
+        message naming it in ``from`` is stopped too. ``OptOutsRecorded`` counts messages."""
+        opted = [
+            a
             for a in answers
             if a.outcome is AttemptOutcome.PERMANENT
             and a.error is not None
             and a.error.reason is ReasonCode.OPTED_OUT
         ]
-        if not entries:
+        if not opted:
             return
+        entries = [
+            OptOut(
+                a.send.row.tenant_id,
+                a.send.row.to_number,
+                sender,
+                a.send.msg.message_id,
+                a.send.provider_name,
+            )
+            for a in opted
+            for sender in dict.fromkeys((a.send.row.sender_id, a.send.sender_id))
+        ]
         try:
             self._store.record_opt_outs(entries, now)
         except Exception:
             logger.exception("could not record opted-out numbers")
             return
-        self._metrics.add("OptOutsRecorded", len(entries), "Count")
+        self._metrics.add("OptOutsRecorded", len(opted), "Count")
 
     def _end_waiting(self, message_id: str, attempt: int) -> bool:
         """Settle or close the receipts kept during an attempt that ended without being sent

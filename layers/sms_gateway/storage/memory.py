@@ -19,7 +19,7 @@ from typing import Any
 from sms_gateway.domain.message import QueuedMessage
 from sms_gateway.domain.reasons import ReasonCode
 from sms_gateway.domain.receipts import settles_unknown
-from sms_gateway.domain.routing import RoutePolicy, parse_policy
+from sms_gateway.domain.routing import RoutePolicy, parse_policy, stored_payload
 from sms_gateway.domain.states import MessageStatus, check_transition
 from sms_gateway.storage.errors import StorageUnavailable
 from sms_gateway.storage.messages import LEASE_LOST_DETAIL, OPTED_OUT_DETAIL, new_record
@@ -465,10 +465,14 @@ class MemoryReceiptStore(_Base):
             row = self.state.messages.get(message_id)
             if row is None or not settles_unknown(row.status, row.reason_code):
                 return None
+            receipt = self.state.receipts.get(receipt_id)
+            signer = receipt["provider"] if receipt is not None else None
             unknown = [
                 a
                 for a in self.state.attempts
-                if a.message_id == message_id and a.outcome == "unknown"
+                if a.message_id == message_id
+                and a.outcome == "unknown"
+                and (signer is None or a.provider == signer)
             ]
             if not unknown:
                 return None
@@ -599,13 +603,13 @@ class MemoryPolicyStore(_Base):
 
     def put(self, tenant_id: str, strategy: str, payload: dict[str, Any], now: datetime) -> int:
         """See the port."""
-        parse_policy(tenant_id, strategy, payload)
+        policy = parse_policy(tenant_id, strategy, payload)
         with self.state.lock:
             self.state.enter()
             version = self.state.policies.get(tenant_id, ("", "", 0))[2] + 1
             self.state.policies[tenant_id] = (
                 strategy,
-                json.dumps(payload, sort_keys=True),
+                json.dumps(stored_payload(payload, policy), sort_keys=True),
                 version,
             )
             return version

@@ -13,6 +13,7 @@ from sms_gateway.domain.routing import (
     RoutePolicy,
     TenantRetention,
     parse_policy,
+    stored_payload,
 )
 from sms_gateway.storage.sql import Database
 from sms_gateway.storage.tables import tenant_route_policies
@@ -86,8 +87,9 @@ class SqlPolicyStore:
             InvalidRoutePolicy: ``strategy``/``payload`` is not a contract shape.
             StorageUnavailable: the database cannot be reached.
         """
-        parse_policy(tenant_id, strategy, payload)
-        text = json.dumps(payload, sort_keys=True)
+        policy = parse_policy(tenant_id, strategy, payload)
+        # sender IDs as checked: a stored policy is read without libphonenumber
+        text = json.dumps(stored_payload(payload, policy), sort_keys=True)
 
         def unit(conn: Connection) -> int:
             result = conn.execute(

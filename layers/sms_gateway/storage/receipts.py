@@ -235,16 +235,24 @@ class SqlReceiptStore:
             ).first()
             if row is None or not settles_unknown(MessageStatus(row[0]), row[1]):
                 return None
+            # a signed receipt proves its own provider's attempt (a failover message may
+            # have unknown attempts through several)
+            signer = conn.execute(
+                select(receipts.c.provider).where(receipts.c.id == receipt_id)
+            ).scalar()
+            conditions = [
+                message_attempts.c.message_id == message_id,
+                message_attempts.c.outcome == "unknown",
+            ]
+            if signer is not None:
+                conditions.append(message_attempts.c.provider == signer)
             attempt = conn.execute(
                 select(
                     message_attempts.c.attempt_number,
                     message_attempts.c.provider,
                     message_attempts.c.started_at,
                 )
-                .where(
-                    message_attempts.c.message_id == message_id,
-                    message_attempts.c.outcome == "unknown",
-                )
+                .where(*conditions)
                 .order_by(message_attempts.c.attempt_number.desc())
                 .limit(1)
             ).first()
