@@ -112,6 +112,17 @@ def failure_reason(error_code: str | None) -> ReasonCode:
     return ReasonCode.PROVIDER_PERMANENT
 
 
+def receipt_failure(
+    target: MessageStatus, error_code: str | None
+) -> tuple[ReasonCode | None, str | None]:
+    """The ``(reason, detail)`` a receipt moving a message to ``target`` records: both None for
+    ``delivered``; else :func:`failure_reason` and ``"receipt: <state> (<error code>)"``."""
+    if target is MessageStatus.DELIVERED:
+        return None, None
+    detail = f"receipt: {target.value}" + (f" ({error_code})" if error_code else "")
+    return failure_reason(error_code), detail
+
+
 class ReceiptService:
     """Applies receipts; see the module docstring."""
 
@@ -267,10 +278,7 @@ class ReceiptService:
         """Settle ``message``'s unknown attempt with receipt ``receipt_id``; whether it did
         (logs both transitions, the metrics, and the receipt delay from the attempt's start)."""
         now = self._clock()
-        reason = None if target is MessageStatus.DELIVERED else failure_reason(error_code)
-        detail = None
-        if target is not MessageStatus.DELIVERED:
-            detail = f"receipt: {target.value}" + (f" ({error_code})" if error_code else "")
+        reason, detail = receipt_failure(target, error_code)
         settled = self._receipts.settle_unknown(
             message.id,
             target,
@@ -376,10 +384,7 @@ class ReceiptService:
         error_code: str | None,
     ) -> bool:
         now = self._clock()
-        reason = None if target is MessageStatus.DELIVERED else failure_reason(error_code)
-        detail = None
-        if target is not MessageStatus.DELIVERED:
-            detail = f"receipt: {target.value}" + (f" ({error_code})" if error_code else "")
+        reason, detail = receipt_failure(target, error_code)
         moved = self._receipts.apply(
             message.id,
             target,
