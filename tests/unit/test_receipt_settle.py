@@ -4,6 +4,7 @@ taken again against the row as it is then: parked, not refused, not lost)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +21,27 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 LEASE = NOW + timedelta(seconds=60)
 
 
-def _claim(rows: dict[str, MessageRecord]) -> list[Claim]:
-    return [Claim(i, r.version, r.attempts + 1, "p") for i, r in rows.items()]
+def _message() -> QueuedMessage:
+    """Message ``m-1`` of tenant ``t-1``: one GSM-7 segment, 3 attempts."""
+    return QueuedMessage(
+        message_id="m-1",
+        tenant_id="t-1",
+        to="+14155550100",
+        body="hi",
+        encoding=Encoding.GSM7,
+        segments=1,
+        max_attempts=3,
+        idempotency_key="k-1",
+        created_at=NOW - timedelta(seconds=5),
+    )
+
+
+def _via(provider: str) -> Callable[[dict[str, MessageRecord]], list[Claim]]:
+    """A claim plan sending every row's next attempt through ``provider``."""
+    return lambda rows: [Claim(i, r.version, r.attempts + 1, provider) for i, r in rows.items()]
+
+
+_claim = _via("p")
 
 
 class ClaimFirst(MemoryReceiptStore):
@@ -42,17 +62,7 @@ class ClaimFirst(MemoryReceiptStore):
 
 def test_a_settle_that_loses_to_the_retrys_claim_parks_the_receipt() -> None:
     stores = MemoryStores()
-    msg = QueuedMessage(
-        message_id="m-1",
-        tenant_id="t-1",
-        to="+14155550100",
-        body="hi",
-        encoding=Encoding.GSM7,
-        segments=1,
-        max_attempts=3,
-        idempotency_key="k-1",
-        created_at=NOW - timedelta(seconds=5),
-    )
+    msg = _message()
     stores.messages.intake([msg], _claim, LEASE, NOW)
     unknown = AttemptResult("unknown", 10_000, reason_code=ReasonCode.OUTCOME_UNKNOWN)
     stores.messages.finish_many([Finish("m-1", 1, unknown, MessageStatus.QUEUED)], NOW)
@@ -92,25 +102,12 @@ def test_a_receipt_from_the_provider_whose_attempt_was_unknown_never_moves_anoth
     message ``tw`` had sent. It is ``stale`` (as ``apply_waiting`` already makes a parked
     receipt of another provider)."""
     stores = MemoryStores()
-    msg = QueuedMessage(
-        message_id="m-1",
-        tenant_id="t-1",
-        to="+14155550100",
-        body="hi",
-        encoding=Encoding.GSM7,
-        segments=1,
-        max_attempts=3,
-        idempotency_key="k-1",
-        created_at=NOW - timedelta(seconds=5),
-    )
+    msg = _message()
 
-    def via(provider: str) -> Any:
-        return lambda rows: [Claim(i, r.version, r.attempts + 1, provider) for i, r in rows.items()]
-
-    stores.messages.intake([msg], via("agg"), LEASE, NOW)
+    stores.messages.intake([msg], _via("agg"), LEASE, NOW)
     unknown = AttemptResult("unknown", 10_000, reason_code=ReasonCode.OUTCOME_UNKNOWN)
     stores.messages.finish_many([Finish("m-1", 1, unknown, MessageStatus.QUEUED)], NOW)
-    stores.messages.intake([msg], via("tw"), LEASE, NOW)
+    stores.messages.intake([msg], _via("tw"), LEASE, NOW)
     sent = AttemptResult("sent", 80, provider_message_id="SM1")
     stores.messages.finish_many([Finish("m-1", 2, sent, MessageStatus.SENT)], NOW)
 
@@ -138,25 +135,12 @@ def test_end_waiting_tries_every_parked_receipt_until_one_settles() -> None:
     with ``tw``'s, not give up after ``agg``'s cannot (the message would be retried: a second
     SMS although ``tw``'s was delivered)."""
     stores = MemoryStores()
-    msg = QueuedMessage(
-        message_id="m-1",
-        tenant_id="t-1",
-        to="+14155550100",
-        body="hi",
-        encoding=Encoding.GSM7,
-        segments=1,
-        max_attempts=3,
-        idempotency_key="k-1",
-        created_at=NOW - timedelta(seconds=5),
-    )
+    msg = _message()
 
-    def via(provider: str) -> Any:
-        return lambda rows: [Claim(i, r.version, r.attempts + 1, provider) for i, r in rows.items()]
-
-    stores.messages.intake([msg], via("tw"), LEASE, NOW)
+    stores.messages.intake([msg], _via("tw"), LEASE, NOW)
     unknown = AttemptResult("unknown", 10_000, reason_code=ReasonCode.OUTCOME_UNKNOWN)
     stores.messages.finish_many([Finish("m-1", 1, unknown, MessageStatus.QUEUED)], NOW)
-    stores.messages.intake([msg], via("agg"), LEASE, NOW)  # attempt 2 in flight
+    stores.messages.intake([msg], _via("agg"), LEASE, NOW)  # attempt 2 in flight
 
     service = ReceiptService(stores.messages, stores.receipts, NullMetrics(), lambda: NOW)
     assert service.handle(Receipt("m-1", "agg-9", "delivered"), "agg").outcome == "pending"
