@@ -71,7 +71,12 @@ NO_VALUE: Final = _NoValue()
 _SPECIAL_TAGS: Final = {"Ref": "Ref", "Condition": "Condition"}
 
 
-class _CfnLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (the wheels are): the same documents, about
+# ten times faster than the pure-Python one, which took a tenth of a second per template.
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _CfnLoader(_SafeLoader):  # type: ignore[misc]
     """SafeLoader that understands CloudFormation's short-form intrinsic tags."""
 
 
