@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -554,4 +555,102 @@ def test_a_message_that_comes_back_while_the_batch_fills_is_in_it_once(aws: None
     assert outcome.received == outcome.deleted == [message_id]
     (record,) = events[0]["Records"]
     assert record["attributes"]["ApproximateReceiveCount"] == receives[-1]
+    assert queue_depth(sqs, url) == 0
+
+
+class HeldSqs:
+    """The SQS client a poller gets, with its ``ReceiveMessage`` (the long poll) held open
+    until ``release`` is set; ``log`` records the deletes, for ordering."""
+
+    def __init__(self, sqs: Any, log: list[str]) -> None:
+        self._sqs = sqs
+        self.log = log
+        self.polling = threading.Event()
+        self.release = threading.Event()
+
+    def receive_message(self, **params: Any) -> Any:
+        self.polling.set()
+        assert self.release.wait(30), "the test never released the long poll"
+        return self._sqs.receive_message(**params)
+
+    def delete_message_batch(self, **params: Any) -> Any:
+        self.log.append("deleted")
+        return self._sqs.delete_message_batch(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+
+def _poller_thread(poller: SqsPoller) -> threading.Thread:
+    (thread,) = [t for t in threading.enumerate() if t.name == poller.name]
+    return thread
+
+
+def test_a_stop_during_the_long_poll_returns_at_once_and_hands_its_batch_to_nobody(
+    aws: None,
+) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url, arn = make_queue(sqs, "stopping", VisibilityTimeout="30")
+    held = HeldSqs(sqs, [])
+    invoked: list[dict[str, Any]] = []
+    poller = SqsPoller(
+        sqs=held, queue_url=url, queue_arn=arn, invoke=invoked.append, region=REGION,
+        name=f"poller-{uuid.uuid4().hex[:6]}",
+    )  # fmt: skip
+    poller.start()
+    thread = _poller_thread(poller)
+    assert held.polling.wait(30)
+    sqs.send_message(QueueUrl=url, MessageBody="arrives while stopping")
+
+    # The stop does not wait for the held receive: it ends while the receive cannot.
+    stopper = threading.Thread(target=poller.stop, kwargs={"timeout": 60})
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive()
+    assert not poller.running
+
+    held.release.set()  # the receive now gets the message ...
+    thread.join(30)
+    assert not thread.is_alive()
+    assert invoked == []  # ... which no function gets, and which is not deleted: in flight
+    assert held.log == []
+    counts = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert counts == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "1",
+    }
+
+
+def test_a_stop_during_a_batch_waits_for_its_invocation_and_deletes(aws: None) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url, arn = make_queue(sqs, "finishing", VisibilityTimeout="30")
+    log: list[str] = []
+    held = HeldSqs(sqs, log)
+    held.release.set()  # receives are not held here
+    in_handler = threading.Event()
+    finish = threading.Event()
+
+    def handler(event: dict[str, Any]) -> dict[str, Any]:
+        in_handler.set()
+        assert finish.wait(30)
+        log.append("invoked")
+        return {"batchItemFailures": []}
+
+    sqs.send_message(QueueUrl=url, MessageBody="in progress")
+    poller = SqsPoller(
+        sqs=held, queue_url=url, queue_arn=arn, invoke=handler, region=REGION,
+        name=f"poller-{uuid.uuid4().hex[:6]}",
+    )  # fmt: skip
+    poller.start()
+    assert in_handler.wait(30)
+    stopper = threading.Thread(
+        target=lambda: (poller.stop(timeout=60), log.append("stopped")), name="stopper"
+    )
+    stopper.start()
+    finish.set()
+    stopper.join(60)
+    assert log == ["invoked", "deleted", "stopped"]
     assert queue_depth(sqs, url) == 0

@@ -168,6 +168,8 @@ class SqsPoller:
         self.name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._state = threading.Lock()  # orders "stopping" against "handing a batch over"
+        self._handling = False  # a batch is with the function (or being deleted)
         self._visibility_timeout: int | None = None
 
     def _receive(self, count: int, wait_seconds: int) -> list[MessageTypeDef]:
@@ -241,6 +243,21 @@ class SqsPoller:
         messages = self.receive_batch()
         if not messages:
             return PollOutcome()
+        with self._state:
+            if self._stop.is_set():
+                # Stopping: not handed to a function on its way out. In flight until their
+                # visibility timeout ends (a restarted stack has them at once), as a batch
+                # Lambda's poller received while scaling down.
+                ids = [message["MessageId"] for message in messages]
+                return PollOutcome(received=ids, retained=ids)
+            self._handling = True
+        try:
+            return self._handle(messages)
+        finally:
+            with self._state:
+                self._handling = False
+
+    def _handle(self, messages: list[MessageTypeDef]) -> PollOutcome:
         event = {
             "Records": [
                 sqs_event_record(message, queue_arn=self.queue_arn, region=self.region)
@@ -323,18 +340,26 @@ class SqsPoller:
 
     def request_stop(self) -> None:
         """Ask the thread to stop after its current poll, without waiting."""
-        self._stop.set()
+        with self._state:
+            self._stop.set()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Ask the thread to stop and wait up to ``timeout`` seconds for it (a batch in
-        progress finishes first)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if not self._thread.is_alive():
-                self._thread = None
-            else:
+        """Ask the thread to stop and wait up to ``timeout`` seconds for a batch in progress
+        (its invocation and its deletes) to finish. A thread still waiting on its long poll is
+        not waited for (up to a second): what that receive returns is not handed to the
+        function but left in flight (see :meth:`poll_once`), and the daemon thread ends."""
+        with self._state:
+            self._stop.set()
+            handling = self._handling
+        thread = self._thread
+        if thread is None:
+            return
+        if handling:
+            thread.join(timeout)
+            if thread.is_alive():
                 logger.warning("%s: still busy after %s s; left running", self.name, timeout)
+                return
+        self._thread = None
 
     @property
     def running(self) -> bool:

@@ -81,6 +81,18 @@ _HOST_PASSTHROUGH: Final = (
 _print_lock = threading.Lock()
 
 
+def _host_environment() -> dict[str, str]:
+    """What an environment takes from this process's environment (:data:`_HOST_PASSTHROUGH`)."""
+    return {key: os.environ[key] for key in _HOST_PASSTHROUGH if key in os.environ}
+
+
+def prestart_environments() -> None:
+    """Get ready to start execution environments: where they are forked from a zygote
+    (:mod:`sms_gateway.local.zygote`), start it now, so that its imports overlap the
+    caller's own start-up work rather than delay the first environment."""
+    zygote.prestart(_host_environment())
+
+
 def print_log_line(function_logical_id: str, line: str) -> None:
     """The default :data:`LogSink`: the line on this process's stdout, as before the
     functions had processes of their own (``function_logical_id`` is not shown)."""
@@ -205,7 +217,7 @@ class ExecutionEnvironment:
         ours, theirs = socket.socketpair()
         started = time.monotonic()
         try:
-            host = {key: os.environ[key] for key in _HOST_PASSTHROUGH if key in os.environ}
+            host = _host_environment()
             environment = dict(host)
             environment.update(_lambda_variables(function, self.log_stream_name))
             environment.update(function.environment)

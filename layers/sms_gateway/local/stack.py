@@ -48,7 +48,13 @@ from sms_gateway.local.journal import JOURNAL_FILE, JournaledMotoServer, Restore
 from sms_gateway.local.logview import QUIET_WARNINGS
 from sms_gateway.local.pollers import SqsInvoker, SqsPoller
 from sms_gateway.local.resources import LocalResources, provision
-from sms_gateway.local.runtime import LocalFunction, LogSink, function_environment, print_log_line
+from sms_gateway.local.runtime import (
+    LocalFunction,
+    LogSink,
+    function_environment,
+    prestart_environments,
+    print_log_line,
+)
 from sms_gateway.local.template import FunctionSpec, Resolver, SamTemplate, TemplateError
 from sms_gateway.local.throttle import StageThrottle, method_throttles
 
@@ -339,6 +345,7 @@ class LocalStack:
         )
         if self.reset or self.reset_journal:
             self._wipe()
+        prestart_environments()  # the zygote's imports run beside moto's start and migrations
         self._moto = JournaledMotoServer(self.journal_path, host=self.aws_host, port=0)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()

@@ -233,6 +233,17 @@ class _Zygote:
         self._control = ours
         return ours
 
+    def _running(self, host_environment: Mapping[str, str]) -> socket.socket:
+        """The control channel of a running zygote, started first if need be (lock held)."""
+        control = self._control
+        if control is None or self._process is None or self._process.poll() is not None:
+            control = self._start(host_environment)
+        return control
+
+    def prestart(self, host_environment: Mapping[str, str]) -> None:
+        with self._lock:
+            self._running(host_environment)
+
     def spawn(
         self,
         host_environment: Mapping[str, str],
@@ -240,9 +251,7 @@ class _Zygote:
         fds: Sequence[int],
     ) -> int:
         with self._lock:
-            control = self._control
-            if control is None or self._process is None or self._process.poll() is not None:
-                control = self._start(host_environment)
+            control = self._running(host_environment)
             try:
                 _send(control, request, fds)
                 answer = _receive(control)[0]
@@ -280,6 +289,17 @@ class _Zygote:
 
 _zygote = _Zygote()
 atexit.register(_zygote.close)
+
+
+def prestart(host_environment: Mapping[str, str]) -> None:
+    """Start this process's zygote now, without waiting for its imports (0.5-1 s, in its own
+    process, beside whatever the caller does next); the first :func:`spawn` then finds it
+    ready. Does nothing where :func:`available` is false, or when it already runs; a failure
+    to start is left for :func:`spawn` to raise.
+    """
+    if available():
+        with contextlib.suppress(ZygoteError, OSError):
+            _zygote.prestart(host_environment)
 
 
 def spawn(
@@ -526,4 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Nothing to finalize: the environments were forked off and re-parented, the channel is
+    # closed. Tearing down the preloaded libraries' modules took 0.4 s of every stack's stop.
+    os._exit(code)
