@@ -17,8 +17,9 @@ PY312 ?= $(shell for p in python3.12 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12
 	&& { command -v $$p || echo $$p; } && exit; done)
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# pytest-xdist workers for `make test` (auto: one per core); TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= auto
+# pytest-xdist workers for `make test`: one per core and one more (the local-stack tests spend
+# much of their time waiting on their stacks' processes); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= $(shell echo $$(( $$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) + 1 )))
 
 # Starts Docker (and builds the stand-in Lambda base image where no registry is reachable) for
 # `make sam-local-check` (the workplace's shared script, beside the clone or under /work); empty,
@@ -52,8 +53,13 @@ install: $(STAMP) ## Create .venv and install the gateway with its dev tools
 run: $(STAMP) ## Run the local stack on http://127.0.0.1:3000 (moto + SQLite, no Docker)
 	$(BIN)/sms-gateway local $(ARGS)
 
-test: $(STAMP) ## Run the tests (unit, integration, end-to-end), on one worker per core
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not fuzz" $(PYTEST_ARGS)
+# Plugins by name, none by discovery: schemathesis's, hypothesis's and anyio's entry points
+# would have pytest rewrite the asserts of ~270 of their modules in every worker (2-3 s each).
+TEST_PLUGINS := -p xdist -p hypothesispytest
+
+test: $(STAMP) ## Run the tests (unit, integration, end-to-end), on one worker per core and one more
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/pytest $(TEST_PLUGINS) -n $(TEST_WORKERS) \
+		--dist loadfile -m "not fuzz" $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis against the local stack from docs/openapi.json; prints its figures
 	$(BIN)/pytest tests/e2e/test_fuzz.py -m fuzz -p no:randomly -p no:cacheprovider -s -q

@@ -27,6 +27,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from moto import mock_aws
 from sqlalchemy import Engine, create_engine, delete, make_url, text
 
 from sms_gateway import wiring
+from sms_gateway.adapters import aws as aws_adapters
 from sms_gateway.local.resources import LocalResources, provision
 from sms_gateway.local.template import Resolver, SamTemplate
 from sms_gateway.providers import simulator
@@ -77,6 +79,38 @@ def _shared_loader(
 
 
 botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
+
+
+_build_client = aws_adapters._client
+_boto3_client = boto3.client
+_warm_clients: weakref.WeakKeyDictionary[boto3.Session, dict[tuple[str, ...], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _warm_client(service: str) -> Any:
+    """The handlers' AWS clients (``sms_gateway.adapters.aws``) kept per boto3 default session,
+    service and ``AWS_*`` environment, as a warm container keeps its clients: the wiring's
+    containers are rebuilt for every test, and a botocore client costs milliseconds to build.
+    A test that swaps ``boto3.client`` gets its own; one that adds event hooks to the session
+    calls :func:`forget_clients` (clients copy the session's hooks when they are built)."""
+    if boto3.client is not _boto3_client:
+        return _build_client(service)
+    session = boto3._get_default_session()
+    env = tuple(sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("AWS_")))
+    clients = _warm_clients.setdefault(session, {})
+    key = (service, *env)
+    if key not in clients:
+        clients[key] = _build_client(service)
+    return clients[key]
+
+
+def forget_clients() -> None:
+    """Build the handlers' clients anew from now on (after changing the session's hooks)."""
+    _warm_clients.clear()
+
+
+aws_adapters._client = _warm_client
 
 SERVER_DSNS = {
     "postgresql": "SMS_GATEWAY_TEST_POSTGRES_DSN",

@@ -344,7 +344,10 @@ class ResponseCatcher:
                 pass
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # shutdown() is seen within one poll interval (0.5 s by default): 0.05 s
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         thread.start()
         self.url = f"http://127.0.0.1:{server.server_address[1]}"
         try:

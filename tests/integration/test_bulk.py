@@ -19,6 +19,7 @@ from sms_gateway.adapters.sqs import SqsMessageQueue
 from sms_gateway.domain.message import derive_message_id, payload_fingerprint, retention_window
 from sms_gateway.services.bulk import derive_batch_message_id
 from sms_gateway.services.ingest import canonical_json
+from tests.conftest import forget_clients
 from tests.integration.test_ingest import assert_problem
 from tests.support import Gateway, HttpAnswer
 
@@ -110,12 +111,14 @@ class BatchFaults:
         for name, hook in hooks:
             events.register(name, hook)
         wiring.reset()  # the ingest container's SQS client is made anew, with the hooks
+        forget_clients()
         try:
             yield self
         finally:
             for name, hook in hooks:
                 events.unregister(name, hook)
             wiring.reset()
+            forget_clients()
 
 
 def batch_ids(gw: Gateway, tenant: str, key: str, messages: list[dict[str, Any]]) -> list[str]:

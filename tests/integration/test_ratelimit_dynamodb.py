@@ -147,7 +147,9 @@ class _SerialisedWrites:
 def moto_server() -> Iterator[str]:
     app = _SerialisedWrites(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     endpoint = f"http://127.0.0.1:{server.server_port}"
     try:
