@@ -23,13 +23,16 @@ What is built once per session (per xdist worker) and what once per test:
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sqlite3
+import sys
 import tempfile
 import weakref
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -350,13 +353,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     files by far) go first, e2e files first of all, and among them the files with the fewest
     tests first (a stable sort: files stay whole).
 
-    Under ``-n 2 --dist loadfile --no-loadscope-reorder`` (``make test``; the option is in
-    pyproject's ``addopts``) xdist hands files to the workers in this order, giving a worker
-    its next file while it still has two tests or fewer to run. Here a file's length is its
-    stack starts, not its number of tests: the one-test restart file (two starts and a
-    kill) is as long as the nine tests sharing the session's stack. Fewest first gives each
-    worker one long e2e file and then another, and leaves the many short in-process files to
-    even out the end. (xdist's own order, most tests first, handed the e2e files out last.)
+    Under ``-n N --dist loadfile --no-loadscope-reorder`` (``make test``: N is the cores plus
+    one; the option is in pyproject's ``addopts``) xdist hands files to the workers in this
+    order, giving a worker its next file while it still has two tests or fewer to run. Here a
+    file's length is its stack starts, not its number of tests: the one-test restart file (two
+    starts and a kill) is as long as the ten tests sharing the session's stack. Fewest first
+    gives each worker one long e2e file and then another, and leaves the many short in-process
+    files to even out the end. (xdist's own order, most tests first, handed the e2e files out
+    last.) The e2e files mostly wait on their stacks' processes: the extra worker runs
+    in-process files meanwhile.
     """
     per_file = Counter(item.nodeid.split("::", 1)[0] for item in items)
 
@@ -447,6 +452,17 @@ def pytest_configure(config: pytest.Config) -> None:
     recorded calls to; pytest-xdist workers inherit it through the environment."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ[_CALLS_DIR] = tempfile.mkdtemp(prefix="sms-gateway-aws-calls-")
+    else:
+        # Registered first, so run last: when a worker's process ends (its results long sent
+        # to the controller, every other exit handler run), it skips the interpreter's
+        # teardown, a second or two of freeing moto's and the libraries' objects.
+        atexit.register(_exit_now)
+
+
+def _exit_now() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _save_calls() -> None:
@@ -475,6 +491,18 @@ def _whole_suite(config: pytest.Config) -> bool:
     return given <= {root, root / "tests"} and not any("::" in arg for arg in config.args)
 
 
+_roles: list[Future[dict[str, set[tuple[str, str]]]]] = []  # the controller's, in a thread
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """An xdist controller runs no test: it translates the template's roles (samtranslator,
+    about a second) in a thread while the workers run, for :func:`pytest_sessionfinish`."""
+    if session.config.pluginmanager.has_plugin("dsession"):
+        pool = ThreadPoolExecutor(1, thread_name_prefix="iam-roles")
+        _roles.append(pool.submit(iam.role_permissions, REPO_ROOT / "template.yaml"))
+        pool.shutdown(wait=False)  # the thread finishes its one task, then ends
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In the controller (or the single process): every recorded AWS call must be allowed by
     its function's role; after a whole, green suite, every permission must be used or on
@@ -486,9 +514,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     recorded = iam.read(Path(directory))
     shutil.rmtree(directory, ignore_errors=True)
     complete = exitstatus == 0 and _whole_suite(session.config)
-    found = iam.problems(
-        recorded, iam.role_permissions(REPO_ROOT / "template.yaml"), complete=complete
-    )
+    roles = _roles.pop().result() if _roles else iam.role_permissions(REPO_ROOT / "template.yaml")
+    found = iam.problems(recorded, roles, complete=complete)
     if found:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         lines = "\n".join(f"  {line}" for line in found)
