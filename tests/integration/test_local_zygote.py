@@ -126,3 +126,34 @@ def test_an_environment_is_spawned_when_the_zygote_cannot_fork(
     answer, _, _ = invoke_once(code_root, {})
     assert answer["ppid"] == os.getpid()
     assert answer["preloaded"] is False  # a fresh interpreter
+
+
+@pytest.mark.parametrize("fork_server", ["1", "0"])
+def test_prestart_starts_the_zygote_before_any_environment_and_it_ends_with_its_stack(
+    fork_server: str,
+) -> None:
+    """``prestart_environments`` (a stack's first step) starts the zygote without waiting for
+    it; with the fork server off it starts nothing. The zygote is gone once its stack
+    process has exited."""
+    import subprocess
+
+    script = textwrap.dedent(
+        """
+        from sms_gateway.local import runtime, zygote
+        runtime.prestart_environments()
+        process = zygote._zygote._process
+        print(process.pid if process is not None and process.poll() is None else "none")
+        """
+    )
+    env = {**os.environ, zygote.ENABLE_VARIABLE: fork_server}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    answer = done.stdout.strip()
+    if fork_server == "0" or not zygote.available():
+        assert answer == "none"
+        return
+    pid = int(answer)
+    with pytest.raises(ProcessLookupError):  # reaped by its stack's exit
+        os.kill(pid, 0)
