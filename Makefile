@@ -19,7 +19,10 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test`: one per core and one more (the local-stack tests spend
 # much of their time waiting on their stacks' processes); TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= $(shell echo $$(( $$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) + 1 )))
+# The cores this process may run on (nproc: its affinity mask, as xdist's -n auto counted),
+# not every core of the machine.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null \
+	|| echo 1) + 1 )))
 
 # Starts Docker (and builds the stand-in Lambda base image where no registry is reachable) for
 # `make sam-local-check` (the workplace's shared script, beside the clone or under /work); empty,

@@ -24,6 +24,7 @@ What is built once per session (per xdist worker) and what once per test:
 from __future__ import annotations
 
 import atexit
+import copy
 import os
 import shutil
 import sqlite3
@@ -86,7 +87,7 @@ botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
 
 _build_client = aws_adapters._client
 _boto3_client = boto3.client
-_warm_clients: weakref.WeakKeyDictionary[boto3.Session, dict[tuple[str, ...], Any]] = (
+_warm_clients: weakref.WeakKeyDictionary[boto3.Session, dict[tuple[str, ...], tuple[Any, Any]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -104,8 +105,47 @@ def _warm_client(service: str) -> Any:
     clients = _warm_clients.setdefault(session, {})
     key = (service, *env)
     if key not in clients:
-        clients[key] = _build_client(service)
-    return clients[key]
+        client = _build_client(service)
+        clients[key] = (client, _watch_handlers(_emitter_of(client)))
+    return clients[key][0]
+
+
+def _emitter_of(client: Any) -> Any:
+    """The client's own event handlers (behind botocore's ``EventAliaser``)."""
+    return getattr(client.meta.events, "_emitter", client.meta.events)
+
+
+def _watch_handlers(emitter: Any) -> Any:
+    """A copy of ``emitter`` as built; ``emitter.changed`` is set by any later (un)register."""
+    built = copy.copy(emitter)
+    register, unregister = emitter._register_section, emitter.unregister
+
+    def registering(*args: Any, **kwargs: Any) -> Any:
+        emitter.changed = True
+        return register(*args, **kwargs)
+
+    def unregistering(*args: Any, **kwargs: Any) -> Any:
+        emitter.changed = True
+        return unregister(*args, **kwargs)
+
+    emitter._register_section, emitter.unregister = registering, unregistering
+    emitter.changed = False
+    return built
+
+
+def _rewind_clients() -> None:
+    """Each test finds the warm clients' event handlers as they were built: what an earlier
+    test registered on one (Powertools adds a user-agent hook to the client of every
+    DynamoDBPersistenceLayer, i.e. of every ingest container) is gone."""
+    for clients in list(_warm_clients.values()):
+        for client, built in clients.values():
+            emitter = _emitter_of(client)
+            if not emitter.changed:
+                continue
+            emitter.changed = False
+            emitter._handlers = copy.copy(built._handlers)
+            emitter._unique_id_handlers = copy.copy(built._unique_id_handlers)
+            emitter._lookup_cache = {}
 
 
 def forget_clients() -> None:
@@ -383,6 +423,7 @@ _shared: list[SharedAws] = []  # the session's SharedAws, once built
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test that does not use the shared AWS resources finds moto as a fresh process would
     (empty), as it did when every test had its own ``mock_aws``."""
+    _rewind_clients()
     if (
         _shared
         and _shared[0].resources.queue_urls

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -654,3 +655,36 @@ def test_a_stop_during_a_batch_waits_for_its_invocation_and_deletes(aws: None) -
     stopper.join(60)
     assert log == ["invoked", "deleted", "stopped"]
     assert queue_depth(sqs, url) == 0
+
+
+def test_a_poller_started_again_after_a_stop_polls_on_one_thread(aws: None) -> None:
+    """stop() returns while its thread still waits on the long poll; a start() right after
+    must not leave that thread polling beside the new one (it would hand batches to the
+    function too: two batches at once for one event source mapping)."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    url, arn = make_queue(sqs, "restarted", VisibilityTimeout="30")
+    held = HeldSqs(sqs, [])
+    poller = SqsPoller(
+        sqs=held, queue_url=url, queue_arn=arn, invoke=lambda event: None, region=REGION,
+        name=f"poller-{uuid.uuid4().hex[:6]}",
+    )  # fmt: skip
+    poller.start()
+    assert held.polling.wait(30)
+    poller.stop(timeout=60)  # returns at once: the receive is held
+    releaser = threading.Timer(0.5, held.release.set)
+    releaser.start()
+    poller.start()
+    try:
+        held.release.wait(30)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            alive = [t for t in threading.enumerate() if t.name == poller.name]
+            if len(alive) > 1:
+                break
+            time.sleep(0.05)
+        assert len(alive) == 1
+        assert poller.running
+    finally:
+        releaser.cancel()
+        held.release.set()
+        poller.stop(timeout=60)

@@ -168,6 +168,7 @@ class SqsPoller:
         self.name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._leaving: threading.Thread | None = None  # stopped in its long poll, not waited for
         self._state = threading.Lock()  # orders "stopping" against "handing a batch over"
         self._handling = False  # a batch is with the function (or being deleted)
         self._visibility_timeout: int | None = None
@@ -333,7 +334,12 @@ class SqsPoller:
                 self._stop.wait(1)
 
     def start(self) -> None:
-        """Start polling in a daemon thread."""
+        """Start polling in a daemon thread (after the thread a :meth:`stop` did not wait for
+        has ended: clearing the stop would have it poll and invoke beside the new one)."""
+        leaving = self._leaving
+        if leaving is not None:
+            leaving.join()  # within its long poll: its batch is not handed over
+            self._leaving = None
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
         self._thread.start()
@@ -359,6 +365,8 @@ class SqsPoller:
             if thread.is_alive():
                 logger.warning("%s: still busy after %s s; left running", self.name, timeout)
                 return
+        else:
+            self._leaving = thread
         self._thread = None
 
     @property
