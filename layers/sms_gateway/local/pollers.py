@@ -224,7 +224,11 @@ class SqsPoller:
             return messages
         deadline = started + self.filling_seconds()
         by_id = {message["MessageId"]: message for message in messages}
-        while len(by_id) < self.batch_size and time.monotonic() < deadline:
+        while (
+            len(by_id) < self.batch_size
+            and time.monotonic() < deadline
+            and not self._stop.is_set()  # stopping: this batch goes to no function anyway
+        ):
             more = self._receive(self.batch_size - len(by_id), 0)
             for message in more:
                 if message["MessageId"] in by_id:
