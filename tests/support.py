@@ -24,9 +24,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sqlalchemy import select
+
 from sms_gateway.local.pollers import PollOutcome, SqsPoller
 from sms_gateway.providers.base import SendRequest, SendResult
+from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.repository import MessageRepository
+from sms_gateway.storage.tables import receipts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -356,3 +360,18 @@ class ResponseCatcher:
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
+
+
+def stored_receipts(gateway: Gateway, message_id: str) -> list[tuple[str | None, str]]:
+    """The receipts stored for ``message_id``: (provider message id, outcome), oldest first."""
+    engine = make_engine(gateway.dsn)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(receipts.c.provider_message_id, receipts.c.outcome)
+                .where(receipts.c.message_id == message_id)
+                .order_by(receipts.c.id)
+            ).all()
+    finally:
+        engine.dispose()
+    return [(r[0], r[1]) for r in rows]

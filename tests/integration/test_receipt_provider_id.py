@@ -11,32 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from sms_gateway.providers.base import SendRequest, SendResult
-from sms_gateway.storage.engine import make_engine
-from sms_gateway.storage.tables import receipts
 from tests.integration import test_provider_outcomes as outcomes
 from tests.integration.test_provider_outcomes import _callback, _sent_via_twilio
 from tests.integration.test_receipts_status import sent_message
-from tests.support import Gateway
+from tests.support import Gateway, stored_receipts
 
 real = outcomes.real  # the fixture: a Twilio provider ``tw`` and tenant ``t-tw`` routed to it
-
-
-def _stored(gateway: Gateway, message_id: str) -> list[tuple[str | None, str]]:
-    """The receipts stored for ``message_id``: (provider message id, outcome), oldest first."""
-    engine = make_engine(gateway.dsn)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(receipts.c.provider_message_id, receipts.c.outcome)
-                .where(receipts.c.message_id == message_id)
-                .order_by(receipts.c.id)
-            ).all()
-    finally:
-        engine.dispose()
-    return [(r[0], r[1]) for r in rows]
 
 
 def test_a_twilio_callback_for_another_sid_does_not_fail_the_sent_message(
@@ -60,7 +41,7 @@ def test_a_twilio_callback_for_another_sid_does_not_fail_the_sent_message(
     form = [("MessageSid", sid), ("MessageStatus", "delivered")]
     assert _callback(gw, message_id, form).status == 200
     assert gw.get_message("t-tw", message_id).body["status"] == "delivered"
-    assert _stored(gw, message_id) == [(other, "stale"), (sid, "applied")]
+    assert stored_receipts(gw, message_id) == [(other, "stale"), (sid, "applied")]
 
 
 def test_a_receipt_with_a_mismatched_provider_message_id_is_stale(gateway: Gateway) -> None:
@@ -87,7 +68,7 @@ def test_a_receipt_with_a_mismatched_provider_message_id_is_stale(gateway: Gatew
         "applied",
         "failed",
     )
-    assert _stored(gateway, message_id) == [(f"not-{pmid}", "stale"), (pmid, "applied")]
+    assert stored_receipts(gateway, message_id) == [(f"not-{pmid}", "stale"), (pmid, "applied")]
 
 
 def test_a_pending_receipt_for_another_provider_message_id_is_closed_stale(
@@ -123,4 +104,4 @@ def test_a_pending_receipt_for_another_provider_message_id_is_closed_stale(
     assert early["sent_as"] and early["sent_as"] != "earlier-attempt-id"
     view = gateway.get_message("tenant-3", message_id).body
     assert (view["status"], view["provider_message_id"]) == ("sent", early["sent_as"])
-    assert _stored(gateway, message_id) == [("earlier-attempt-id", "stale")]
+    assert stored_receipts(gateway, message_id) == [("earlier-attempt-id", "stale")]

@@ -15,35 +15,17 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from sms_gateway import wiring
 from sms_gateway.services.eum_events import handle_sns_event
 from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.repository import RoutePolicyRepository
-from sms_gateway.storage.tables import receipts
 from tests.integration import test_eum_events as eum
 from tests.integration import test_provider_outcomes as outcomes
 from tests.integration.test_provider_outcomes import _callback
 from tests.provider_fakes import TWILIO_SID
-from tests.support import Gateway
+from tests.support import Gateway, stored_receipts
 
 real = outcomes.real  # providers ``agg`` (HTTP aggregator) and ``tw`` (Twilio), and tenants
-
-
-def _stored(gateway: Gateway, message_id: str) -> list[tuple[str | None, str]]:
-    """The receipts stored for ``message_id``: (provider message id, outcome), oldest first."""
-    engine = make_engine(gateway.dsn)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(receipts.c.provider_message_id, receipts.c.outcome)
-                .where(receipts.c.message_id == message_id)
-                .order_by(receipts.c.id)
-            ).all()
-    finally:
-        engine.dispose()
-    return [(r[0], r[1]) for r in rows]
 
 
 def _send(gw: Gateway, tenant: str, to: str, key: str) -> str:
@@ -94,7 +76,7 @@ def test_delivered_receipt_after_the_failure_settles_it(real: dict[str, Any]) ->
     assert [e[1] for e in gw.repo.events(message_id)][-3:] == ["failed", "sent", "delivered"]
     gw.run_until_idle()
     assert _requests_to(real["agg"], to) == 1
-    assert _stored(gw, message_id) == [("agg-amo-1", "applied")]
+    assert stored_receipts(gw, message_id) == [("agg-amo-1", "applied")]
 
 
 def test_undelivered_receipt_after_the_failure_records_the_providers_verdict(
@@ -128,7 +110,7 @@ def test_duplicate_receipt_changes_nothing_more(real: dict[str, Any]) -> None:
     second = gw.post_receipt(_receipt(message_id, "agg-dup"))
     assert (first.status, second.status) == (200, 200)
     assert _view(gw, "t-agg", message_id) == ("delivered", None, "agg-dup", 1)
-    assert _stored(gw, message_id) == [("agg-dup", "applied"), ("agg-dup", "stale")]
+    assert stored_receipts(gw, message_id) == [("agg-dup", "applied"), ("agg-dup", "stale")]
     # a later "undelivered" for the same send does not regress a delivered message
     assert gw.post_receipt(_receipt(message_id, "agg-dup", "undelivered")).status == 200
     assert _view(gw, "t-agg", message_id) == ("delivered", None, "agg-dup", 1)
@@ -153,7 +135,7 @@ def test_receipt_during_the_unknown_attempt_settles_it_when_it_ends(
     assert answers == [202]  # parked (pending), not refused
     assert _view(gw, "t-agg", message_id) == ("delivered", None, "agg-early", 1)
     assert _outcomes(gw, message_id) == ["sent"]
-    assert _stored(gw, message_id) == [("agg-early", "applied")]
+    assert stored_receipts(gw, message_id) == [("agg-early", "applied")]
     assert _requests_to(real["agg"], to) == 1
 
 
@@ -169,7 +151,7 @@ def test_a_dead_letter_is_not_overturned(real: dict[str, Any]) -> None:
     assert gw.post_receipt(_receipt(message_id, "agg-dl")).status == 200
     assert _view(gw, "t-agg-alo", message_id)[:3] == ("failed", "dead_letter", None)
     assert _outcomes(gw, message_id) == ["unknown", "unknown"]
-    assert _stored(gw, message_id) == [("agg-dl", "stale")]
+    assert stored_receipts(gw, message_id) == [("agg-dl", "stale")]
 
 
 # ---- at_least_once: the retry is pending or in flight ---------------------------------------
@@ -216,7 +198,7 @@ def test_receipt_while_the_retry_is_in_flight_and_the_retry_fails_transiently(
     assert _outcomes(gw, message_id) == ["sent", "transient_error"]
     assert _requests_to(real["agg"], to) == 2
     assert gw.queue_depth("send") == gw.queue_depth("dlq") == 0
-    assert _stored(gw, message_id) == [("agg-if", "applied")]
+    assert stored_receipts(gw, message_id) == [("agg-if", "applied")]
 
 
 def test_receipt_while_the_last_retry_is_in_flight_and_it_goes_unanswered(
@@ -255,7 +237,7 @@ def test_receipt_while_the_retry_is_in_flight_and_the_retry_is_accepted(
     assert (status, reason, attempts) == ("sent", None, 2)
     assert pmid.startswith("agg-") and pmid != "agg-first"
     assert _outcomes(gw, message_id) == ["unknown", "sent"]
-    assert _stored(gw, message_id) == [("agg-first", "stale")]
+    assert stored_receipts(gw, message_id) == [("agg-first", "stale")]
     assert _requests_to(real["agg"], to) == 2
 
 
