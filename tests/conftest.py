@@ -328,15 +328,13 @@ class SharedAws:
             self.provision()
             return
         try:
-            fast = self._empty_backends()
+            self._empty_backends()
         except (ImportError, AttributeError, TypeError):
-            fast = False
-        if not fast:
             self._empty_through_the_api()
 
-    def _empty_backends(self) -> bool:
+    def _empty_backends(self) -> None:
         """Empty them in moto's memory; a missing queue or table (moto was reset since) means
-        all are provisioned anew. True when done."""
+        all are provisioned anew."""
         from moto.dynamodb.models import dynamodb_backends
         from moto.sqs.models import sqs_backends
 
@@ -346,14 +344,13 @@ class SharedAws:
         tables = list(self.resources.table_names.values())
         if not set(queues) <= set(sqs.queues) or not set(tables) <= set(dynamodb.tables):
             self.provision()
-            return True
+            return
         with pytest.MonkeyPatch.context() as env:
             env.setenv("MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR", "false")
             for name in queues:
                 sqs.purge_queue(name)
         for name in tables:
             dynamodb.tables[name].items.clear()
-        return True
 
     def _empty_through_the_api(self) -> None:
         try:
@@ -368,8 +365,6 @@ class SharedAws:
             code = error.response["Error"]["Code"]
             if code not in _MISSING | {"ResourceNotFoundException"}:
                 raise
-            self.provision()
-        if not self.resources.queue_urls:
             self.provision()
 
     def _clear_table(self, table: str) -> None:
