@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
+from tests.support import serving_thread
+
 TWILIO_SID = "AC" + "a1" * 16
 TWILIO_TOKEN = "twilio-test-auth-token"
 AGGREGATOR_SECRET = "aggregator-test-signing-secret"
@@ -220,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
 def fake_server(kind: str) -> Iterator[_Fake]:
     """A running fake (``twilio`` or ``http``) on 127.0.0.1; stopped on exit."""
     server = _Fake(kind)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread = serving_thread(server)
     thread.start()
     try:
         yield server

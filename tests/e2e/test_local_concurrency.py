@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from sms_gateway.local.stack import LocalStack
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, serving_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -78,9 +78,7 @@ class SqsGate:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.thread = serving_thread(self.server)
 
     @property
     def url(self) -> str:

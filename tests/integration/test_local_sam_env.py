@@ -15,6 +15,7 @@ import pytest
 
 from sms_gateway.local.stack import LocalStack
 from tests.integration.throwaway import REGION, queue_depth, wait_for
+from tests.support import serving_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,7 +136,6 @@ class FakeLambdaApi:
 
     def __init__(self) -> None:
         import http.server
-        import threading
 
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
@@ -159,9 +159,7 @@ class FakeLambdaApi:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.thread = serving_thread(self.server)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 

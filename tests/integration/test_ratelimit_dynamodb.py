@@ -34,7 +34,7 @@ from sms_gateway.domain.ratelimit import ConditionalTake, SendRate, plan_take
 from sms_gateway.local.template import SamTemplate
 from sms_gateway.services.ports import BucketStore
 from sms_gateway.services.ratelimit import BucketRateLimiter, InMemoryBucketStore, epoch_ns
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, serving_thread
 
 REGION = "us-east-1"
 TABLE = "sms-gateway-RateLimitTable"
@@ -147,9 +147,7 @@ class _SerialisedWrites:
 def moto_server() -> Iterator[str]:
     app = _SerialisedWrites(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+    thread = serving_thread(server)
     thread.start()
     endpoint = f"http://127.0.0.1:{server.server_port}"
     try:
