@@ -368,16 +368,21 @@ def serving_thread(server: Any) -> threading.Thread:
     )
 
 
-def stored_receipts(gateway: Gateway, message_id: str) -> list[tuple[str | None, str]]:
-    """The receipts stored for ``message_id``: (provider message id, outcome), oldest first."""
+def receipt_columns(gateway: Gateway, message_id: str, *columns: str) -> list[tuple[Any, ...]]:
+    """``columns`` of the receipts stored for ``message_id``, oldest first."""
     engine = make_engine(gateway.dsn)
     try:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(receipts.c.provider_message_id, receipts.c.outcome)
+                select(*(receipts.c[name] for name in columns))
                 .where(receipts.c.message_id == message_id)
                 .order_by(receipts.c.id)
             ).all()
     finally:
         engine.dispose()
-    return [(r[0], r[1]) for r in rows]
+    return [tuple(row) for row in rows]
+
+
+def stored_receipts(gateway: Gateway, message_id: str) -> list[tuple[Any, ...]]:
+    """The receipts stored for ``message_id``: (provider message id, outcome), oldest first."""
+    return receipt_columns(gateway, message_id, "provider_message_id", "outcome")

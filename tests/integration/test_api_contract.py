@@ -14,7 +14,7 @@ from sms_gateway import wiring
 from sms_gateway.providers.base import SendRequest, SendResult
 from sms_gateway.storage.engine import make_engine
 from sms_gateway.storage.tables import receipts
-from tests.support import Gateway, HttpAnswer, api_event
+from tests.support import Gateway, HttpAnswer, api_event, receipt_columns
 
 
 def receipt_rows(gw: Gateway) -> int:
@@ -151,20 +151,6 @@ def test_receipt_for_a_message_with_no_attempt_is_409_and_changes_nothing(
     assert final.status.value == "sent"
 
 
-def receipt_outcomes(gw: Gateway, message_id: str) -> list[tuple[int | None, str]]:
-    engine = make_engine(gw.dsn)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(receipts.c.attempt, receipts.c.outcome)
-                .where(receipts.c.message_id == message_id)
-                .order_by(receipts.c.id)
-            ).all()
-            return [(r[0], r[1]) for r in rows]
-    finally:
-        engine.dispose()
-
-
 def test_pending_receipt_of_an_attempt_that_was_not_sent_is_closed_stale(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -191,7 +177,7 @@ def test_pending_receipt_of_an_attempt_that_was_not_sent_is_closed_stale(
     assert [(a.status, a.body["outcome"]) for a in early] == [(202, "pending")]
     assert [a.outcome for a in gateway.repo.attempts(message_id)] == ["transient_error", "sent"]
     # attempt 1 ended unsent: its receipt is closed, visibly, and never applied to attempt 2
-    assert receipt_outcomes(gateway, message_id) == [(1, "stale")]
+    assert receipt_columns(gateway, message_id, "attempt", "outcome") == [(1, "stale")]
     closed = [r for r in caplog.records if r.getMessage().startswith("pending receipt closed")]
     assert [(r.levelname, r.message_id, r.attempt) for r in closed] == [  # type: ignore[attr-defined]
         ("WARNING", message_id, 1)
